@@ -1,0 +1,179 @@
+/*
+ * eft.h — the public C API of eft ("efficient transformers").
+ *
+ * Everything a front end (CLI, HTTP server, Python package) may call lives here: opaque handles,
+ * status codes, logging and allocation hooks, and model inspection. Internal structures stay in
+ * src/. Every function that can fail returns an eft_status (0 = OK, negative = error) and leaves a
+ * human-readable message behind, on the handle where there is one and always in eft_last_error().
+ */
+#ifndef EFT_H
+#define EFT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------------------------------------
+ * Version
+ * ------------------------------------------------------------------------------------------- */
+
+#define EFT_VERSION_MAJOR 0
+#define EFT_VERSION_MINOR 1
+#define EFT_VERSION_PATCH 0
+#define EFT_VERSION_STRING "0.1.0"
+
+/* The library's version string; it matches EFT_VERSION_STRING of the header it was built with. */
+const char *eft_version(void);
+
+/* ---------------------------------------------------------------------------------------------
+ * Status codes and errors
+ * ------------------------------------------------------------------------------------------- */
+
+typedef enum eft_status {
+    EFT_OK = 0,
+    EFT_ERR_INVALID_ARGUMENT = -1, /* the caller passed something unusable */
+    EFT_ERR_OUT_OF_MEMORY = -2,    /* an allocation failed */
+    EFT_ERR_IO = -3,               /* a file could not be opened, read or mapped */
+    EFT_ERR_NOT_FOUND = -4,        /* a file, tensor, key or model is not there */
+    EFT_ERR_FORMAT = -5,           /* a file is malformed: truncated, inconsistent, hostile */
+    EFT_ERR_UNSUPPORTED = -6,      /* well-formed, but uses something eft does not implement */
+    EFT_ERR_LIMIT = -7,            /* a size or count is over a limit */
+    EFT_ERR_INTERNAL = -8,         /* a bug in eft: please report it */
+} eft_status;
+
+/* A short fixed name for a status code ("EFT_ERR_FORMAT"); never NULL. */
+const char *eft_status_str(eft_status status);
+
+/* The message of the last failed call made on this thread, or "" when there was none. The string
+ * is borrowed: valid until the next eft call on the same thread. */
+const char *eft_last_error(void);
+
+/* ---------------------------------------------------------------------------------------------
+ * Logging
+ * ------------------------------------------------------------------------------------------- */
+
+typedef enum eft_log_level {
+    EFT_LOG_ERROR = 0,
+    EFT_LOG_WARN = 1,
+    EFT_LOG_INFO = 2,
+    EFT_LOG_DEBUG = 3,
+} eft_log_level;
+
+/* Receives each log line (without a trailing newline). Called from whichever thread logs. */
+typedef void (*eft_log_callback)(eft_log_level level, const char *message, void *user_data);
+
+/* Messages above this level are dropped. The default is EFT_LOG_WARN, or the value of the
+ * environment variable EFT_LOG (error, warn, info, debug) when it is set. */
+void eft_log_set_level(eft_log_level level);
+eft_log_level eft_log_get_level(void);
+
+/* Route log lines to cb instead of stderr; cb = NULL restores stderr. */
+void eft_log_set_callback(eft_log_callback cb, void *user_data);
+
+/* ---------------------------------------------------------------------------------------------
+ * Allocation
+ * ------------------------------------------------------------------------------------------- */
+
+/* Every heap allocation of the library goes through these three functions, so that an embedding
+ * application can account for memory and tests can inject failures. realloc(NULL, n) must behave
+ * like alloc(n). Set it before any other eft call; swapping allocators while objects allocated by
+ * the previous one are alive is undefined. */
+typedef struct eft_allocator {
+    void *(*alloc)(size_t size, void *user_data);
+    void *(*realloc)(void *ptr, size_t size, void *user_data);
+    void (*free)(void *ptr, void *user_data);
+    void *user_data;
+} eft_allocator;
+
+/* a = NULL restores the C library's malloc/realloc/free. */
+void eft_set_allocator(const eft_allocator *a);
+
+/* Frees memory the library handed to the caller (strings from *_json functions). NULL is a no-op. */
+void eft_free(void *ptr);
+
+/* ---------------------------------------------------------------------------------------------
+ * Element types
+ * ------------------------------------------------------------------------------------------- */
+
+/* Element types of tensors as files store them. Block-quantised types (Q*) store blocks of
+ * elements with their scales, GGUF's layouts. */
+typedef enum eft_dtype {
+    EFT_DTYPE_F32 = 0,
+    EFT_DTYPE_F16,
+    EFT_DTYPE_BF16,
+    EFT_DTYPE_F64,
+    EFT_DTYPE_F8_E4M3,
+    EFT_DTYPE_F8_E5M2,
+    EFT_DTYPE_I64,
+    EFT_DTYPE_I32,
+    EFT_DTYPE_I16,
+    EFT_DTYPE_I8,
+    EFT_DTYPE_U64,
+    EFT_DTYPE_U32,
+    EFT_DTYPE_U16,
+    EFT_DTYPE_U8,
+    EFT_DTYPE_BOOL,
+    EFT_DTYPE_Q4_0,
+    EFT_DTYPE_Q4_1,
+    EFT_DTYPE_Q5_0,
+    EFT_DTYPE_Q5_1,
+    EFT_DTYPE_Q8_0,
+    EFT_DTYPE_Q2_K,
+    EFT_DTYPE_Q3_K,
+    EFT_DTYPE_Q4_K,
+    EFT_DTYPE_Q5_K,
+    EFT_DTYPE_Q6_K,
+    EFT_DTYPE_Q8_K,
+    EFT_DTYPE_COUNT
+} eft_dtype;
+
+/* "F32", "Q4_K", ...; "?" for a value out of range. */
+const char *eft_dtype_name(eft_dtype dtype);
+
+/* ---------------------------------------------------------------------------------------------
+ * Models as published
+ * ------------------------------------------------------------------------------------------- */
+
+/* An opened model: its configuration, its weights (memory-mapped, not copied), its tokenizer and
+ * sentence-transformers files, as found on disk. Reading a model checks every size and offset. */
+typedef struct eft_model eft_model;
+
+typedef struct eft_model_params {
+    /* Where Hugging Face ids ("org/name") are looked up. NULL: $HF_HUB_CACHE, else
+     * $HF_HOME/hub, else ~/.cache/huggingface/hub. */
+    const char *hf_cache_dir;
+    /* Revision to use for a Hugging Face id (a branch or tag under refs/, or a commit hash).
+     * NULL: "main". */
+    const char *revision;
+} eft_model_params;
+
+eft_model_params eft_model_params_default(void);
+
+/* Opens a model. ref is one of:
+ *   - a folder in Hugging Face layout (config.json, *.safetensors or model.safetensors.index.json,
+ *     tokenizer.json, sentence-transformers modules),
+ *   - a .gguf file,
+ *   - a Hugging Face id "org/name" already present in the local Hugging Face cache.
+ * params may be NULL for the defaults. On failure *out is NULL, nothing needs closing, and
+ * eft_last_error() says what was wrong and where. */
+eft_status eft_model_open(const char *ref, const eft_model_params *params, eft_model **out);
+
+/* Releases everything the model holds. NULL is a no-op. */
+void eft_model_close(eft_model *model);
+
+/* The message of the last failed call on this model ("" if none). Borrowed, like eft_last_error. */
+const char *eft_model_errmsg(const eft_model *model);
+
+/* A JSON document describing the model: architecture, sizes, files read, tensor count and dtypes,
+ * tokenizer kind, pooling configuration. The caller frees it with eft_free. NULL on failure
+ * (out of memory). */
+char *eft_model_info_json(eft_model *model);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* EFT_H */

@@ -1,0 +1,32 @@
+/*
+ * strmap.h — an open-addressing hash map from byte strings to 64-bit values. Keys are borrowed:
+ * the caller keeps them alive (they usually point into a mapped file or a loaded JSON document).
+ * Used for tensor-name lookup and, later, vocabularies.
+ */
+#ifndef EFT_STRMAP_H
+#define EFT_STRMAP_H
+
+#include "core.h"
+
+typedef struct eft__strmap_slot {
+    const char *key; /* NULL: empty */
+    uint32_t len;
+    uint32_t hash;
+    uint64_t value;
+} eft__strmap_slot;
+
+typedef struct eft__strmap {
+    eft__strmap_slot *slots;
+    size_t cap; /* a power of two, or 0 */
+    size_t count;
+} eft__strmap;
+
+uint32_t eft__hash_bytes(const void *data, size_t n);
+
+/* Inserts or replaces; EFT_ERR_OUT_OF_MEMORY when growing fails (the map is unchanged then). */
+eft_status eft__strmap_put(eft__strmap *m, const char *key, size_t len, uint64_t value);
+/* True and *value set when key is present. */
+bool eft__strmap_get(const eft__strmap *m, const char *key, size_t len, uint64_t *value);
+void eft__strmap_free(eft__strmap *m);
+
+#endif /* EFT_STRMAP_H */
