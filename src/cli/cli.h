@@ -9,6 +9,10 @@
 #include "eft.h"
 
 int eft_cmd_info(int argc, char **argv);
+int eft_cmd_tokenize(int argc, char **argv);
+int eft_cmd_detokenize(int argc, char **argv);
+int eft_cmd_template(int argc, char **argv);
+int eft_cmd_bench(int argc, char **argv);
 
 /* Prints "eft <cmd>: <message>" on stderr; returns 1 for use as an exit status. */
 int eft_cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -15,6 +15,10 @@ typedef struct subcommand {
 
 static const subcommand k_commands[] = {
     {"info", eft_cmd_info, "describe a model (folder, .gguf or Hugging Face id): eft info MODEL [--json]"},
+    {"tokenize", eft_cmd_tokenize, "text to token ids: eft tokenize MODEL [--pair TEXT] [--no-special] [TEXT]"},
+    {"detokenize", eft_cmd_detokenize, "token ids to text: eft detokenize MODEL [ID...]"},
+    {"template", eft_cmd_template, "render a chat template: eft template MODEL --messages FILE.json"},
+    {"bench", eft_cmd_bench, "measure kernels against the machine and peers: eft bench kernels"},
 };
 
 int eft_cli_error(const char *cmd, const char *fmt, ...) {
