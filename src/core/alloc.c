@@ -17,7 +17,21 @@ static void libc_free(void *p, void *ud) { (void)ud; free(p); }
 
 static eft_allocator g_alloc = {libc_alloc, libc_realloc, libc_free, NULL};
 
-static void *json_alloc_hook(size_t n) { return eft__malloc(n); }
+/* Allocation failures inside jansson on this thread; see eft__json_loadb. */
+static _Thread_local unsigned long tl_json_failures;
+static _Thread_local bool tl_json_oom;
+
+static _Thread_local int tl_in_json;
+
+static void *json_alloc_hook(size_t n) {
+    tl_in_json++;
+    void *p = eft__malloc(n);
+    tl_in_json--;
+    if (!p) tl_json_failures++;
+    return p;
+}
+
+bool eft__alloc_in_json(void) { return tl_in_json > 0; }
 static void json_free_hook(void *p) { eft__free(p); }
 
 void eft_set_allocator(const eft_allocator *a) {
@@ -79,6 +93,24 @@ char *eft__asprintf(const char *fmt, ...) {
     va_end(ap);
     return s;
 }
+
+json_t *eft__json_loadb(const char *buf, size_t len, size_t flags, json_error_t *err) {
+    unsigned long before = tl_json_failures;
+    json_t *j = json_loadb(buf, len, flags, err);
+    tl_json_oom = tl_json_failures != before;
+    if (tl_json_oom) {
+        json_decref(j);
+        if (err) {
+            memset(err, 0, sizeof *err);
+            err->line = err->column = err->position = -1;
+            snprintf(err->text, sizeof err->text, "out of memory");
+        }
+        return NULL;
+    }
+    return j;
+}
+
+bool eft__json_oom(void) { return tl_json_oom; }
 
 /* Route jansson through the hook from the first moment, before any eft_set_allocator call. */
 __attribute__((constructor)) static void alloc_init(void) {

@@ -112,6 +112,13 @@ bool eft__path_is_dir(const char *path) {
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
+bool eft__path_exists_in(const char *dir, const char *name) {
+    char *p = eft__path_join(dir, name);
+    bool r = p && eft__path_exists(p);
+    eft__free(p);
+    return r;
+}
+
 char *eft__path_join(const char *a, const char *b) {
     size_t la = strlen(a);
     while (la > 1 && a[la - 1] == '/') la--;
