@@ -1,11 +1,104 @@
-/* cmd_info.c — `eft info MODEL [--json]`: what a model is, as read from its files. */
+/*
+ * cmd_info.c — `eft info MODEL [--json]`: what a model is, as read from its files. The library
+ * describes the model as JSON (eft_model_info_json); this file prints it as is (--json) or as a
+ * short human-readable summary.
+ */
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include <jansson.h>
 
 #include "cli.h"
 
+static const char *str_of(json_t *o, const char *key) {
+    json_t *v = json_object_get(o, key);
+    return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+/* Prints "  label: value" for a scalar member, skipping absent ones. */
+static void print_member(const char *label, json_t *o, const char *key) {
+    json_t *v = json_object_get(o, key);
+    if (!v || json_is_null(v)) return;
+    if (json_is_string(v)) printf("  %-24s %s\n", label, json_string_value(v));
+    else if (json_is_integer(v)) printf("  %-24s %lld\n", label, (long long)json_integer_value(v));
+    else if (json_is_real(v)) printf("  %-24s %g\n", label, json_real_value(v));
+    else if (json_is_boolean(v)) printf("  %-24s %s\n", label, json_is_true(v) ? "yes" : "no");
+}
+
+/* Prints every member of a section; nested objects as "outer.inner", arrays inline. */
+static void print_section(const char *title, json_t *o, const char *prefix) {
+    if (!json_is_object(o)) return;
+    if (title) printf("%s\n", title);
+    const char *k;
+    json_t *v;
+    json_object_foreach(o, k, v) {
+        char label[96];
+        snprintf(label, sizeof label, "%s%s", prefix, k);
+        if (json_is_object(v)) {
+            char sub[96];
+            snprintf(sub, sizeof sub, "%s.", label);
+            print_section(NULL, v, sub);
+        } else if (json_is_array(v)) {
+            char *a = json_dumps(v, JSON_COMPACT);
+            printf("  %-24s %s\n", label, a ? a : "");
+            eft_free(a); /* jansson allocates through eft's hook */
+        } else {
+            print_member(label, o, k);
+        }
+    }
+}
+
+static void print_human(json_t *info) {
+    printf("model %s\n", str_of(info, "path") ? str_of(info, "path") : "?");
+    print_member("format", info, "format");
+    json_t *files = json_object_get(info, "files");
+    size_t i;
+    json_t *v;
+    json_array_foreach(files, i, v) printf("  %-24s %s\n", i == 0 ? "files" : "", json_string_value(v));
+    print_section("architecture", json_object_get(info, "config"), "");
+    print_section("tensors", json_object_get(info, "tensors"), "");
+    print_section("tokenizer", json_object_get(info, "tokenizer"), "");
+    print_section("sentence-transformers", json_object_get(info, "sentence_transformers"), "");
+    print_section("gguf", json_object_get(info, "gguf"), "");
+}
+
 int eft_cmd_info(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
-    return eft_cli_error("info", "not implemented yet");
+    const char *ref = NULL;
+    bool as_json = false;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--json")) as_json = true;
+        else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            printf("usage: eft info MODEL [--json]\n\nMODEL is a Hugging Face folder, a .gguf file, or a Hugging Face id\n"
+                   "(org/name) present in the local Hugging Face cache.\n");
+            return 0;
+        } else if (argv[i][0] == '-' && argv[i][1]) return eft_cli_error("info", "unknown option '%s'", argv[i]);
+        else if (ref) return eft_cli_error("info", "one model at a time ('%s' and '%s')", ref, argv[i]);
+        else ref = argv[i];
+    }
+    if (!ref) return eft_cli_error("info", "usage: eft info MODEL [--json]");
+
+    eft_model *m = NULL;
+    eft_status st = eft_model_open(ref, NULL, &m);
+    if (st != EFT_OK) return eft_cli_error("info", "%s", eft_last_error());
+    char *text = eft_model_info_json(m);
+    if (!text) {
+        eft_model_close(m);
+        return eft_cli_error("info", "%s", eft_last_error());
+    }
+    int rc = 0;
+    if (as_json) {
+        fputs(text, stdout);
+        fputc('\n', stdout);
+    } else {
+        json_error_t jerr;
+        json_t *info = json_loads(text, 0, &jerr);
+        if (!info) rc = eft_cli_error("info", "internal error: bad JSON from the library: %s", jerr.text);
+        else print_human(info);
+        json_decref(info);
+    }
+    eft_free(text);
+    eft_model_close(m);
+    return rc;
 }

@@ -887,9 +887,9 @@ eft_status eft__model_config_parse(const char *json, size_t len, const char *lab
     memset(out, 0, sizeof *out);
     cfg_ctx c = {label ? label : "config.json", err};
     json_error_t je;
-    json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &je);
+    json_t *root = eft__json_loadb(json, len, JSON_REJECT_DUPLICATES, &je);
     if (!root) {
-        if (json_error_code(&je) == json_error_out_of_memory || je.text[0] == 0)
+        if (eft__json_oom() || json_error_code(&je) == json_error_out_of_memory || je.text[0] == 0)
             return eft__fail(err, EFT_ERR_OUT_OF_MEMORY, "%s: out of memory while parsing", c.label);
         return eft__fail(err, EFT_ERR_FORMAT, "%s: invalid JSON at line %d, column %d: %s", c.label,
                          je.line, je.column, je.text);

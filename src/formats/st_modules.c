@@ -74,9 +74,9 @@ static const char *json_kind(const json_t *j) {
 static eft_status load_json(const char *json, size_t len, const char *label, json_t **out,
                             eft__error *err) {
     json_error_t je;
-    *out = json_loadb(json, len, JSON_REJECT_DUPLICATES, &je);
+    *out = eft__json_loadb(json, len, JSON_REJECT_DUPLICATES, &je);
     if (*out) return EFT_OK;
-    if (json_error_code(&je) == json_error_out_of_memory || je.text[0] == 0)
+    if (eft__json_oom() || json_error_code(&je) == json_error_out_of_memory || je.text[0] == 0)
         return eft__fail(err, EFT_ERR_OUT_OF_MEMORY, "%s: out of memory while parsing", label);
     return eft__fail(err, EFT_ERR_FORMAT, "%s: invalid JSON at line %d, column %d: %s", label, je.line,
                      je.column, je.text);
