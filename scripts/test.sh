@@ -30,7 +30,7 @@ suite() { # $1 = build dir, rest = cmake options
     tail -n 40 "$dir.log"; echo "build in $dir failed"; failed=$((failed + 1)); return
   fi
   echo "== $dir: ctest"
-  (cd "$dir" && ctest -j "$JOBS" --output-on-failure --timeout 900) 2>&1 | tee "$dir/ctest.log" | grep -vE "^ *[0-9]+/[0-9]+ Test +#[0-9]+: .* Passed" 
+  (cd "$dir" && ctest -j "$JOBS" --output-on-failure --timeout 900) 2>&1 | tee "$dir/ctest.log" | grep -vE "^ *[0-9]+/[0-9]+ Test +#[0-9]+: .* Passed|^ *Start +[0-9]+: "
   count_ctest "$dir/ctest.log"
 }
 
@@ -40,8 +40,10 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 
 echo "== build-fuzz: libFuzzer targets, ${FUZZ_SECONDS}s each"
 rm -rf build-fuzz
+fuzz_targets=$(for f in tests/fuzz/fuzz_*.c; do basename "$f" .c; done)
+# shellcheck disable=SC2086 # one --target per fuzz target
 if CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEFT_FUZZ=ON >build-fuzz.log 2>&1 &&
-   cmake --build build-fuzz -j "$JOBS" >>build-fuzz.log 2>&1; then
+   cmake --build build-fuzz -j "$JOBS" $(printf -- '--target %s ' $fuzz_targets) >>build-fuzz.log 2>&1; then
   for bin in build-fuzz/fuzz_*; do
     name=${bin#build-fuzz/fuzz_}
     work=$(mktemp -d)

@@ -464,14 +464,14 @@ static const char *make_dir(const char *name) {
 }
 
 /* A shard with tensors named by the arguments (NULL-terminated), each an F32 [2] of {k, k+0.5}. */
-static void write_shard(const char *dir, const char *file, float k, ...) {
+static void write_shard(const char *dir, const char *file, double k, ...) {
     builder b;
     b_init(&b, "{\"format\":\"pt\"}");
     va_list ap;
     va_start(ap, k);
     const char *name;
     while ((name = va_arg(ap, const char *))) {
-        float v[2] = {k, k + 0.5f};
+        float v[2] = {(float)k, (float)k + 0.5f};
         b_add(&b, name, "F32", "[2]", v, sizeof v);
         k += 1;
     }
