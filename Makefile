@@ -1,4 +1,5 @@
 # Thin wrapper over CMake for the commands people type. See README.md.
+MAKEFLAGS += --no-print-directory
 BUILD ?= build
 JOBS ?= $(shell nproc)
 MODEL ?= models/all-MiniLM-L6-v2
@@ -9,8 +10,7 @@ all: build
 
 build:
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-	@cmake --build $(BUILD) -j $(JOBS) | grep -vE "^\[ *[0-9]+%\]|^-- " || true
-	@test -x $(BUILD)/eft
+	@cmake --build $(BUILD) -j $(JOBS) >$(BUILD)/build.log 2>&1 || { tail -n 40 $(BUILD)/build.log; exit 1; }
 
 # Install what is missing (Debian packages, .venv) and fetch the real models.
 setup:
