@@ -9,6 +9,7 @@
 #include <jansson.h>
 
 #include "core/core.h"
+#include "core/json.h"
 #include "formats/gguf.h"
 #include "formats/hf_config.h"
 #include "formats/model_ref.h"

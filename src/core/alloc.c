@@ -1,13 +1,11 @@
 /*
  * alloc.c — the one place the library allocates heap memory. The hook is replaceable through
  * eft_set_allocator so that applications can account for memory and tests can inject
- * out-of-memory at any allocation. jansson is routed through the same hook.
+ * out-of-memory at any allocation. jansson is routed through the same hook (json.c).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <jansson.h>
 
 #include "core.h"
 
@@ -17,30 +15,12 @@ static void libc_free(void *p, void *ud) { (void)ud; free(p); }
 
 static eft_allocator g_alloc = {libc_alloc, libc_realloc, libc_free, NULL};
 
-/* Allocation failures inside jansson on this thread; see eft__json_loadb. */
-static _Thread_local unsigned long tl_json_failures;
-static _Thread_local bool tl_json_oom;
-
-static _Thread_local int tl_in_json;
-
-static void *json_alloc_hook(size_t n) {
-    tl_in_json++;
-    void *p = eft__malloc(n);
-    tl_in_json--;
-    if (!p) tl_json_failures++;
-    return p;
-}
-
-bool eft__alloc_in_json(void) { return tl_in_json > 0; }
-static void json_free_hook(void *p) { eft__free(p); }
-
 void eft_set_allocator(const eft_allocator *a) {
     if (a && a->alloc && a->realloc && a->free) {
         g_alloc = *a;
     } else {
         g_alloc = (eft_allocator){libc_alloc, libc_realloc, libc_free, NULL};
     }
-    json_set_alloc_funcs(json_alloc_hook, json_free_hook);
 }
 
 void eft_free(void *ptr) { eft__free(ptr); }
@@ -92,27 +72,4 @@ char *eft__asprintf(const char *fmt, ...) {
     vsnprintf(s, (size_t)n + 1, fmt, ap);
     va_end(ap);
     return s;
-}
-
-json_t *eft__json_loadb(const char *buf, size_t len, size_t flags, json_error_t *err) {
-    unsigned long before = tl_json_failures;
-    json_t *j = json_loadb(buf, len, flags, err);
-    tl_json_oom = tl_json_failures != before;
-    if (tl_json_oom) {
-        json_decref(j);
-        if (err) {
-            memset(err, 0, sizeof *err);
-            err->line = err->column = err->position = -1;
-            snprintf(err->text, sizeof err->text, "out of memory");
-        }
-        return NULL;
-    }
-    return j;
-}
-
-bool eft__json_oom(void) { return tl_json_oom; }
-
-/* Route jansson through the hook from the first moment, before any eft_set_allocator call. */
-__attribute__((constructor)) static void alloc_init(void) {
-    json_set_alloc_funcs(json_alloc_hook, json_free_hook);
 }

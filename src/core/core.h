@@ -28,18 +28,11 @@ void *eft__malloc_array(size_t count, size_t size);
 /* printf into a fresh allocation; NULL on failure. */
 char *eft__asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* Parses JSON like jansson's json_loadb, but refuses a document parsed while an allocation
- * failed: jansson drops characters silently when it cannot grow a string, so such a document may
- * be corrupt. Then it returns NULL with err->text "out of memory" (and eft__json_oom() true). */
+/* JSON helpers live in json.h; these two are declared here too for files that only need them. */
 struct json_t;
 struct json_error_t;
 struct json_t *eft__json_loadb(const char *buf, size_t len, size_t flags, struct json_error_t *err);
-/* True when the last eft__json_loadb on this thread failed for lack of memory. */
 bool eft__json_oom(void);
-/* True while the allocator is being called on jansson's behalf. jansson 2.14 crashes when an
- * allocation fails inside json_loadb (a write through a stale pointer), so out-of-memory tests
- * inject failures only into eft's own allocations; see tests/unit/test_model.c. */
-bool eft__alloc_in_json(void);
 
 /* ---------------------------------------------------------------------------------------------
  * Errors (error.c). A function that can fail takes an eft__error* (may be NULL) and returns an

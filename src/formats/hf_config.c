@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/json.h"
 #include "formats/hf_config.h"
 
 /* Sanity limits: far above any published model, low enough that products of them cannot
@@ -149,19 +150,6 @@ typedef struct cfg_ctx {
     eft__error *err;
 } cfg_ctx;
 
-static const char *json_kind(const json_t *j) {
-    switch (json_typeof(j)) {
-    case JSON_OBJECT: return "an object";
-    case JSON_ARRAY: return "an array";
-    case JSON_STRING: return "a string";
-    case JSON_INTEGER: return "an integer";
-    case JSON_REAL: return "a real number";
-    case JSON_TRUE: return "true";
-    case JSON_FALSE: return "false";
-    case JSON_NULL: return "null";
-    }
-    return "?";
-}
 
 /* The value of key, or NULL when it is absent or null: transformers treats null as "use the
  * default" for every key read here. */
@@ -189,7 +177,7 @@ static eft_status get_int(cfg_ctx *c, const json_t *obj, const char *prefix, con
             return eft__fail(c->err, EFT_ERR_FORMAT, "%s: key '%s' must be an integer, found %g",
                              c->label, k, json_real_value(v));
         return eft__fail(c->err, EFT_ERR_FORMAT, "%s: key '%s' must be an integer, found %s",
-                         c->label, k, json_kind(v));
+                         c->label, k, eft__json_kind(v));
     }
     int64_t x = (int64_t)json_integer_value(v);
     if (x < lo)
@@ -211,7 +199,7 @@ static eft_status get_num(cfg_ctx *c, const json_t *obj, const char *prefix, con
     const char *k = kname(kb, sizeof kb, prefix, key);
     if (!json_is_number(v))
         return eft__fail(c->err, EFT_ERR_FORMAT, "%s: key '%s' must be a number, found %s", c->label,
-                         k, json_kind(v));
+                         k, eft__json_kind(v));
     double x = json_number_value(v);
     if (!isfinite(x) || x < lo || (strict && x == lo))
         return eft__fail(c->err, EFT_ERR_FORMAT, "%s: key '%s' is %g but must be %s %g", c->label, k,
@@ -227,7 +215,7 @@ static eft_status get_bool(cfg_ctx *c, const json_t *obj, const char *prefix, co
     if (!json_is_boolean(v)) {
         char kb[160];
         return eft__fail(c->err, EFT_ERR_FORMAT, "%s: key '%s' must be true or false, found %s",
-                         c->label, kname(kb, sizeof kb, prefix, key), json_kind(v));
+                         c->label, kname(kb, sizeof kb, prefix, key), eft__json_kind(v));
     }
     *out = json_is_true(v);
     return EFT_OK;
@@ -241,7 +229,7 @@ static eft_status get_str(cfg_ctx *c, const json_t *obj, const char *prefix, con
     if (!json_is_string(v)) {
         char kb[160];
         return eft__fail(c->err, EFT_ERR_FORMAT, "%s: key '%s' must be a string, found %s", c->label,
-                         kname(kb, sizeof kb, prefix, key), json_kind(v));
+                         kname(kb, sizeof kb, prefix, key), eft__json_kind(v));
     }
     *out = json_string_value(v);
     return EFT_OK;
@@ -303,7 +291,7 @@ static eft_status get_factors(cfg_ctx *c, const json_t *d, const char *prefix, c
     const char *k = kname(kb, sizeof kb, prefix, key);
     if (!json_is_array(v))
         return eft__fail(c->err, EFT_ERR_FORMAT, "%s: key '%s' must be an array of numbers, found %s",
-                         c->label, k, json_kind(v));
+                         c->label, k, eft__json_kind(v));
     size_t n = json_array_size(v);
     if (n > LIM_FACTORS)
         return eft__fail(c->err, EFT_ERR_LIMIT, "%s: key '%s' has %zu entries, over eft's limit of %d",
@@ -315,7 +303,7 @@ static eft_status get_factors(cfg_ctx *c, const json_t *d, const char *prefix, c
         if (!json_is_number(e) || !(json_number_value(e) > 0)) {
             eft__free(f);
             return eft__fail(c->err, EFT_ERR_FORMAT, "%s: key '%s' entry %zu must be a positive "
-                             "number, found %s", c->label, k, i, json_kind(e));
+                             "number, found %s", c->label, k, i, eft__json_kind(e));
         }
         f[i] = (float)json_number_value(e);
     }
@@ -334,7 +322,7 @@ static double yarn_mscale(double scale, double mscale) {
 static eft_status parse_rope_dict(cfg_ctx *c, const json_t *d, const char *prefix, eft__rope *r) {
     if (!json_is_object(d))
         return eft__fail(c->err, EFT_ERR_FORMAT, "%s: key '%s' must be an object, found %s",
-                         c->label, prefix, json_kind(d));
+                         c->label, prefix, eft__json_kind(d));
     const char *type = NULL;
     TRY(get_str(c, d, prefix, "rope_type", &type));
     if (!type) TRY(get_str(c, d, prefix, "type", &type)); /* the pre-v4.45 spelling */
@@ -571,7 +559,7 @@ static eft_status parse_sliding(cfg_ctx *c, const json_t *src, eft__model_config
     if (lt && honours_layer_types) {
         if (!json_is_array(lt))
             return eft__fail(c->err, EFT_ERR_FORMAT, "%s: key 'layer_types' must be an array, found %s",
-                             c->label, json_kind(lt));
+                             c->label, eft__json_kind(lt));
         if ((int64_t)json_array_size(lt) != n)
             return eft__fail(c->err, EFT_ERR_FORMAT, "%s: key 'layer_types' has %zu entries but "
                              "num_hidden_layers is %lld", c->label, json_array_size(lt), (long long)n);
@@ -583,7 +571,7 @@ static eft_status parse_sliding(cfg_ctx *c, const json_t *src, eft__model_config
             else
                 return eft__fail(c->err, EFT_ERR_UNSUPPORTED, "%s: layer_types[%lld] is %s%s%s; eft "
                                  "supports 'full_attention' and 'sliding_attention'", c->label,
-                                 (long long)i, s ? "'" : "", s ? s : json_kind(e), s ? "'" : "");
+                                 (long long)i, s ? "'" : "", s ? s : eft__json_kind(e), s ? "'" : "");
         }
     }
     /* Without a window, a "sliding" layer is an ordinary one. */
@@ -634,7 +622,7 @@ static eft_status parse_eos(cfg_ctx *c, const json_t *src, eft__model_config *o)
     }
     if (!json_is_array(v))
         return eft__fail(c->err, EFT_ERR_FORMAT, "%s: key 'eos_token_id' must be an integer or a list "
-                         "of integers, found %s", c->label, json_kind(v));
+                         "of integers, found %s", c->label, eft__json_kind(v));
     if (json_array_size(v) > EFT__MAX_EOS_IDS)
         return eft__fail(c->err, EFT_ERR_LIMIT, "%s: key 'eos_token_id' lists %zu ids, over eft's "
                          "limit of %d", c->label, json_array_size(v), EFT__MAX_EOS_IDS);
@@ -643,7 +631,7 @@ static eft_status parse_eos(cfg_ctx *c, const json_t *src, eft__model_config *o)
         const json_t *e = json_array_get(v, i);
         if (!json_is_integer(e) || json_integer_value(e) < 0 || json_integer_value(e) > INT32_MAX)
             return eft__fail(c->err, EFT_ERR_FORMAT, "%s: eos_token_id[%zu] must be a token id, found "
-                             "%s", c->label, i, json_kind(e));
+                             "%s", c->label, i, eft__json_kind(e));
         o->eos_token_ids[o->n_eos++] = json_integer_value(e);
     }
     return EFT_OK;
@@ -656,12 +644,12 @@ static eft_status parse_root(cfg_ctx *c, const json_t *root, eft__model_config *
     if (archs) {
         if (!json_is_array(archs))
             return eft__fail(c->err, EFT_ERR_FORMAT, "%s: key 'architectures' must be a list of "
-                             "strings, found %s", c->label, json_kind(archs));
+                             "strings, found %s", c->label, eft__json_kind(archs));
         if (json_array_size(archs) > 0) {
             const json_t *a0 = json_array_get(archs, 0);
             if (!json_is_string(a0))
                 return eft__fail(c->err, EFT_ERR_FORMAT, "%s: architectures[0] must be a string, "
-                                 "found %s", c->label, json_kind(a0));
+                                 "found %s", c->label, eft__json_kind(a0));
             cls = json_string_value(a0);
             TRY(copy_str(c, "architectures[0]", cls, o->architecture, sizeof o->architecture));
         }
@@ -706,7 +694,7 @@ static eft_status parse_root(cfg_ctx *c, const json_t *root, eft__model_config *
         const json_t *tc = jget(root, "text_config");
         if (tc && !json_is_object(tc))
             return eft__fail(c->err, EFT_ERR_FORMAT, "%s: key 'text_config' must be an object, found %s",
-                             c->label, json_kind(tc));
+                             c->label, eft__json_kind(tc));
         if (tc) src = tc;
     }
 
@@ -793,7 +781,7 @@ static eft_status parse_root(cfg_ctx *c, const json_t *root, eft__model_config *
     if (id2label) {
         if (!json_is_object(id2label))
             return eft__fail(c->err, EFT_ERR_FORMAT, "%s: key 'id2label' must be an object, found %s",
-                             c->label, json_kind(id2label));
+                             c->label, eft__json_kind(id2label));
         if (json_object_size(id2label) > LIM_LABELS)
             return eft__fail(c->err, EFT_ERR_LIMIT, "%s: id2label has %zu labels, over eft's limit of %d",
                              c->label, json_object_size(id2label), LIM_LABELS);
@@ -897,7 +885,7 @@ eft_status eft__model_config_parse(const char *json, size_t len, const char *lab
     eft_status st;
     if (!json_is_object(root))
         st = eft__fail(err, EFT_ERR_FORMAT, "%s: the top level must be an object, found %s", c.label,
-                       json_kind(root));
+                       eft__json_kind(root));
     else
         st = parse_root(&c, root, out);
     json_decref(root);

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/json.h"
 #include "core/strmap.h"
 #include "formats/safetensors.h"
 
@@ -66,20 +67,6 @@ static bool st_dtype_from_name(const char *s, eft_dtype *out) {
     return false;
 }
 
-/* "an object", "a string", ... for messages that say what was found instead. */
-static const char *json_kind(const json_t *j) {
-    switch (json_typeof(j)) {
-    case JSON_OBJECT: return "an object";
-    case JSON_ARRAY: return "an array";
-    case JSON_STRING: return "a string";
-    case JSON_INTEGER: return "an integer";
-    case JSON_REAL: return "a real number";
-    case JSON_TRUE: return "true";
-    case JSON_FALSE: return "false";
-    case JSON_NULL: return "null";
-    }
-    return "?";
-}
 
 /* A non-negative JSON integer, or false. */
 static bool json_get_u64(const json_t *j, uint64_t *out) {
@@ -132,7 +119,7 @@ static eft_status parse_entry(const char *label, const char *full_name, const js
     if (!json_is_object(j)) {
         return eft__fail(err, EFT_ERR_FORMAT,
                          "%s: tensor '%s': entry is %s, expected an object with dtype, shape and "
-                         "data_offsets", label, name, json_kind(j));
+                         "data_offsets", label, name, eft__json_kind(j));
     }
     const json_t *jd = json_object_get(j, "dtype");
     const json_t *js = json_object_get(j, "shape");
@@ -143,7 +130,7 @@ static eft_status parse_entry(const char *label, const char *full_name, const js
     }
     if (!json_is_string(jd)) {
         return eft__fail(err, EFT_ERR_FORMAT, "%s: tensor '%s': \"dtype\" is %s, expected a string",
-                         label, name, json_kind(jd));
+                         label, name, eft__json_kind(jd));
     }
     if (!st_dtype_from_name(json_string_value(jd), &e->v.dtype)) {
         return eft__fail(err, EFT_ERR_UNSUPPORTED, "%s: tensor '%s' has unknown dtype '%.64s'", label,
@@ -153,7 +140,7 @@ static eft_status parse_entry(const char *label, const char *full_name, const js
     /* Shape: at most EFT__MAX_DIMS non-negative integers, whose product fits in 64 bits. */
     if (!json_is_array(js)) {
         return eft__fail(err, EFT_ERR_FORMAT, "%s: tensor '%s': \"shape\" is %s, expected an array",
-                         label, name, json_kind(js));
+                         label, name, eft__json_kind(js));
     }
     size_t rank = json_array_size(js);
     if (rank > EFT__MAX_DIMS) {
@@ -174,7 +161,7 @@ static eft_status parse_entry(const char *label, const char *full_name, const js
             }
             return eft__fail(err, EFT_ERR_FORMAT,
                              "%s: tensor '%s': shape dimension %zu is %s, expected a non-negative integer",
-                             label, name, d, json_kind(jv));
+                             label, name, d, eft__json_kind(jv));
         }
         e->v.shape[d] = (int64_t)dim;
         has_zero |= dim == 0;
@@ -200,14 +187,14 @@ static eft_status parse_entry(const char *label, const char *full_name, const js
     if (!json_is_array(jo) || json_array_size(jo) != 2) {
         return eft__fail(err, EFT_ERR_FORMAT,
                          "%s: tensor '%s': \"data_offsets\" is %s%s, expected [begin, end]", label, name,
-                         json_kind(jo), json_is_array(jo) ? " of the wrong length" : "");
+                         eft__json_kind(jo), json_is_array(jo) ? " of the wrong length" : "");
     }
     for (int k = 0; k < 2; k++) {
         const json_t *jv = json_array_get(jo, (size_t)k);
         if (!json_get_u64(jv, k ? &e->end : &e->begin)) {
             return eft__fail(err, EFT_ERR_FORMAT,
                              "%s: tensor '%s': data_offsets %s is %s, expected a non-negative integer",
-                             label, name, k ? "end" : "begin", json_kind(jv));
+                             label, name, k ? "end" : "begin", eft__json_kind(jv));
         }
     }
     if (e->begin > e->end) {
@@ -322,7 +309,7 @@ static eft_status parse_header(eft__safetensors *st, eft__error *err) {
     st_entry *ents = NULL;
     if (!json_is_object(root)) {
         status = eft__fail(err, EFT_ERR_FORMAT, "%s: header is %s, expected a JSON object", label,
-                           json_kind(root));
+                           eft__json_kind(root));
         goto done;
     }
 
@@ -332,7 +319,7 @@ static eft_status parse_header(eft__safetensors *st, eft__error *err) {
     if (md) {
         if (!json_is_object(md)) {
             status = eft__fail(err, EFT_ERR_FORMAT, "%s: \"__metadata__\" is %s, expected an object of "
-                               "strings", label, json_kind(md));
+                               "strings", label, eft__json_kind(md));
             goto done;
         }
         const char *key;
@@ -340,7 +327,7 @@ static eft_status parse_header(eft__safetensors *st, eft__error *err) {
         json_object_foreach((json_t *)md, key, val) {
             if (!json_is_string(val)) {
                 status = eft__fail(err, EFT_ERR_FORMAT, "%s: \"__metadata__\" key '%s' is %s, expected a "
-                                   "string", label, show(key).s, json_kind(val));
+                                   "string", label, show(key).s, eft__json_kind(val));
                 goto done;
             }
             pool += strlen(key) + json_string_length(val) + 2;
@@ -553,7 +540,7 @@ static eft_status read_index(const char *path, json_t **out_root, const json_t *
         status = eft__fail(err, EFT_ERR_FORMAT, "%s: \"weight_map\" is %s, expected an object of "
                            "tensor name -> shard file", path,
                            !json_is_object(root) ? "missing (the document is not an object)"
-                           : !map ? "missing" : json_kind(map));
+                           : !map ? "missing" : eft__json_kind(map));
         goto fail;
     }
     if (json_object_size(map) == 0) {
@@ -565,7 +552,7 @@ static eft_status read_index(const char *path, json_t **out_root, const json_t *
     json_object_foreach((json_t *)map, key, val) {
         if (!json_is_string(val)) {
             status = eft__fail(err, EFT_ERR_FORMAT, "%s: \"weight_map\" entry for tensor '%s' is %s, "
-                               "expected a shard file name", path, show(key).s, json_kind(val));
+                               "expected a shard file name", path, show(key).s, eft__json_kind(val));
             goto fail;
         }
         const char *s = json_string_value(val);

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/json.h"
 #include "formats/st_modules.h"
 
 #define ST_FILE_MAX_BYTES (4u << 20)
@@ -57,19 +58,6 @@ const char *eft__pooling_names(const eft__pooling_config *p, char *buf, size_t n
  * JSON helpers
  * =========================================================================================== */
 
-static const char *json_kind(const json_t *j) {
-    switch (json_typeof(j)) {
-    case JSON_OBJECT: return "an object";
-    case JSON_ARRAY: return "an array";
-    case JSON_STRING: return "a string";
-    case JSON_INTEGER: return "an integer";
-    case JSON_REAL: return "a real number";
-    case JSON_TRUE: return "true";
-    case JSON_FALSE: return "false";
-    case JSON_NULL: return "null";
-    }
-    return "?";
-}
 
 static eft_status load_json(const char *json, size_t len, const char *label, json_t **out,
                             eft__error *err) {
@@ -94,7 +82,7 @@ static eft_status get_bool(const json_t *obj, const char *key, const char *label
     if (!v) return EFT_OK;
     if (!json_is_boolean(v))
         return eft__fail(err, EFT_ERR_FORMAT, "%s: key '%s' must be true or false, found %s", label, key,
-                         json_kind(v));
+                         eft__json_kind(v));
     *out = json_is_true(v);
     return EFT_OK;
 }
@@ -105,7 +93,7 @@ static eft_status get_int(const json_t *obj, const char *key, const char *label,
     if (!v) return EFT_OK;
     if (!json_is_integer(v))
         return eft__fail(err, EFT_ERR_FORMAT, "%s: key '%s' must be an integer, found %s", label, key,
-                         json_kind(v));
+                         eft__json_kind(v));
     json_int_t x = json_integer_value(v);
     if (x < lo)
         return eft__fail(err, EFT_ERR_FORMAT, "%s: key '%s' is %lld but must be at least %d", label, key,
@@ -124,7 +112,7 @@ static eft_status get_strdup(const json_t *obj, const char *key, const char *lab
     if (!v) return EFT_OK;
     if (!json_is_string(v))
         return eft__fail(err, EFT_ERR_FORMAT, "%s: key '%s' must be a string, found %s", label, key,
-                         json_kind(v));
+                         eft__json_kind(v));
     char *s = eft__strdup(json_string_value(v));
     if (!s) return eft__fail(err, EFT_ERR_OUT_OF_MEMORY, "%s: out of memory", label);
     eft__free(*out);
@@ -171,7 +159,7 @@ eft_status eft__st_parse_modules(const char *json, size_t len, const char *label
     char *tpath = NULL, *ppath = NULL;
     if (!json_is_array(root)) {
         st = eft__fail(err, EFT_ERR_FORMAT, "%s: the top level must be a list of modules, found %s",
-                       label, json_kind(root));
+                       label, eft__json_kind(root));
         goto done;
     }
     size_t n = json_array_size(root);
@@ -184,14 +172,14 @@ eft_status eft__st_parse_modules(const char *json, size_t len, const char *label
         const json_t *m = json_array_get(root, i);
         if (!json_is_object(m)) {
             st = eft__fail(err, EFT_ERR_FORMAT, "%s: module %zu must be an object, found %s", label, i,
-                           json_kind(m));
+                           eft__json_kind(m));
             goto done;
         }
         const json_t *jt = json_object_get(m, "type"), *jp = json_object_get(m, "path");
         if (!json_is_string(jt) || !json_is_string(jp)) {
             st = eft__fail(err, EFT_ERR_FORMAT, "%s: module %zu needs string 'type' and 'path' keys, "
-                           "found %s and %s", label, i, jt ? json_kind(jt) : "nothing",
-                           jp ? json_kind(jp) : "nothing");
+                           "found %s and %s", label, i, jt ? eft__json_kind(jt) : "nothing",
+                           jp ? eft__json_kind(jp) : "nothing");
             goto done;
         }
         const char *type = json_string_value(jt), *path = json_string_value(jp);
@@ -278,7 +266,7 @@ static eft_status parse_pooling_obj(const json_t *root, const char *label, eft__
                                     eft__error *err) {
     if (!json_is_object(root))
         return eft__fail(err, EFT_ERR_FORMAT, "%s: the top level must be an object, found %s", label,
-                         json_kind(root));
+                         eft__json_kind(root));
     eft_status st;
     if ((st = get_int(root, "word_embedding_dimension", label, 1, ST_MAX_DIM,
                       &p->word_embedding_dimension, err)))
@@ -297,7 +285,7 @@ static eft_status parse_pooling_obj(const json_t *root, const char *label, eft__
         if (json_is_string(pm)) return add_mode(p, json_string_value(pm), label, err);
         if (!json_is_array(pm) || json_array_size(pm) == 0)
             return eft__fail(err, EFT_ERR_FORMAT, "%s: key 'pooling_mode' must be a mode name or a "
-                             "non-empty list of them, found %s", label, json_kind(pm));
+                             "non-empty list of them, found %s", label, eft__json_kind(pm));
         if (json_array_size(pm) > EFT__POOL_COUNT)
             return eft__fail(err, EFT_ERR_UNSUPPORTED, "%s: pooling_mode lists %zu modes; there are "
                              "only %d, each at most once", label, json_array_size(pm), EFT__POOL_COUNT);
@@ -305,7 +293,7 @@ static eft_status parse_pooling_obj(const json_t *root, const char *label, eft__
             const json_t *e = json_array_get(pm, i);
             if (!json_is_string(e))
                 return eft__fail(err, EFT_ERR_FORMAT, "%s: pooling_mode[%zu] must be a string, found %s",
-                                 label, i, json_kind(e));
+                                 label, i, eft__json_kind(e));
             if ((st = add_mode(p, json_string_value(e), label, err))) return st;
         }
         return EFT_OK;
@@ -348,7 +336,7 @@ eft_status eft__st_parse_sbert_config(const char *json, size_t len, const char *
     if (st) return st;
     if (!json_is_object(root))
         st = eft__fail(err, EFT_ERR_FORMAT, "%s: the top level must be an object, found %s", label,
-                       json_kind(root));
+                       eft__json_kind(root));
     if (!st) st = get_int(root, "max_seq_length", label, 1, ST_MAX_SEQ, &out->max_seq_length, err);
     if (!st) st = get_bool(root, "do_lower_case", label, &out->do_lower_case, err);
     json_decref(root);
@@ -369,7 +357,7 @@ static eft_status parse_prompts(const json_t *pr, const char *label, eft__st_con
                                 eft__error *err) {
     if (!json_is_object(pr))
         return eft__fail(err, EFT_ERR_FORMAT, "%s: key 'prompts' must be an object of name: text, "
-                         "found %s", label, json_kind(pr));
+                         "found %s", label, eft__json_kind(pr));
     size_t n = json_object_size(pr);
     if (n > ST_MAX_PROMPTS)
         return eft__fail(err, EFT_ERR_LIMIT, "%s: %zu prompts, over eft's limit of %d", label, n,
@@ -383,7 +371,7 @@ static eft_status parse_prompts(const json_t *pr, const char *label, eft__st_con
     json_object_foreach((json_t *)pr, name, v) {
         if (!json_is_string(v))
             return eft__fail(err, EFT_ERR_FORMAT, "%s: prompts['%s'] must be a string, found %s", label,
-                             name, json_kind(v));
+                             name, eft__json_kind(v));
         eft__st_prompt *p = &out->prompts[out->n_prompts++];
         p->name = eft__strdup(name);
         p->text = eft__strdup(json_string_value(v));
@@ -399,7 +387,7 @@ eft_status eft__st_parse_st_config(const char *json, size_t len, const char *lab
     if (st) return st;
     if (!json_is_object(root))
         st = eft__fail(err, EFT_ERR_FORMAT, "%s: the top level must be an object, found %s", label,
-                       json_kind(root));
+                       eft__json_kind(root));
     const json_t *pr = st ? NULL : jget(root, "prompts");
     if (!st && pr) st = parse_prompts(pr, label, out, err);
     if (!st) st = get_strdup(root, "default_prompt_name", label, &out->default_prompt_name, err);

@@ -9,6 +9,7 @@
 #include <jansson.h>
 
 #include "core/core.h"
+#include "core/json.h"
 #include "eft.h"
 #include "formats/safetensors.h"
 #include "test.h"
