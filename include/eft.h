@@ -172,6 +172,28 @@ const char *eft_model_errmsg(const eft_model *model);
  * (out of memory). */
 char *eft_model_info_json(eft_model *model);
 
+/* ---------------------------------------------------------------------------------------------
+ * Kernel benchmark (eft bench kernels)
+ * ------------------------------------------------------------------------------------------- */
+
+/* Receives the benchmark report one line at a time (without a trailing newline). */
+typedef void (*eft_bench_line_fn)(const char *line, void *user_data);
+
+typedef struct eft_bench_params {
+    int n_threads;      /* 0: every online CPU */
+    double min_seconds; /* time spent per measurement; the best repetition is reported. 0: 0.25 */
+    int quick;          /* nonzero: small shapes only, for tests (seconds instead of a minute) */
+    int no_peer;        /* nonzero: skip the OpenBLAS comparison even when libopenblas loads */
+} eft_bench_params;
+
+eft_bench_params eft_bench_params_default(void);
+
+/* Measures, in one run, the machine's peak FMA rate and STREAM copy/triad bandwidth, then eft's
+ * f32 GEMM (next to OpenBLAS sgemm, loaded at run time when present, same shapes and threads),
+ * GEMV bandwidth per weight type, and attention prefill, on real model shapes (MiniLM-L6,
+ * SmolLM2-135M, Llama-3.2-1B). Each line of the report goes to line_fn. params may be NULL. */
+eft_status eft_bench_kernels(const eft_bench_params *params, eft_bench_line_fn line_fn, void *user_data);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,363 @@
+/*
+ * kernels.h — the CPU kernels' internal interface: the instruction sets we detect, one table of
+ * function pointers per instruction set (chosen once from CPUID, overridable with EFT_ISA for
+ * tests and benchmarks), and the drivers built on that table: packed f32 GEMM, Q8_0 GEMV/GEMM,
+ * flash-style attention. Every entry of the table has a scalar reference (EFT__ISA_SCALAR) that
+ * the tests hold the fast versions to.
+ *
+ * Shape letters: B batch, T tokens, C channels, NH heads, NKV key/value heads, HS head size,
+ * V vocab; for matrix products M rows of activations, N output channels, K input channels.
+ */
+#ifndef EFT_KERNELS_CPU_H
+#define EFT_KERNELS_CPU_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/core.h"
+#include "core/quant.h"
+#include "core/threadpool.h"
+
+/* ---------------------------------------------------------------------------------------------
+ * CPU features (cpu_features.c)
+ * ------------------------------------------------------------------------------------------- */
+
+typedef enum eft__isa {
+    EFT__ISA_SCALAR = 0, /* baseline x86-64 (SSE2), what every other level is tested against */
+    EFT__ISA_AVX2,       /* AVX2 + FMA + F16C */
+    EFT__ISA_AVX512,     /* AVX-512 F/BW/VL/DQ on top of AVX2 */
+    EFT__ISA_COUNT
+} eft__isa;
+
+typedef struct eft__cpu_features {
+    bool avx2, fma, f16c;      /* each only when the OS saves the YMM state (XCR0) */
+    bool avx512f, avx512bw, avx512vl, avx512dq; /* only when the OS saves the ZMM state */
+    bool avx512_vnni;
+    char brand[49];
+} eft__cpu_features;
+
+/* Detected once, cached; never NULL. */
+const eft__cpu_features *eft__cpu_features_get(void);
+/* The best level this CPU runs. */
+eft__isa eft__isa_best(void);
+/* "scalar", "avx2", "avx512". */
+const char *eft__isa_name(eft__isa isa);
+
+/* ---------------------------------------------------------------------------------------------
+ * The kernel table (dispatch.c). Entries take the output first. Row kernels work on one row of
+ * n elements; callers parallelise over rows.
+ * ------------------------------------------------------------------------------------------- */
+
+/* Register tile of the f32 GEMM micro-kernel: MR rows of activations by NR output channels. All
+ * ISA levels share NR = 16 so one packed weight layout serves all of them. */
+#define EFT__SGEMM_MR 6
+#define EFT__SGEMM_NR 16
+
+/* C[mr, nr] (ldc) = A[mr, kc] (lda) . Wp[kc, 16] (one packed panel, k-major, 16 floats per k)
+ * then: + bias[0..nr) when bias != NULL, and += C (existing contents) when accumulate.
+ * 1 <= mr <= MR, 1 <= nr <= NR; the panel is zero-padded past nr, so nr only limits the store. */
+typedef void (*eft__sgemm_ukernel_fn)(float *c, int64_t ldc, const float *a, int64_t lda,
+                                      const float *wp, int64_t kc, int mr, int nr,
+                                      const float *bias, bool accumulate);
+/* The same with a panel of 16-bit weights (f16 or bf16 bits), widened in registers: half the
+ * bytes of f32 for the memory-bound decode, the same f32 arithmetic. */
+typedef void (*eft__sgemm_ukernel_h_fn)(float *c, int64_t ldc, const float *a, int64_t lda,
+                                        const uint16_t *wp, int64_t kc, int mr, int nr,
+                                        const float *bias, bool accumulate);
+
+/* Activations for the Q8_0 kernels: blocks of 32 int8 with an f32 scale and the block sum (the
+ * sum lets int4-with-zero-point and asymmetric kernels fold the zero point in later). */
+typedef struct eft__block_q8_a {
+    float d;
+    int32_t sum;
+    int8_t qs[EFT__QK];
+} eft__block_q8_a;
+_Static_assert(sizeof(eft__block_q8_a) == 40, "activation Q8 block must be 40 bytes");
+
+typedef struct eft__kernels {
+    eft__isa isa;
+
+    /* f32 GEMM micro-kernels (see above): f32, f16 and bf16 weight panels. */
+    eft__sgemm_ukernel_fn sgemm_ukernel;
+    eft__sgemm_ukernel_h_fn sgemm_ukernel_f16;
+    eft__sgemm_ukernel_h_fn sgemm_ukernel_bf16;
+
+    /* Returns x[n] . y[n]. */
+    float (*dot_f32)(const float *x, const float *y, int64_t n);
+    /* y[n] += a * x[n] */
+    void (*axpy_f32)(float *y, float a, const float *x, int64_t n);
+    /* y[n] *= a */
+    void (*scale_f32)(float *y, float a, int64_t n);
+
+    /* Row normalisations: out[C] = (x - mean) / sqrt(var + eps) * w + b (w, b may be NULL). */
+    void (*layernorm)(float *out, const float *x, const float *w, const float *b, int64_t n, float eps);
+    /* out[C] = x / sqrt(mean(x^2) + eps) * (w + w_offset); w_offset is 1 for Gemma, else 0. */
+    void (*rmsnorm)(float *out, const float *x, const float *w, int64_t n, float eps, float w_offset);
+    /* In place, numerically stable: x[n] = exp(x - max) / sum. */
+    void (*softmax)(float *x, int64_t n);
+    /* Returns max(x[n]) (n >= 1). */
+    float (*max_f32)(const float *x, int64_t n);
+    /* The inner step of softmax: x[n] = exp(x - max) in place; returns the sum. x - max <= 0. */
+    float (*exp_sub_sum)(float *x, int64_t n, float max);
+
+    /* Elementwise activations; out may equal x. */
+    void (*gelu_erf)(float *out, const float *x, int64_t n);
+    void (*gelu_tanh)(float *out, const float *x, int64_t n);
+    void (*silu)(float *out, const float *x, int64_t n);
+    /* out[n] = silu(gate[n]) * up[n] */
+    void (*swiglu)(float *out, const float *gate, const float *up, int64_t n);
+    /* out[n] = a[n] + b[n] */
+    void (*add)(float *out, const float *a, const float *b, int64_t n);
+
+    /* Mixed-type dot and axpy over one KV-cache row: f16 bits or int8 (the caller applies the
+     * int8 row's scale). */
+    float (*dot_f32_f16)(const float *x, const uint16_t *y, int64_t n);
+    void (*axpy_f16)(float *y, float a, const uint16_t *x, int64_t n);
+    float (*dot_f32_i8)(const float *x, const int8_t *y, int64_t n);
+    void (*axpy_i8)(float *y, float a, const int8_t *x, int64_t n);
+
+    /* Quantises one row of n (a multiple of 32) f32 activations into n/32 blocks. */
+    void (*quantize_row_q8_a)(eft__block_q8_a *out, const float *x, int64_t n);
+    /* Dot product of one quantised weight row (Q8_0, Q4_0 or Q4_1 blocks, GGUF layouts) with one
+     * quantised activation row of nb blocks. */
+    float (*dot_q8_0_q8_a)(const eft__block_q8_0 *w, const eft__block_q8_a *a, int64_t nb);
+    float (*dot_q4_0_q8_a)(const eft__block_q4_0 *w, const eft__block_q8_a *a, int64_t nb);
+    float (*dot_q4_1_q8_a)(const eft__block_q4_1 *w, const eft__block_q8_a *a, int64_t nb);
+
+    /* Peak-rate probe for the benchmark: runs iters iterations of independent FMA chains and
+     * returns the floating-point operations performed. */
+    double (*fma_probe)(int64_t iters);
+} eft__kernels;
+
+/* The table for the best ISA of this CPU, or for EFT_ISA=scalar|avx2|avx512 when that is set and
+ * supported. Chosen once; never NULL. */
+const eft__kernels *eft__kernels_get(void);
+/* The table of one level, or NULL when this CPU (or this build) cannot run it. */
+const eft__kernels *eft__kernels_for(eft__isa isa);
+
+/* Per-ISA fillers: each sets the entries it implements and leaves the others as they are, so a
+ * level inherits everything it does not override from the level below. */
+void eft__kernels_fill_scalar(eft__kernels *k);
+void eft__kernels_fill_avx2(eft__kernels *k);
+void eft__kernels_fill_avx512(eft__kernels *k);
+void eft__kernels_fill_gemm_scalar(eft__kernels *k);
+void eft__kernels_fill_gemm_avx2(eft__kernels *k);
+void eft__kernels_fill_gemm_avx512(eft__kernels *k);
+void eft__kernels_fill_q8_scalar(eft__kernels *k);
+void eft__kernels_fill_q8_avx2(eft__kernels *k);
+
+/* ---------------------------------------------------------------------------------------------
+ * Packed f32 GEMM (gemm.c): C[M, N] = A[M, K] . W[N, K]^T (+ bias[N]), i.e. PyTorch's Linear
+ * y = x W^T + b. W is packed once (at compile time) into panels of 16 output channels:
+ * panel p holds W[16p .. 16p+15][0 .. K) k-major, 16 floats per k, zero-padded past N.
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct eft__sgemm_packed {
+    int64_t n, k;     /* logical N and K */
+    int64_t npanels;  /* ceil(N / 16) */
+    eft_dtype dtype;  /* element type of data: F32, F16 or BF16 */
+    void *data;       /* [npanels][K][16], 64-byte aligned, owned */
+} eft__sgemm_packed;
+
+/* Packs w[N, K] (row stride ldw >= K). */
+eft_status eft__sgemm_pack(eft__sgemm_packed *out, const float *w, int64_t n, int64_t k, int64_t ldw,
+                           eft__error *err);
+/* Packs from f16 or bf16 (dtype EFT_DTYPE_F16/BF16/F32) rows: the weights are widened once, at
+ * pack time, so the hot loop stays f32. */
+eft_status eft__sgemm_pack_typed(eft__sgemm_packed *out, eft_dtype dtype, const void *w, int64_t n,
+                                 int64_t k, int64_t ldw, eft__error *err);
+/* Packs keeping 16-bit weights 16-bit (dtype F16 or BF16 in and out; F32 is the same as
+ * eft__sgemm_pack): the micro-kernel widens them, so decode reads half the bytes. */
+eft_status eft__sgemm_pack_half(eft__sgemm_packed *out, eft_dtype dtype, const void *w, int64_t n, int64_t k,
+                                int64_t ldw, eft__error *err);
+void eft__sgemm_packed_free(eft__sgemm_packed *p);
+
+/* c[M, N] (ldc) = a[M, K] (lda) . W^T + bias (bias[N] may be NULL). Runs on tp (NULL = the
+ * calling thread alone) with the given kernel table (NULL = eft__kernels_get()). */
+void eft__sgemm(const eft__kernels *kt, eft__threadpool *tp, float *c, int64_t ldc, const float *a,
+                int64_t lda, int64_t m, const eft__sgemm_packed *w, const float *bias);
+/* The same product for one worker's share, for callers already inside a threadpool run. */
+void eft__sgemm_worker(const eft__kernels *kt, float *c, int64_t ldc, const float *a, int64_t lda,
+                       int64_t m, const eft__sgemm_packed *w, const float *bias, int ith, int nth);
+
+/* Scalar reference on unpacked weights, accumulating in double: what the tests compare with. */
+void eft__sgemm_ref(float *c, int64_t ldc, const float *a, int64_t lda, int64_t m, const float *w,
+                    int64_t ldw, int64_t n, int64_t k, const float *bias);
+
+/* ---------------------------------------------------------------------------------------------
+ * Q8_0 weights (qgemm.c): rows of K/32 GGUF Q8_0 blocks, read as they are (a GGUF Q8_0 tensor is
+ * already in this layout, so no repacking), activations quantised on the fly to eft__block_q8_a.
+ * Per-channel or per-group (32, 64, 128, ...) int8 scales map onto it exactly up to the scale's
+ * rounding to f16 (2^-11 relative, well inside int8's own error).
+ * ------------------------------------------------------------------------------------------- */
+
+/* Quantises w[N, K] (K % 32 == 0) to Q8_0, round to nearest, scale = max|x| / 127. */
+void eft__quantize_q8_0(eft__block_q8_0 *out, const float *w, int64_t n, int64_t k);
+/* Converts int8 weights q[N, K] with scales s (one per group of group_size along K; group_size a
+ * multiple of 32, or K for per-channel) to Q8_0. */
+bool eft__q8_0_from_int8(eft__block_q8_0 *out, const int8_t *q, const float *s, int64_t n, int64_t k,
+                         int64_t group_size);
+
+/* 4-bit weights in GGUF's Q4_0 (symmetric, x = d (q - 8)) and Q4_1 (x = d q + m) blocks of 32,
+ * read as they are. AWQ/GPTQ groups (scale s, zero point z, x = s (q - z)) map onto Q4_1 with
+ * d = s, m = -s z repeated over each group's 32-blocks; the nibble order must be repacked to
+ * GGUF's (elements 0-15 in the low nibbles, 16-31 in the high ones). */
+void eft__quantize_q4_0(eft__block_q4_0 *out, const float *w, int64_t n, int64_t k);
+void eft__quantize_q4_1(eft__block_q4_1 *out, const float *w, int64_t n, int64_t k);
+
+/* Any of the quantised weight types: c[M, N] = a[M, K] . dequant(W[N, K])^T + bias, with W of
+ * type wtype (EFT_DTYPE_Q8_0, Q4_0 or Q4_1). Returns false for another type or K % 32 != 0. */
+bool eft__qgemm(const eft__kernels *kt, eft__threadpool *tp, float *c, int64_t ldc, const float *a, int64_t lda,
+                int64_t m, eft_dtype wtype, const void *w, int64_t n, int64_t k, const float *bias, void *work);
+
+/* Scratch bytes eft__q8_0_gemm and eft__qgemm need for m rows of k. */
+size_t eft__q8_0_gemm_work_size(int64_t m, int64_t k);
+/* c[M, N] (ldc) = a[M, K] (lda) . dequant(W[N, K])^T + bias. K % 32 == 0. work is scratch of
+ * eft__q8_0_gemm_work_size bytes, 64-byte aligned is best. */
+void eft__q8_0_gemm(const eft__kernels *kt, eft__threadpool *tp, float *c, int64_t ldc, const float *a,
+                    int64_t lda, int64_t m, const eft__block_q8_0 *w, int64_t n, int64_t k,
+                    const float *bias, void *work);
+
+/* ---------------------------------------------------------------------------------------------
+ * Attention (attention.c). q[T, NH, HS], k and v [Tk, NKV, HS] (rows of NH*HS or NKV*HS floats,
+ * heads contiguous, as a fused QKV Linear writes them, each with its own row stride), out
+ * [T, NH, HS]. Query head h reads key/value head h / (NH / NKV) (grouped-query attention).
+ * Query i sits at absolute position q_pos0 + i, key j at position j.
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct eft__attn_params {
+    int64_t t, tk;       /* query rows, key rows */
+    int nh, nkv, hs;     /* heads, key/value heads (nh % nkv == 0), head size */
+    int64_t ldq, ldk, ldv, ldo; /* row strides in floats */
+    int64_t q_pos0;      /* absolute position of query 0 (tk - t for a causal prefill chunk) */
+    float scale;         /* usually 1/sqrt(hs) */
+    bool causal;         /* key j visible to query i only when j <= q_pos0 + i */
+    int64_t window;      /* > 0: sliding window, key j visible only when |q_pos - j| < window */
+    int64_t kv_len;      /* keys at j >= kv_len are padding (masked); <= 0 means tk */
+    const uint8_t *key_mask; /* [tk] optional: 0 masks key j (padding inside a batch row) */
+} eft__attn_params;
+
+/* Scratch floats eft__attention needs with nth workers (the threadpool's size, 1 without one):
+ * the packed keys and values (about the size of K and V) plus a small tile per worker. */
+size_t eft__attention_work_floats(const eft__attn_params *p, int nth);
+/* Flash-style: tiles of queries against tiles of keys with an online softmax, never building the
+ * T x Tk score matrix; both products run on the GEMM micro-kernel over keys and values packed
+ * once per call. A query row with no visible key gets zeros. work: 64-byte aligned,
+ * eft__attention_work_floats(p, nth) floats. */
+void eft__attention(const eft__kernels *kt, eft__threadpool *tp, float *out, const float *q,
+                    const float *k, const float *v, const eft__attn_params *p, float *work);
+/* Scalar reference: full score rows, accumulates in double. */
+void eft__attention_ref(float *out, const float *q, const float *k, const float *v,
+                        const eft__attn_params *p);
+
+/* ---------------------------------------------------------------------------------------------
+ * Decode attention over a KV cache in f32, f16 or int8 (attention.c): few query rows
+ * (1-8 tokens per sequence) against a long cache, so the cost is reading the cache once.
+ * ------------------------------------------------------------------------------------------- */
+
+/* One of K or V in the cache: rows [Tk] of NKV heads x HS, ld elements apart. */
+typedef struct eft__kv_view {
+    eft_dtype dtype;     /* EFT_DTYPE_F32, EFT_DTYPE_F16 or EFT_DTYPE_I8 */
+    const void *data;
+    int64_t ld;          /* row stride in elements */
+    const float *scale;  /* I8 only: [Tk][NKV] symmetric scales, ld_scale floats per row */
+    int64_t ld_scale;
+} eft__kv_view;
+
+/* Quantises one head's row x[HS] for an int8 cache: returns the scale (max|x| / 127). */
+float eft__kv_quantize_i8(int8_t *out, const float *x, int64_t n);
+
+/* Scratch floats per worker for eft__attention_decode. */
+size_t eft__attention_decode_work_floats(const eft__attn_params *p);
+/* Same semantics as eft__attention (masks, GQA, positions); p->ldk and p->ldv are unused (the
+ * views carry them). work: nth * eft__attention_decode_work_floats floats. */
+void eft__attention_decode(const eft__kernels *kt, eft__threadpool *tp, float *out, const float *q,
+                           const eft__kv_view *k, const eft__kv_view *v, const eft__attn_params *p, float *work);
+
+/* ---------------------------------------------------------------------------------------------
+ * Rotary position embeddings (rope.c). The compile step builds a table of cos/sin for every
+ * position once (all scaling variants live in the table: the kernel only rotates), then each
+ * forward rotates the first rot_dims of every head of q and k.
+ * ------------------------------------------------------------------------------------------- */
+
+typedef enum eft__rope_layout {
+    EFT__ROPE_NEOX = 0, /* pairs (i, i + rot/2): Llama, Qwen, Gemma in Hugging Face ("rotate_half") */
+    EFT__ROPE_GPTJ,     /* pairs (2i, 2i + 1): GPT-J, and GGUF's "normal" rope */
+} eft__rope_layout;
+
+typedef enum eft__rope_scaling {
+    EFT__ROPE_SCALING_NONE = 0,
+    EFT__ROPE_SCALING_LINEAR,   /* positions divided by factor */
+    EFT__ROPE_SCALING_LLAMA3,   /* Llama 3.1: low/high frequency bands, smooth in between */
+    EFT__ROPE_SCALING_YARN,     /* YaRN: ramp between interpolation and extrapolation, mscale */
+    EFT__ROPE_SCALING_LONGROPE, /* Phi-3: per-dimension short/long factors */
+} eft__rope_scaling;
+
+/* The fields of Hugging Face's config.json rope_scaling, with its defaults where one is 0. */
+typedef struct eft__rope_params {
+    int rot_dims;               /* rotated dimensions per head (even, <= HS): HS * partial_rotary_factor */
+    float base;                 /* rope_theta */
+    eft__rope_scaling scaling;
+    float factor;
+    int64_t original_max_pos;   /* original_max_position_embeddings */
+    int64_t max_pos;            /* max_position_embeddings */
+    int64_t ctx_len;            /* longrope: the compiled context; long factors when > original_max_pos */
+    float low_freq_factor, high_freq_factor; /* llama3 */
+    float beta_fast, beta_slow; /* yarn; 0 means 32 and 1 */
+    float mscale, mscale_all_dim; /* yarn (DeepSeek style); 0 means unused */
+    float attention_factor;     /* yarn/longrope override; 0 means computed as Hugging Face does */
+    const float *short_factor, *long_factor; /* longrope, rot_dims/2 each */
+} eft__rope_params;
+
+typedef struct eft__rope_table {
+    int64_t n_pos;
+    int half;      /* rot_dims / 2 */
+    float *cos_sin; /* [n_pos][half][2]: cos, sin of pos * inv_freq[i], times the attention factor */
+    float attn_factor;
+} eft__rope_table;
+
+/* The inverse frequencies [rot_dims/2] and attention factor of a configuration, in double. */
+void eft__rope_inv_freq(const eft__rope_params *p, double *inv_freq, double *attn_factor);
+eft_status eft__rope_table_init(eft__rope_table *t, const eft__rope_params *p, int64_t n_pos, eft__error *err);
+void eft__rope_table_free(eft__rope_table *t);
+/* Rotates x[T, NH, HS] (row stride ldx) in place; pos[T] are absolute positions < n_pos. */
+void eft__rope_apply(const eft__rope_table *t, eft__rope_layout layout, float *x, int64_t ldx, int64_t T, int nh,
+                     int hs, const int32_t *pos);
+
+/* ---------------------------------------------------------------------------------------------
+ * Embedding gather and pooling (pool.c): memory-bound row copies and reductions, one plain C
+ * version for every ISA.
+ * ------------------------------------------------------------------------------------------- */
+
+/* out[T, C] (ldo) = table[ids[t]][0..C) for a table [V, C] of dtype F32, F16 or BF16 with rows
+ * ld elements apart. Returns false, touching nothing, when an id is outside [0, V) or the dtype
+ * is another. */
+bool eft__embedding_gather(float *out, int64_t ldo, const void *table, eft_dtype dtype, int64_t vocab, int64_t c,
+                           int64_t ld, const int32_t *ids, int64_t t);
+
+/* sentence-transformers' pooling modes. */
+typedef enum eft__pool_mode {
+    EFT__POOL_MEAN = 0,
+    EFT__POOL_CLS,
+    EFT__POOL_MAX,
+    EFT__POOL_LASTTOKEN,
+    EFT__POOL_MEAN_SQRT_LEN,
+    EFT__POOL_WEIGHTEDMEAN,
+} eft__pool_mode;
+
+/* out[C] = pooling of x[T, C] (ldx) over the tokens with mask[t] != 0 (mask NULL: all). With no
+ * token left, out is zeros (max: -1e9, as sentence-transformers' masked fill gives). */
+void eft__pool(float *out, const float *x, int64_t ldx, int64_t t, int64_t c, const uint8_t *mask, eft__pool_mode mode);
+/* x[n] /= max(||x||_2, 1e-12), torch.nn.functional.normalize's rule. */
+void eft__l2_normalize(float *x, int64_t n);
+
+/* ---------------------------------------------------------------------------------------------
+ * Helpers
+ * ------------------------------------------------------------------------------------------- */
+
+/* 64-byte aligned allocation through the library's allocator hook; free with eft__free_aligned. */
+void *eft__malloc_aligned(size_t n);
+void eft__free_aligned(void *p);
+
+#endif /* EFT_KERNELS_CPU_H */

@@ -1,0 +1,278 @@
+/*
+ * ops_avx2.c — AVX2+FMA versions of the row and elementwise kernels of ops_scalar.c. Tails
+ * shorter than 8 go through masked loads and stores, so the same vector formula (and the same
+ * rounding) covers every element and no row needs padding.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "kernels.h"
+#include "simd_avx2.h"
+
+static float dot_f32(const float *x, const float *y, int64_t n) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), _mm256_loadu_ps(y + i + 8), s1);
+        s2 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 16), _mm256_loadu_ps(y + i + 16), s2);
+        s3 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 24), _mm256_loadu_ps(y + i + 24), s3);
+    }
+    for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), s0);
+    if (i < n) {
+        __m256i m = eft__tail_mask(n - i);
+        s1 = _mm256_fmadd_ps(_mm256_maskload_ps(x + i, m), _mm256_maskload_ps(y + i, m), s1);
+    }
+    return eft__hsum256(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+}
+
+static void axpy_f32(float *y, float a, const float *x, int64_t n) {
+    __m256 va = _mm256_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    if (i < n) {
+        __m256i m = eft__tail_mask(n - i);
+        _mm256_maskstore_ps(y + i, m, _mm256_fmadd_ps(va, _mm256_maskload_ps(x + i, m), _mm256_maskload_ps(y + i, m)));
+    }
+}
+
+static void scale_f32(float *y, float a, int64_t n) {
+    __m256 va = _mm256_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_mul_ps(va, _mm256_loadu_ps(y + i)));
+    if (i < n) {
+        __m256i m = eft__tail_mask(n - i);
+        _mm256_maskstore_ps(y + i, m, _mm256_mul_ps(va, _mm256_maskload_ps(y + i, m)));
+    }
+}
+
+static float sum_f32(const float *x, int64_t n) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        s0 = _mm256_add_ps(s0, _mm256_loadu_ps(x + i));
+        s1 = _mm256_add_ps(s1, _mm256_loadu_ps(x + i + 8));
+    }
+    for (; i + 8 <= n; i += 8) s0 = _mm256_add_ps(s0, _mm256_loadu_ps(x + i));
+    if (i < n) s1 = _mm256_add_ps(s1, _mm256_maskload_ps(x + i, eft__tail_mask(n - i)));
+    return eft__hsum256(_mm256_add_ps(s0, s1));
+}
+
+/* Sum of (x - mu)^2: the two-pass variance, which does not cancel the way E[x^2] - mu^2 does. */
+static float sum_sq_dev(const float *x, float mu, int64_t n) {
+    __m256 vm = _mm256_set1_ps(mu), s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256 d0 = _mm256_sub_ps(_mm256_loadu_ps(x + i), vm), d1 = _mm256_sub_ps(_mm256_loadu_ps(x + i + 8), vm);
+        s0 = _mm256_fmadd_ps(d0, d0, s0);
+        s1 = _mm256_fmadd_ps(d1, d1, s1);
+    }
+    for (; i + 8 <= n; i += 8) {
+        __m256 d = _mm256_sub_ps(_mm256_loadu_ps(x + i), vm);
+        s0 = _mm256_fmadd_ps(d, d, s0);
+    }
+    if (i < n) {
+        __m256i m = eft__tail_mask(n - i);
+        /* Masked-out lanes load 0; zero their deviation too. */
+        __m256 d = _mm256_and_ps(_mm256_sub_ps(_mm256_maskload_ps(x + i, m), vm), _mm256_castsi256_ps(m));
+        s1 = _mm256_fmadd_ps(d, d, s1);
+    }
+    return eft__hsum256(_mm256_add_ps(s0, s1));
+}
+
+static void layernorm(float *out, const float *x, const float *w, const float *b, int64_t n, float eps) {
+    float mu = sum_f32(x, n) / (float)n;
+    float rstd = 1.0f / sqrtf(sum_sq_dev(x, mu, n) / (float)n + eps);
+    __m256 vm = _mm256_set1_ps(mu), vr = _mm256_set1_ps(rstd), one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n; i += 8) {
+        __m256i m = eft__tail_mask(n - i < 8 ? n - i : 8);
+        __m256 y = _mm256_mul_ps(_mm256_sub_ps(_mm256_maskload_ps(x + i, m), vm), vr);
+        __m256 vw = w ? _mm256_maskload_ps(w + i, m) : one;
+        __m256 vb = b ? _mm256_maskload_ps(b + i, m) : zero;
+        _mm256_maskstore_ps(out + i, m, _mm256_fmadd_ps(y, vw, vb));
+    }
+}
+
+static void rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps, float w_offset) {
+    float ss = sum_sq_dev(x, 0.0f, n);
+    __m256 vr = _mm256_set1_ps(1.0f / sqrtf(ss / (float)n + eps)), off = _mm256_set1_ps(w_offset);
+    for (int64_t i = 0; i < n; i += 8) {
+        __m256i m = eft__tail_mask(n - i < 8 ? n - i : 8);
+        __m256 y = _mm256_mul_ps(_mm256_maskload_ps(x + i, m), vr);
+        if (w) y = _mm256_mul_ps(y, _mm256_add_ps(_mm256_maskload_ps(w + i, m), off));
+        _mm256_maskstore_ps(out + i, m, y);
+    }
+}
+
+static float max_f32(const float *x, int64_t n) {
+    __m256 mx = _mm256_set1_ps(-INFINITY);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) mx = _mm256_max_ps(mx, _mm256_loadu_ps(x + i));
+    float m = eft__hmax256(mx);
+    for (; i < n; i++) m = x[i] > m ? x[i] : m;
+    return m;
+}
+
+static float exp_sub_sum(float *x, int64_t n, float m) {
+    __m256 vm = _mm256_set1_ps(m), s = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n; i += 8) {
+        __m256i msk = eft__tail_mask(n - i < 8 ? n - i : 8);
+        __m256 e = eft__exp256(_mm256_sub_ps(_mm256_maskload_ps(x + i, msk), vm));
+        e = _mm256_and_ps(e, _mm256_castsi256_ps(msk));
+        s = _mm256_add_ps(s, e);
+        _mm256_maskstore_ps(x + i, msk, e);
+    }
+    return eft__hsum256(s);
+}
+
+static void softmax(float *x, int64_t n) {
+    if (n <= 0) return;
+    float m = max_f32(x, n);
+    scale_f32(x, 1.0f / exp_sub_sum(x, n, m), n);
+}
+
+/* Applies f to every element of x into out, 8 at a time with a masked tail. */
+#define ELEMENTWISE(name, expr)                                                                   \
+    static void name(float *out, const float *x, int64_t n) {                                     \
+        for (int64_t i = 0; i < n; i += 8) {                                                      \
+            __m256i m = eft__tail_mask(n - i < 8 ? n - i : 8);                                    \
+            __m256 v = _mm256_maskload_ps(x + i, m);                                              \
+            _mm256_maskstore_ps(out + i, m, (expr));                                              \
+        }                                                                                         \
+    }
+
+ELEMENTWISE(gelu_erf, _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), v),
+                                    _mm256_add_ps(_mm256_set1_ps(1.0f),
+                                                  eft__erf256(_mm256_mul_ps(v, _mm256_set1_ps(0.70710678118654752f))))))
+
+static inline __m256 gelu_tanh_v(__m256 v) {
+    __m256 v3 = _mm256_mul_ps(_mm256_mul_ps(v, v), v);
+    __m256 in = _mm256_mul_ps(_mm256_set1_ps(0.7978845608028654f), _mm256_fmadd_ps(v3, _mm256_set1_ps(0.044715f), v));
+    return _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), v), _mm256_add_ps(_mm256_set1_ps(1.0f), eft__tanh256(in)));
+}
+ELEMENTWISE(gelu_tanh, gelu_tanh_v(v))
+
+static inline __m256 silu_v(__m256 v) {
+    return _mm256_div_ps(v, _mm256_add_ps(_mm256_set1_ps(1.0f), eft__exp256(_mm256_sub_ps(_mm256_setzero_ps(), v))));
+}
+ELEMENTWISE(silu, silu_v(v))
+
+static void swiglu(float *out, const float *gate, const float *up, int64_t n) {
+    for (int64_t i = 0; i < n; i += 8) {
+        __m256i m = eft__tail_mask(n - i < 8 ? n - i : 8);
+        _mm256_maskstore_ps(out + i, m, _mm256_mul_ps(silu_v(_mm256_maskload_ps(gate + i, m)), _mm256_maskload_ps(up + i, m)));
+    }
+}
+
+static void add(float *out, const float *a, const float *b, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(out + i, _mm256_add_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i)));
+    if (i < n) {
+        __m256i m = eft__tail_mask(n - i);
+        _mm256_maskstore_ps(out + i, m, _mm256_add_ps(_mm256_maskload_ps(a + i, m), _mm256_maskload_ps(b + i, m)));
+    }
+}
+
+/* Loads 8 f16 or int8 elements as floats; tails go through a zero-padded copy, so the same
+ * vector conversion (exact for both types) covers every element. */
+static inline __m256 load8_f16(const uint16_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
+static inline __m256 load8_i8(const int8_t *p) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p)));
+}
+
+static float dot_f32_f16(const float *x, const uint16_t *y, int64_t n) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), load8_f16(y + i), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), load8_f16(y + i + 8), s1);
+    }
+    for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), load8_f16(y + i), s0);
+    if (i < n) {
+        uint16_t t[8] = {0};
+        memcpy(t, y + i, sizeof(uint16_t) * (size_t)(n - i));
+        s1 = _mm256_fmadd_ps(_mm256_maskload_ps(x + i, eft__tail_mask(n - i)), load8_f16(t), s1);
+    }
+    return eft__hsum256(_mm256_add_ps(s0, s1));
+}
+
+static void axpy_f16(float *y, float a, const uint16_t *x, int64_t n) {
+    __m256 va = _mm256_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, load8_f16(x + i), _mm256_loadu_ps(y + i)));
+    if (i < n) {
+        uint16_t t[8] = {0};
+        memcpy(t, x + i, sizeof(uint16_t) * (size_t)(n - i));
+        __m256i m = eft__tail_mask(n - i);
+        _mm256_maskstore_ps(y + i, m, _mm256_fmadd_ps(va, load8_f16(t), _mm256_maskload_ps(y + i, m)));
+    }
+}
+
+static float dot_f32_i8(const float *x, const int8_t *y, int64_t n) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), load8_i8(y + i), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), load8_i8(y + i + 8), s1);
+    }
+    for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), load8_i8(y + i), s0);
+    if (i < n) {
+        int8_t t[8] = {0};
+        memcpy(t, y + i, (size_t)(n - i));
+        s1 = _mm256_fmadd_ps(_mm256_maskload_ps(x + i, eft__tail_mask(n - i)), load8_i8(t), s1);
+    }
+    return eft__hsum256(_mm256_add_ps(s0, s1));
+}
+
+static void axpy_i8(float *y, float a, const int8_t *x, int64_t n) {
+    __m256 va = _mm256_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, load8_i8(x + i), _mm256_loadu_ps(y + i)));
+    if (i < n) {
+        int8_t t[8] = {0};
+        memcpy(t, x + i, (size_t)(n - i));
+        __m256i m = eft__tail_mask(n - i);
+        _mm256_maskstore_ps(y + i, m, _mm256_fmadd_ps(va, load8_i8(t), _mm256_maskload_ps(y + i, m)));
+    }
+}
+
+/* Twelve independent FMA chains: enough to cover the 4-cycle latency on both FMA pipes. */
+static double fma_probe(int64_t iters) {
+    __m256 x0 = _mm256_set1_ps(1.0f), x1 = _mm256_set1_ps(1.1f), x2 = _mm256_set1_ps(1.2f), x3 = _mm256_set1_ps(1.3f);
+    __m256 x4 = _mm256_set1_ps(1.4f), x5 = _mm256_set1_ps(1.5f), x6 = _mm256_set1_ps(1.6f), x7 = _mm256_set1_ps(1.7f);
+    __m256 x8 = _mm256_set1_ps(1.8f), x9 = _mm256_set1_ps(1.9f), xa = _mm256_set1_ps(2.0f), xb = _mm256_set1_ps(2.1f);
+    const __m256 m = _mm256_set1_ps(0.9999999f), a = _mm256_set1_ps(1e-7f);
+    for (int64_t i = 0; i < iters; i++) {
+        x0 = _mm256_fmadd_ps(x0, m, a); x1 = _mm256_fmadd_ps(x1, m, a); x2 = _mm256_fmadd_ps(x2, m, a);
+        x3 = _mm256_fmadd_ps(x3, m, a); x4 = _mm256_fmadd_ps(x4, m, a); x5 = _mm256_fmadd_ps(x5, m, a);
+        x6 = _mm256_fmadd_ps(x6, m, a); x7 = _mm256_fmadd_ps(x7, m, a); x8 = _mm256_fmadd_ps(x8, m, a);
+        x9 = _mm256_fmadd_ps(x9, m, a); xa = _mm256_fmadd_ps(xa, m, a); xb = _mm256_fmadd_ps(xb, m, a);
+    }
+    __m256 s = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(x0, x1), _mm256_add_ps(x2, x3)),
+                             _mm256_add_ps(_mm256_add_ps(x4, x5), _mm256_add_ps(x6, x7)));
+    s = _mm256_add_ps(s, _mm256_add_ps(_mm256_add_ps(x8, x9), _mm256_add_ps(xa, xb)));
+    volatile float sink = eft__hsum256(s);
+    (void)sink;
+    return 2.0 * 8 * 12 * (double)iters;
+}
+
+void eft__kernels_fill_avx2(eft__kernels *k) {
+    k->dot_f32 = dot_f32;
+    k->axpy_f32 = axpy_f32;
+    k->scale_f32 = scale_f32;
+    k->layernorm = layernorm;
+    k->rmsnorm = rmsnorm;
+    k->softmax = softmax;
+    k->exp_sub_sum = exp_sub_sum;
+    k->max_f32 = max_f32;
+    k->gelu_erf = gelu_erf;
+    k->gelu_tanh = gelu_tanh;
+    k->silu = silu;
+    k->swiglu = swiglu;
+    k->add = add;
+    k->fma_probe = fma_probe;
+    k->dot_f32_f16 = dot_f32_f16;
+    k->axpy_f16 = axpy_f16;
+    k->dot_f32_i8 = dot_f32_i8;
+    k->axpy_i8 = axpy_i8;
+}

@@ -1,0 +1,626 @@
+/* test_kernels.c — holds every kernel table this CPU can run (scalar, AVX2, AVX-512) to the scalar
+ * reference: row and elementwise kernels, the packed f32 GEMM on random odd shapes with and
+ * without threads, the Q8_0 path, and flash attention with every mask. Tolerances are stated next
+ * to each check and scale with the reduction length where one is involved. Guard elements past
+ * every output catch tails written out of bounds. */
+#include <math.h>
+#include <stdint.h>
+
+#include "core/quant.h"
+#include "core/threadpool.h"
+#include "kernels/cpu/kernels.h"
+#include "test.h"
+
+static uint64_t g_rng = 0x9e3779b97f4a7c15ull;
+static uint32_t rnd_u32(void) {
+    g_rng ^= g_rng << 13;
+    g_rng ^= g_rng >> 7;
+    g_rng ^= g_rng << 17;
+    return (uint32_t)(g_rng >> 16);
+}
+static float rnd_f(float lo, float hi) { return lo + (hi - lo) * (float)(rnd_u32() & 0xffffff) / 16777216.0f; }
+static int rnd_i(int lo, int hi) { return lo + (int)(rnd_u32() % (uint32_t)(hi - lo + 1)); }
+static void fill(float *x, int64_t n, float lo, float hi) {
+    for (int64_t i = 0; i < n; i++) x[i] = rnd_f(lo, hi);
+}
+
+static const eft__kernels *g_tables[EFT__ISA_COUNT];
+static int g_ntables;
+
+#define GUARD 12345.0f
+
+/* ---------------------------------------------------------------------------------------------
+ * Dispatch
+ * ------------------------------------------------------------------------------------------- */
+
+static void test_dispatch(void) {
+    const eft__kernels *active = eft__kernels_get();
+    CHECK(active != NULL);
+    CHECK(eft__kernels_for(EFT__ISA_SCALAR) != NULL);
+    CHECK(eft__kernels_for(EFT__ISA_COUNT) == NULL);
+    printf("     cpu: %s, best isa %s, active %s\n", eft__cpu_features_get()->brand, eft__isa_name(eft__isa_best()),
+           eft__isa_name(active->isa));
+    for (int i = 0; i < g_ntables; i++) {
+        const eft__kernels *k = g_tables[i];
+        /* Every entry filled: the struct is all pointers after the isa field. */
+        const void *const *fp = (const void *const *)((const char *)k + offsetof(eft__kernels, sgemm_ukernel));
+        size_t nfp = (sizeof *k - offsetof(eft__kernels, sgemm_ukernel)) / sizeof(void *);
+        for (size_t j = 0; j < nfp; j++) CHECK_MSG(fp[j] != NULL, "%s entry %zu is NULL", eft__isa_name(k->isa), j);
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Row and elementwise kernels
+ * ------------------------------------------------------------------------------------------- */
+
+static const int64_t k_lens[] = {1, 2, 3, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 384, 577, 1000, 1537};
+#define NLENS (int)(sizeof k_lens / sizeof k_lens[0])
+
+/* |got - want| <= abs + rel * |want| on n elements, and the guard after them intact. */
+static int cmp(const char *what, const eft__kernels *k, int64_t n, const float *got, const float *want, double abs_tol,
+               double rel_tol) {
+    int bad = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double d = fabs((double)got[i] - want[i]);
+        if (!(d <= abs_tol + rel_tol * fabs(want[i]))) {
+            if (!bad) fprintf(stderr, "  %s [%s] n=%lld i=%lld: %.9g vs %.9g\n", what, eft__isa_name(k->isa), (long long)n,
+                              (long long)i, got[i], want[i]);
+            bad++;
+        }
+    }
+    if (got[n] != GUARD) {
+        fprintf(stderr, "  %s [%s] n=%lld wrote past the end\n", what, eft__isa_name(k->isa), (long long)n);
+        bad++;
+    }
+    CHECK(bad == 0);
+    return bad;
+}
+
+static void test_row_kernels(void) {
+    const eft__kernels *ref = eft__kernels_for(EFT__ISA_SCALAR);
+    int64_t cap = 1600;
+    float *x = eft__malloc(sizeof(float) * (cap + 2)), *y = eft__malloc(sizeof(float) * (cap + 2));
+    float *w = eft__malloc(sizeof(float) * (cap + 2)), *b = eft__malloc(sizeof(float) * (cap + 2));
+    float *got = eft__malloc(sizeof(float) * (cap + 2)), *want = eft__malloc(sizeof(float) * (cap + 2));
+    for (int t = 0; t < g_ntables; t++) {
+        const eft__kernels *k = g_tables[t];
+        for (int li = 0; li < NLENS; li++) {
+            int64_t n = k_lens[li];
+            /* Offset by one float so vector loads are unaligned. */
+            float *xu = x + 1, *yu = y + 1;
+            fill(xu, n, -6, 6);
+            fill(yu, n, -3, 3);
+            fill(w, n, -2, 2);
+            fill(b, n, -1, 1);
+#define RESET() (got[n] = want[n] = GUARD)
+            /* Norms: relative 1e-5 (a few float roundings of a value near 1), plus 1e-6 absolute. */
+            RESET(); k->layernorm(got, xu, w, b, n, 1e-5f); ref->layernorm(want, xu, w, b, n, 1e-5f);
+            cmp("layernorm", k, n, got, want, 1e-5, 1e-5);
+            RESET(); k->layernorm(got, xu, NULL, NULL, n, 1e-12f); ref->layernorm(want, xu, NULL, NULL, n, 1e-12f);
+            cmp("layernorm/no affine", k, n, got, want, 1e-5, 1e-5);
+            RESET(); k->rmsnorm(got, xu, w, n, 1e-6f, 0.0f); ref->rmsnorm(want, xu, w, n, 1e-6f, 0.0f);
+            cmp("rmsnorm", k, n, got, want, 1e-6, 1e-5);
+            RESET(); k->rmsnorm(got, xu, w, n, 1e-6f, 1.0f); ref->rmsnorm(want, xu, w, n, 1e-6f, 1.0f);
+            cmp("rmsnorm/gemma", k, n, got, want, 1e-6, 1e-5);
+            /* Activations: vector exp/erf/tanh approximations, absolute 2e-6 scaled by |x|. */
+            RESET(); k->gelu_erf(got, xu, n); ref->gelu_erf(want, xu, n);
+            cmp("gelu_erf", k, n, got, want, 6e-6 * 6, 1e-6);
+            RESET(); k->gelu_tanh(got, xu, n); ref->gelu_tanh(want, xu, n);
+            cmp("gelu_tanh", k, n, got, want, 2e-6 * 6, 1e-6);
+            RESET(); k->silu(got, xu, n); ref->silu(want, xu, n);
+            cmp("silu", k, n, got, want, 2e-6, 1e-5);
+            RESET(); k->swiglu(got, xu, yu, n); ref->swiglu(want, xu, yu, n);
+            cmp("swiglu", k, n, got, want, 2e-6 * 3, 1e-5);
+            RESET(); k->add(got, xu, yu, n); ref->add(want, xu, yu, n);
+            cmp("add", k, n, got, want, 0, 0);
+            /* In place (out == x) must work for the elementwise kernels. */
+            for (int64_t i = 0; i < n; i++) got[i] = xu[i];
+            RESET(); k->silu(got, got, n); ref->silu(want, xu, n);
+            cmp("silu/in place", k, n, got, want, 2e-6, 1e-5);
+            /* Softmax: probabilities, relative 1e-5. */
+            for (int64_t i = 0; i < n; i++) got[i] = want[i] = xu[i] * 4;
+            RESET(); k->softmax(got, n); ref->softmax(want, n);
+            cmp("softmax", k, n, got, want, 1e-7, 1e-5);
+            double s = 0;
+            for (int64_t i = 0; i < n; i++) s += got[i];
+            CHECK_NEAR(s, 1.0, 1e-5);
+            /* dot: error bound grows with n; axpy and scale are one rounding per element. */
+            double sa = 0;
+            for (int64_t i = 0; i < n; i++) sa += fabs((double)xu[i] * yu[i]);
+            CHECK_NEAR(k->dot_f32(xu, yu, n), ref->dot_f32(xu, yu, n), 1.2e-7 * (double)n * sa + 1e-6);
+            for (int64_t i = 0; i < n; i++) got[i] = want[i] = yu[i];
+            RESET(); k->axpy_f32(got, 0.75f, xu, n); ref->axpy_f32(want, 0.75f, xu, n);
+            cmp("axpy", k, n, got, want, 1e-6, 1e-6);
+            RESET(); k->scale_f32(got, -1.5f, n); ref->scale_f32(want, -1.5f, n);
+            cmp("scale", k, n, got, want, 1e-6, 1e-6);
+            CHECK(k->max_f32(xu, n) == ref->max_f32(xu, n));
+            /* Mixed-type KV-cache kernels on f16 and int8 rows, unaligned. */
+            uint16_t hb[1602];
+            int8_t ib[1602];
+            for (int64_t i = 0; i < n; i++) hb[i + 1] = eft__f32_to_f16(yu[i]), ib[i + 1] = (int8_t)rnd_i(-127, 127);
+            double sh = 0, si = 0;
+            for (int64_t i = 0; i < n; i++) sh += fabs(xu[i] * eft__f16_to_f32(hb[i + 1])), si += fabs(xu[i] * ib[i + 1]);
+            CHECK_NEAR(k->dot_f32_f16(xu, hb + 1, n), ref->dot_f32_f16(xu, hb + 1, n), 1.2e-7 * (double)n * sh + 1e-6);
+            CHECK_NEAR(k->dot_f32_i8(xu, ib + 1, n), ref->dot_f32_i8(xu, ib + 1, n), 1.2e-7 * (double)n * si + 1e-6);
+            for (int64_t i = 0; i < n; i++) got[i] = want[i] = yu[i];
+            RESET(); k->axpy_f16(got, 0.5f, hb + 1, n); ref->axpy_f16(want, 0.5f, hb + 1, n);
+            cmp("axpy_f16", k, n, got, want, 1e-6, 1e-6);
+            RESET(); k->axpy_i8(got, 0.01f, ib + 1, n); ref->axpy_i8(want, 0.01f, ib + 1, n);
+            cmp("axpy_i8", k, n, got, want, 1e-6, 1e-6);
+            for (int64_t i = 0; i < n; i++) got[i] = want[i] = -fabsf(xu[i]);
+            got[n / 2] = want[n / 2] = -INFINITY; /* masked scores must give exactly 0 */
+            RESET();
+            float sg = k->exp_sub_sum(got, n, 0.0f), sw = ref->exp_sub_sum(want, n, 0.0f);
+            cmp("exp_sub_sum", k, n, got, want, 1e-7, 1e-6);
+            CHECK(got[n / 2] == 0.0f);
+            CHECK_NEAR(sg, sw, 1e-5 * sw);
+        }
+    }
+    /* Special values of the activations: large magnitudes must not overflow to NaN. */
+    for (int t = 0; t < g_ntables; t++) {
+        const eft__kernels *k = g_tables[t];
+        float in[8] = {-100, -30, -10, 0, 10, 30, 100, 1e-8f}, o[8];
+        k->gelu_erf(o, in, 8);
+        CHECK(o[0] == 0 && fabsf(o[6] - 100) < 1e-4f && o[3] == 0);
+        k->gelu_tanh(o, in, 8);
+        CHECK(fabsf(o[0]) < 1e-30f && fabsf(o[6] - 100) < 1e-4f);
+        k->silu(o, in, 8);
+        CHECK(fabsf(o[0]) < 1e-30f && fabsf(o[6] - 100) < 1e-4f && !isnan(o[0]));
+    }
+    eft__free(x); eft__free(y); eft__free(w); eft__free(b); eft__free(got); eft__free(want);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * f32 GEMM
+ * ------------------------------------------------------------------------------------------- */
+
+/* One product of the given shape, every table, threads 1 and 3; returns failures. */
+static void check_sgemm(eft__threadpool **pools, int npools, int64_t m, int64_t n, int64_t k, bool with_bias) {
+    int64_t lda = k + rnd_i(0, 3), ldw = k + rnd_i(0, 2), ldc = n + rnd_i(0, 5);
+    float *a = eft__malloc(sizeof(float) * (m * lda + 1)), *w = eft__malloc(sizeof(float) * n * ldw);
+    float *bias = eft__malloc(sizeof(float) * n), *c = eft__malloc(sizeof(float) * (m * ldc + 1));
+    float *r = eft__malloc(sizeof(float) * m * ldc);
+    fill(a, m * lda + 1, -1, 1);
+    fill(w, n * ldw, -1, 1);
+    fill(bias, n, -1, 1);
+    eft__sgemm_ref(r, ldc, a, lda, m, w, ldw, n, k, with_bias ? bias : NULL);
+    eft__sgemm_packed pk;
+    eft__error err = {0};
+    CHECK(eft__sgemm_pack(&pk, w, n, k, ldw, &err) == EFT_OK);
+    for (int t = 0; t < g_ntables; t++)
+        for (int pi = 0; pi < npools; pi++) {
+            for (int64_t i = 0; i < m * ldc + 1; i++) c[i] = GUARD;
+            eft__sgemm(g_tables[t], pools[pi], c, ldc, a + 1 /* unaligned */, lda, m, &pk, with_bias ? bias : NULL);
+            /* The reference used a (not a + 1): recompute for the shifted input once per shape. */
+            int bad = 0;
+            for (int64_t i = 0; i < m && bad < 3; i++)
+                for (int64_t j = 0; j < ldc && bad < 3; j++) {
+                    float got = c[i * ldc + j];
+                    if (j >= n) {
+                        if (got != GUARD) bad++, fprintf(stderr, "  sgemm wrote padding column %lld\n", (long long)j);
+                        continue;
+                    }
+                    double s = with_bias ? bias[j] : 0, sabs = with_bias ? fabs(bias[j]) : 0;
+                    for (int64_t kk = 0; kk < k; kk++) {
+                        double p = (double)a[1 + i * lda + kk] * w[j * ldw + kk];
+                        s += p;
+                        sabs += fabs(p);
+                    }
+                    /* Float summation error bound: about K * eps * sum |a w|. */
+                    double tol = 1.2e-7 * (double)(k + 2) * sabs + 1e-6;
+                    if (!(fabs(got - s) <= tol)) {
+                        bad++;
+                        fprintf(stderr, "  sgemm [%s, %d thr] M=%lld N=%lld K=%lld c[%lld,%lld] = %.8g, want %.8g\n",
+                                eft__isa_name(g_tables[t]->isa), eft__threadpool_size(pools[pi]), (long long)m,
+                                (long long)n, (long long)k, (long long)i, (long long)j, got, s);
+                    }
+                }
+            CHECK(c[m * ldc] == GUARD);
+            CHECK(bad == 0);
+        }
+    (void)r;
+    eft__sgemm_packed_free(&pk);
+    eft__free(a); eft__free(w); eft__free(bias); eft__free(c); eft__free(r);
+}
+
+static void test_sgemm(void) {
+    eft__threadpool *pools[3] = {NULL, NULL, NULL};
+    eft__error err = {0};
+    CHECK(eft__threadpool_create(1, &pools[0], &err) == EFT_OK);
+    CHECK(eft__threadpool_create(2, &pools[1], &err) == EFT_OK);
+    CHECK(eft__threadpool_create(3, &pools[2], &err) == EFT_OK);
+    static const int64_t fixed[][3] = {{1, 1, 1},   {6, 16, 8},   {7, 17, 9},   {1, 384, 384}, {12, 48, 257},
+                                       {5, 15, 513}, {130, 33, 70}, {3, 200, 300}, {250, 20, 31},  {64, 64, 64}};
+    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
+        check_sgemm(pools, 3, fixed[i][0], fixed[i][1], fixed[i][2], i % 2 == 0);
+    for (int it = 0; it < 30; it++) check_sgemm(pools, 3, rnd_i(1, 300), rnd_i(1, 300), rnd_i(1, 300), it % 3 != 0);
+    for (int i = 0; i < 3; i++) eft__threadpool_free(pools[i]);
+}
+
+static void test_sgemm_pack_typed(void) {
+    int64_t n = 19, k = 23;
+    uint16_t h[19 * 23], bf[19 * 23];
+    float f[19 * 23];
+    for (int i = 0; i < n * k; i++) {
+        f[i] = rnd_f(-2, 2);
+        h[i] = eft__f32_to_f16(f[i]);
+        bf[i] = eft__f32_to_bf16(f[i]);
+    }
+    eft__sgemm_packed p16, pb;
+    eft__error err = {0};
+    CHECK(eft__sgemm_pack_typed(&p16, EFT_DTYPE_F16, h, n, k, k, &err) == EFT_OK);
+    CHECK(eft__sgemm_pack_typed(&pb, EFT_DTYPE_BF16, bf, n, k, k, &err) == EFT_OK);
+    CHECK(p16.npanels == 2);
+    for (int64_t j = 0; j < 32; j++)
+        for (int64_t kk = 0; kk < k; kk++) {
+            float v16 = ((float *)p16.data)[(j / 16) * k * 16 + kk * 16 + j % 16];
+            float vb = ((float *)pb.data)[(j / 16) * k * 16 + kk * 16 + j % 16];
+            CHECK(v16 == (j < n ? eft__f16_to_f32(h[j * k + kk]) : 0.0f));
+            CHECK(vb == (j < n ? eft__bf16_to_f32(bf[j * k + kk]) : 0.0f));
+        }
+    eft__sgemm_packed_free(&p16);
+    eft__sgemm_packed_free(&pb);
+    CHECK(pb.data == NULL);
+    CHECK(eft__sgemm_pack_typed(&pb, EFT_DTYPE_Q4_0, bf, n, k, k, &err) == EFT_ERR_UNSUPPORTED);
+    CHECK_CONTAINS(err.msg, "Q4_0");
+    CHECK(eft__sgemm_pack(&pb, f, 0, k, k, &err) == EFT_ERR_INVALID_ARGUMENT);
+    CHECK(pb.data == NULL);
+}
+
+/* f16 and bf16 panels kept 16-bit: every table against the double-precision product of the
+ * widened weights, so the tolerance is the f32 one. */
+static void test_sgemm_half(void) {
+    eft__threadpool *tp = NULL;
+    eft__error err = {0};
+    CHECK(eft__threadpool_create(2, &tp, &err) == EFT_OK);
+    for (int it = 0; it < 16; it++) {
+        eft_dtype dt = it % 2 ? EFT_DTYPE_BF16 : EFT_DTYPE_F16;
+        int64_t m = it == 0 ? 1 : rnd_i(1, 80), n = rnd_i(1, 150), k = it == 1 ? 600 : rnd_i(1, 300), ldw = k + rnd_i(0, 2);
+        float *a = eft__malloc(sizeof(float) * m * k), *wf = eft__malloc(sizeof(float) * n * k);
+        float *bias = eft__malloc(sizeof(float) * n), *c = eft__malloc(sizeof(float) * (m * n + 1)), *r = eft__malloc(sizeof(float) * m * n);
+        uint16_t *wh = eft__malloc(sizeof(uint16_t) * n * ldw);
+        fill(a, m * k, -1, 1);
+        fill(bias, n, -1, 1);
+        for (int64_t j = 0; j < n; j++)
+            for (int64_t kk = 0; kk < k; kk++) {
+                float v = rnd_f(-1, 1);
+                wh[j * ldw + kk] = dt == EFT_DTYPE_F16 ? eft__f32_to_f16(v) : eft__f32_to_bf16(v);
+                wf[j * k + kk] = dt == EFT_DTYPE_F16 ? eft__f16_to_f32(wh[j * ldw + kk]) : eft__bf16_to_f32(wh[j * ldw + kk]);
+            }
+        eft__sgemm_ref(r, n, a, k, m, wf, k, n, k, bias);
+        eft__sgemm_packed pk;
+        CHECK(eft__sgemm_pack_half(&pk, dt, wh, n, k, ldw, &err) == EFT_OK);
+        CHECK(pk.dtype == dt);
+        for (int t = 0; t < g_ntables; t++) {
+            c[m * n] = GUARD;
+            eft__sgemm(g_tables[t], it % 3 ? tp : NULL, c, n, a, k, m, &pk, bias);
+            CHECK(c[m * n] == GUARD);
+            int bad = 0;
+            for (int64_t i = 0; i < m * n; i++)
+                if (!(fabsf(c[i] - r[i]) <= 1.2e-7f * (float)(k + 2) * (float)k + 1e-5f) && bad++ < 3)
+                    fprintf(stderr, "  sgemm %s [%s] M=%lld N=%lld K=%lld: c[%lld]=%g want %g\n", eft_dtype_name(dt),
+                            eft__isa_name(g_tables[t]->isa), (long long)m, (long long)n, (long long)k, (long long)i, c[i], r[i]);
+            CHECK(bad == 0);
+        }
+        eft__sgemm_packed_free(&pk);
+        eft__free(a); eft__free(wf); eft__free(bias); eft__free(c); eft__free(r); eft__free(wh);
+    }
+    eft__threadpool_free(tp);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Q8_0
+ * ------------------------------------------------------------------------------------------- */
+
+static void test_q8_quantize_and_dot(void) {
+    const eft__kernels *ref = eft__kernels_for(EFT__ISA_SCALAR);
+    enum { NB = 37 };
+    float x[NB * 32], w[NB * 32];
+    fill(x, NB * 32, -3, 3);
+    fill(w, NB * 32, -1, 1);
+    for (int i = 0; i < 32; i++) x[32 + i] = 0; /* an all-zero block: scale 0, no division by 0 */
+    x[100] = 0.5f * (3.0f / 127.0f);           /* near a rounding tie */
+    eft__block_q8_a qa_ref[NB], qa[NB];
+    eft__block_q8_0 qw[NB];
+    eft__quantize_q8_0(qw, w, 1, NB * 32);
+    float back[NB * 32];
+    CHECK(eft__dequantize_row(EFT_DTYPE_Q8_0, qw, back, NB * 32));
+    for (int i = 0; i < NB * 32; i++) {
+        float d = eft__f16_to_f32(qw[i / 32].d);
+        CHECK(fabsf(back[i] - w[i]) <= 0.5f * d + 1e-3f * fabsf(w[i]) + 1e-7f); /* half a step, f16 scale */
+    }
+    ref->quantize_row_q8_a(qa_ref, x, NB * 32);
+    CHECK(qa_ref[1].d == 0.0f && qa_ref[1].sum == 0);
+    for (int t = 0; t < g_ntables; t++) {
+        const eft__kernels *k = g_tables[t];
+        k->quantize_row_q8_a(qa, x, NB * 32);
+        /* Same integers and scales on every ISA: the quantiser is exact, not approximate. */
+        for (int b = 0; b < NB; b++) {
+            CHECK(qa[b].d == qa_ref[b].d);
+            CHECK(qa[b].sum == qa_ref[b].sum);
+            CHECK(memcmp(qa[b].qs, qa_ref[b].qs, 32) == 0);
+        }
+        for (int nb = 1; nb <= NB; nb++) {
+            double sabs = 0;
+            for (int b = 0; b < nb; b++) sabs += fabs(eft__f16_to_f32(qw[b].d) * qa_ref[b].d) * 127 * 127 * 32;
+            /* Integer block sums are exact; only the nb float terms round. */
+            CHECK_NEAR(k->dot_q8_0_q8_a(qw, qa_ref, nb), ref->dot_q8_0_q8_a(qw, qa_ref, nb), 2.4e-7 * nb * sabs / 10);
+        }
+    }
+}
+
+static void test_q8_from_int8(void) {
+    enum { N = 5, K = 256 };
+    int8_t q[N * K];
+    for (int i = 0; i < N * K; i++) q[i] = (int8_t)rnd_i(-127, 127);
+    static const int64_t groups[] = {32, 64, 128, K};
+    for (size_t g = 0; g < 4; g++) {
+        int64_t gs = groups[g], ng = K / gs;
+        float s[N * K / 32];
+        for (int i = 0; i < N * ng; i++) s[i] = rnd_f(1e-3f, 2e-2f);
+        eft__block_q8_0 out[N * K / 32];
+        CHECK(eft__q8_0_from_int8(out, q, s, N, K, gs));
+        float row[K];
+        for (int r = 0; r < N; r++) {
+            CHECK(eft__dequantize_row(EFT_DTYPE_Q8_0, out + r * (K / 32), row, K));
+            /* Exact up to the scale's rounding to f16: 2^-11 relative. */
+            for (int kk = 0; kk < K; kk++) CHECK_NEAR(row[kk], q[r * K + kk] * s[r * ng + kk / gs], 5e-4 * fabsf(q[r * K + kk] * s[r * ng + kk / gs]) + 1e-9);
+        }
+    }
+    eft__block_q8_0 out[1];
+    CHECK(!eft__q8_0_from_int8(out, q, NULL, 1, 32, 48));
+}
+
+static void test_q4_quantize_and_dot(void) {
+    const eft__kernels *ref = eft__kernels_for(EFT__ISA_SCALAR);
+    enum { NB = 29 };
+    float w[NB * 32], x[NB * 32], back[NB * 32];
+    fill(w, NB * 32, -1, 1);
+    fill(x, NB * 32, -3, 3);
+    for (int i = 0; i < 32; i++) w[64 + i] = 0.25f; /* a constant block: Q4_1's range is 0 */
+    eft__block_q4_0 q40[NB];
+    eft__block_q4_1 q41[NB];
+    eft__quantize_q4_0(q40, w, 1, NB * 32);
+    eft__quantize_q4_1(q41, w, 1, NB * 32);
+    CHECK(eft__dequantize_row(EFT_DTYPE_Q4_0, q40, back, NB * 32));
+    for (int i = 0; i < NB * 32; i++) CHECK(fabsf(back[i] - w[i]) <= fabsf(eft__f16_to_f32(q40[i / 32].d)) * 1.01f + 1e-6f);
+    CHECK(eft__dequantize_row(EFT_DTYPE_Q4_1, q41, back, NB * 32));
+    for (int i = 0; i < NB * 32; i++) CHECK(fabsf(back[i] - w[i]) <= eft__f16_to_f32(q41[i / 32].d) * 0.51f + 2e-3f);
+    eft__block_q8_a qa[NB];
+    ref->quantize_row_q8_a(qa, x, NB * 32);
+    for (int t = 0; t < g_ntables; t++) {
+        const eft__kernels *k = g_tables[t];
+        for (int nb = 1; nb <= NB; nb += 3) {
+            /* Integer block sums are exact; the tolerance covers nb float terms. */
+            double r0 = ref->dot_q4_0_q8_a(q40, qa, nb), r1 = ref->dot_q4_1_q8_a(q41, qa, nb);
+            CHECK_NEAR(k->dot_q4_0_q8_a(q40, qa, nb), r0, 1e-5 * nb * (1 + fabs(r0)));
+            CHECK_NEAR(k->dot_q4_1_q8_a(q41, qa, nb), r1, 1e-5 * nb * (1 + fabs(r1)));
+        }
+    }
+}
+
+static void test_q8_gemm(void) {
+    eft__threadpool *tp = NULL;
+    eft__error err = {0};
+    CHECK(eft__threadpool_create(2, &tp, &err) == EFT_OK);
+    static const int64_t shapes[][3] = {{1, 1, 32}, {1, 37, 64}, {3, 50, 96}, {8, 129, 384}, {17, 33, 32}, {1, 576, 576}};
+    static const eft_dtype wtypes[] = {EFT_DTYPE_Q8_0, EFT_DTYPE_Q4_0, EFT_DTYPE_Q4_1};
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0] * 3; si++) {
+        eft_dtype wt = wtypes[si % 3];
+        int64_t m = shapes[si / 3][0], n = shapes[si / 3][1], k = shapes[si / 3][2], nb = k / 32;
+        float *a = eft__malloc(sizeof(float) * m * k), *w = eft__malloc(sizeof(float) * n * k), *bias = eft__malloc(sizeof(float) * n);
+        float *wd = eft__malloc(sizeof(float) * n * k), *c = eft__malloc(sizeof(float) * (m * n + 1));
+        eft__block_q8_0 *qw = eft__malloc(sizeof(eft__block_q8_0) * n * nb);
+        void *work = eft__malloc(eft__q8_0_gemm_work_size(m, k));
+        fill(a, m * k, -2, 2);
+        fill(w, n * k, -0.5f, 0.5f);
+        fill(bias, n, -1, 1);
+        size_t rb = wt == EFT_DTYPE_Q8_0 ? sizeof(eft__block_q8_0) : wt == EFT_DTYPE_Q4_0 ? sizeof(eft__block_q4_0) : sizeof(eft__block_q4_1);
+        if (wt == EFT_DTYPE_Q8_0) eft__quantize_q8_0(qw, w, n, k);
+        else if (wt == EFT_DTYPE_Q4_0) eft__quantize_q4_0((eft__block_q4_0 *)qw, w, n, k);
+        else eft__quantize_q4_1((eft__block_q4_1 *)qw, w, n, k);
+        for (int64_t j = 0; j < n; j++) eft__dequantize_row(wt, (const uint8_t *)qw + j * nb * rb, wd + j * k, k);
+        for (int t = 0; t < g_ntables; t++)
+            for (int thr = 0; thr < 2; thr++) {
+                c[m * n] = GUARD;
+                if (wt == EFT_DTYPE_Q8_0) eft__q8_0_gemm(g_tables[t], thr ? tp : NULL, c, n, a, k, m, qw, n, k, bias, work);
+                else CHECK(eft__qgemm(g_tables[t], thr ? tp : NULL, c, n, a, k, m, wt, qw, n, k, bias, work));
+                CHECK(c[m * n] == GUARD);
+                int bad = 0;
+                for (int64_t i = 0; i < m; i++)
+                    for (int64_t j = 0; j < n; j++) {
+                        /* Against f32 activations times the dequantised weights: the activation
+                         * rounding is at most half a step (amax/127/2) per element. */
+                        double s = bias[j], tol = 1e-5;
+                        for (int64_t b = 0; b < nb; b++) {
+                            float amax = 0, wabs = 0;
+                            for (int e = 0; e < 32; e++) {
+                                int64_t kk = b * 32 + e;
+                                s += (double)a[i * k + kk] * wd[j * k + kk];
+                                amax = fmaxf(amax, fabsf(a[i * k + kk]));
+                                wabs += fabsf(wd[j * k + kk]);
+                            }
+                            tol += (amax / 127.0 / 2) * wabs * 1.01 + 1e-6 * wabs * amax;
+                        }
+                        if (!(fabs(c[i * n + j] - s) <= tol) && bad++ < 3)
+                            fprintf(stderr, "  qgemm %s [%s] M=%lld N=%lld K=%lld c[%lld,%lld]=%g want %g tol %g\n",
+                                    eft_dtype_name(wt), eft__isa_name(g_tables[t]->isa), (long long)m, (long long)n, (long long)k, (long long)i,
+                                    (long long)j, c[i * n + j], s, tol);
+                    }
+                CHECK(bad == 0);
+            }
+        eft__free(a); eft__free(w); eft__free(bias); eft__free(wd); eft__free(c); eft__free(qw); eft__free(work);
+    }
+    float c1;
+    CHECK(!eft__qgemm(NULL, NULL, &c1, 1, &c1, 1, 1, EFT_DTYPE_Q5_0, NULL, 1, 32, NULL, NULL));
+    CHECK(!eft__qgemm(NULL, NULL, &c1, 1, &c1, 1, 1, EFT_DTYPE_Q8_0, NULL, 1, 33, NULL, NULL));
+    eft__threadpool_free(tp);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Attention
+ * ------------------------------------------------------------------------------------------- */
+
+static void check_attention(eft__threadpool *tp, eft__attn_params p, bool with_mask) {
+    int64_t qw = (int64_t)p.nh * p.hs, kw = (int64_t)p.nkv * p.hs;
+    p.ldq = qw + 3;
+    p.ldk = kw + 1;
+    p.ldv = kw + 2;
+    p.ldo = qw + 5;
+    p.scale = 1.0f / sqrtf((float)p.hs);
+    float *q = eft__malloc(sizeof(float) * p.t * p.ldq), *k = eft__malloc(sizeof(float) * p.tk * p.ldk);
+    float *v = eft__malloc(sizeof(float) * p.tk * p.ldv), *o = eft__malloc(sizeof(float) * p.t * p.ldo);
+    float *r = eft__malloc(sizeof(float) * p.t * p.ldo);
+    uint8_t *mask = eft__malloc((size_t)p.tk);
+    fill(q, p.t * p.ldq, -2, 2);
+    fill(k, p.tk * p.ldk, -2, 2);
+    fill(v, p.tk * p.ldv, -1, 1);
+    for (int64_t j = 0; j < p.tk; j++) mask[j] = (rnd_u32() % 5) != 0;
+    p.key_mask = with_mask ? mask : NULL;
+    for (int64_t i = 0; i < p.t * p.ldo; i++) r[i] = o[i] = GUARD;
+    eft__attention_ref(r, q, k, v, &p);
+    int nth = eft__threadpool_size(tp);
+    float *work = eft__malloc_aligned(sizeof(float) * eft__attention_work_floats(&p, nth));
+    for (int t = 0; t < g_ntables; t++) {
+        eft__attention(g_tables[t], tp, o, q, k, v, &p, work);
+        int bad = 0;
+        for (int64_t i = 0; i < p.t * p.ldo; i++) {
+            /* Outputs are convex combinations of values in [-1, 1]: 2e-5 absolute covers the
+             * float dot products (HS <= 128 terms of size <= 4) and the exp approximation. */
+            if (!(fabsf(o[i] - r[i]) <= 2e-5f) && bad++ < 3)
+                fprintf(stderr, "  attention [%s] t=%lld tk=%lld nh=%d nkv=%d hs=%d causal=%d win=%lld kvlen=%lld mask=%d: "
+                        "out[%lld]=%g want %g\n", eft__isa_name(g_tables[t]->isa), (long long)p.t, (long long)p.tk, p.nh,
+                        p.nkv, p.hs, p.causal, (long long)p.window, (long long)p.kv_len, with_mask, (long long)i, o[i], r[i]);
+        }
+        CHECK(bad == 0);
+    }
+    eft__free_aligned(work);
+    eft__free(q); eft__free(k); eft__free(v); eft__free(o); eft__free(r); eft__free(mask);
+}
+
+static void test_attention(void) {
+    eft__threadpool *tp = NULL;
+    eft__error err = {0};
+    CHECK(eft__threadpool_create(2, &tp, &err) == EFT_OK);
+    eft__attn_params base = {0};
+    /* Causal prefill, MHA, head size 64, lengths around the tile sizes. */
+    static const int64_t lens[] = {1, 5, 47, 48, 49, 64, 65, 130};
+    for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
+        eft__attn_params p = base;
+        p.t = p.tk = lens[i];
+        p.nh = 2, p.nkv = 2, p.hs = 64, p.causal = true;
+        check_attention(i % 2 ? tp : NULL, p, false);
+    }
+    /* Random: GQA, odd head sizes, bidirectional, windows, padding, masks, chunked prefill and
+     * decode (t < tk with q_pos0 = tk - t). */
+    for (int it = 0; it < 40; it++) {
+        eft__attn_params p = base;
+        int nkv = rnd_i(1, 3);
+        p.nkv = nkv;
+        p.nh = nkv * rnd_i(1, 3);
+        static const int hss[] = {1, 7, 16, 17, 32, 64, 80, 128};
+        p.hs = hss[rnd_i(0, 7)];
+        p.tk = rnd_i(1, 200);
+        p.t = rnd_i(0, 3) == 0 ? 1 : rnd_i(1, (int)p.tk);
+        p.causal = rnd_i(0, 2) != 0;
+        p.q_pos0 = p.causal ? p.tk - p.t : rnd_i(0, (int)p.tk - 1);
+        p.window = rnd_i(0, 2) == 0 ? rnd_i(1, 40) : 0;
+        p.kv_len = rnd_i(0, 2) == 0 ? rnd_i(1, (int)p.tk) : 0;
+        check_attention(it % 2 ? tp : NULL, p, rnd_i(0, 2) == 0);
+    }
+    eft__threadpool_free(tp);
+}
+
+/* Decode over f32, f16 and int8 caches, against the reference run on the cache's own
+ * (rounded) values, so the tolerance only covers the kernel's arithmetic. */
+static void test_attention_decode(void) {
+    eft__threadpool *tp = NULL;
+    eft__error err = {0};
+    CHECK(eft__threadpool_create(2, &tp, &err) == EFT_OK);
+    static const eft_dtype types[] = {EFT_DTYPE_F32, EFT_DTYPE_F16, EFT_DTYPE_I8};
+    for (int it = 0; it < 24; it++) {
+        eft__attn_params p = {0};
+        p.nkv = rnd_i(1, 3);
+        p.nh = p.nkv * rnd_i(1, 4);
+        static const int hss[] = {1, 7, 32, 64, 80, 128};
+        p.hs = hss[rnd_i(0, 5)];
+        p.tk = rnd_i(1, 300);
+        p.t = rnd_i(1, 4) < (int)p.tk ? rnd_i(1, 4) : 1;
+        p.causal = true;
+        p.q_pos0 = p.tk - p.t;
+        p.window = rnd_i(0, 3) == 0 ? rnd_i(1, 64) : 0;
+        p.kv_len = rnd_i(0, 3) == 0 ? rnd_i(1, (int)p.tk) : 0;
+        p.ldq = p.ldo = (int64_t)p.nh * p.hs + 1;
+        int64_t kw = (int64_t)p.nkv * p.hs;
+        p.ldk = p.ldv = kw;
+        p.scale = 1.0f / sqrtf((float)p.hs);
+        eft_dtype dt = types[it % 3];
+        float *q = eft__malloc(sizeof(float) * p.t * p.ldq), *kf = eft__malloc(sizeof(float) * p.tk * kw);
+        float *vf = eft__malloc(sizeof(float) * p.tk * kw), *o = eft__malloc(sizeof(float) * p.t * p.ldo);
+        float *r = eft__malloc(sizeof(float) * p.t * p.ldo);
+        void *kc = eft__malloc(sizeof(float) * p.tk * kw), *vc = eft__malloc(sizeof(float) * p.tk * kw);
+        float *ks = eft__malloc(sizeof(float) * p.tk * p.nkv), *vs = eft__malloc(sizeof(float) * p.tk * p.nkv);
+        fill(q, p.t * p.ldq, -2, 2);
+        fill(kf, p.tk * kw, -2, 2);
+        fill(vf, p.tk * kw, -1, 1);
+        /* Store into the cache type, then replace kf/vf by what the cache holds. */
+        for (int64_t j = 0; j < p.tk; j++)
+            for (int h = 0; h < p.nkv; h++) {
+                int64_t off = j * kw + (int64_t)h * p.hs;
+                for (int pass = 0; pass < 2; pass++) {
+                    float *src = pass ? vf : kf;
+                    void *dst = pass ? vc : kc;
+                    float *sc = pass ? vs : ks;
+                    if (dt == EFT_DTYPE_F32) memcpy((float *)dst + off, src + off, sizeof(float) * p.hs);
+                    else if (dt == EFT_DTYPE_F16)
+                        for (int e = 0; e < p.hs; e++) {
+                            ((uint16_t *)dst)[off + e] = eft__f32_to_f16(src[off + e]);
+                            src[off + e] = eft__f16_to_f32(((uint16_t *)dst)[off + e]);
+                        }
+                    else {
+                        float d = eft__kv_quantize_i8((int8_t *)dst + off, src + off, p.hs);
+                        sc[j * p.nkv + h] = d;
+                        for (int e = 0; e < p.hs; e++) src[off + e] = d * ((int8_t *)dst)[off + e];
+                    }
+                }
+            }
+        eft__kv_view kv = {dt, kc, kw, ks, p.nkv}, vv = {dt, vc, kw, vs, p.nkv};
+        eft__attention_ref(r, q, kf, vf, &p);
+        float *work = eft__malloc(sizeof(float) * eft__attention_decode_work_floats(&p) * 2);
+        for (int t = 0; t < g_ntables; t++) {
+            for (int64_t i = 0; i < p.t * p.ldo; i++) o[i] = GUARD;
+            eft__attention_decode(g_tables[t], it % 2 ? tp : NULL, o, q, &kv, &vv, &p, work);
+            int bad = 0;
+            for (int64_t i = 0; i < p.t; i++)
+                for (int64_t e = 0; e < (int64_t)p.nh * p.hs; e++) {
+                    float g = o[i * p.ldo + e], w = r[i * p.ldo + e];
+                    if (!(fabsf(g - w) <= 2e-5f) && bad++ < 3)
+                        fprintf(stderr, "  decode [%s, %s] t=%lld tk=%lld nh=%d nkv=%d hs=%d: out[%lld,%lld]=%g want %g\n",
+                                eft__isa_name(g_tables[t]->isa), eft_dtype_name(dt), (long long)p.t, (long long)p.tk, p.nh,
+                                p.nkv, p.hs, (long long)i, (long long)e, g, w);
+                }
+            CHECK(bad == 0);
+        }
+        eft__free(work);
+        eft__free(q); eft__free(kf); eft__free(vf); eft__free(o); eft__free(r);
+        eft__free(kc); eft__free(vc); eft__free(ks); eft__free(vs);
+    }
+    eft__threadpool_free(tp);
+}
+
+int main(void) {
+    for (int i = 0; i < EFT__ISA_COUNT; i++)
+        if (eft__kernels_for((eft__isa)i)) g_tables[g_ntables++] = eft__kernels_for((eft__isa)i);
+    RUN(test_dispatch);
+    RUN(test_row_kernels);
+    RUN(test_sgemm);
+    RUN(test_sgemm_pack_typed);
+    RUN(test_sgemm_half);
+    RUN(test_q8_quantize_and_dot);
+    RUN(test_q8_from_int8);
+    RUN(test_q4_quantize_and_dot);
+    RUN(test_q8_gemm);
+    RUN(test_attention);
+    RUN(test_attention_decode);
+    return test_summary();
+}
