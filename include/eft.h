@@ -194,6 +194,40 @@ eft_bench_params eft_bench_params_default(void);
  * SmolLM2-135M, Llama-3.2-1B). Each line of the report goes to line_fn. params may be NULL. */
 eft_status eft_bench_kernels(const eft_bench_params *params, eft_bench_line_fn line_fn, void *user_data);
 
+/* ---------------------------------------------------------------------------------------------
+ * Chat templates
+ * ------------------------------------------------------------------------------------------- */
+
+/* A model's chat template (Jinja2), rendered byte for byte as transformers' apply_chat_template
+ * renders it with Python's jinja2. Everything the template uses is checked when it is opened: a
+ * construct eft does not implement fails there, with the construct and its line in the message. */
+typedef struct eft_chat_template eft_chat_template;
+
+/* Opens a template from its source text (UTF-8, len bytes). */
+eft_status eft_chat_template_open(const char *source, size_t len, eft_chat_template **out);
+
+/* Opens the template of a model: a folder (chat_template.jinja, else chat_template.json, else
+ * "chat_template" in tokenizer_config.json, where a list of named templates means "default") or a
+ * .gguf file (tokenizer.chat_template). The model's special tokens (bos_token, eos_token, ...)
+ * become template variables, as transformers passes them. */
+eft_status eft_chat_template_open_model(const char *path, eft_chat_template **out);
+
+/* Renders messages_json (a JSON array of message objects, or {"messages": [...]}) with
+ * options_json (NULL or a JSON object): "add_generation_prompt", "tools", "documents", and any
+ * other key as a template variable (bos_token, enable_thinking, ...; these override the model's).
+ * On success *out_text is the prompt (NUL-terminated; out_len may be NULL), freed with eft_free.
+ * When the template calls raise_exception, the status is EFT_ERR_INVALID_ARGUMENT and the error
+ * message is exactly the template's message (meant for the client); other failures caused by the
+ * input are EFT_ERR_INVALID_ARGUMENT too, hostile templates get EFT_ERR_LIMIT. */
+eft_status eft_chat_template_render(eft_chat_template *t, const char *messages_json, const char *options_json,
+                                    char **out_text, size_t *out_len);
+
+/* The message of the last failed call on t ("" if none); borrowed until the next call on t. */
+const char *eft_chat_template_errmsg(const eft_chat_template *t);
+
+/* NULL is a no-op. */
+void eft_chat_template_close(eft_chat_template *t);
+
 #ifdef __cplusplus
 }
 #endif
