@@ -75,4 +75,8 @@ done
 # git does not keep permissions beyond +x; make the tree look the same for everyone
 find tests/fixtures/models tests/fixtures/ref tests/fixtures/gguf -type f -exec chmod 644 {} +
 find tests/fixtures/models tests/fixtures/ref tests/fixtures/gguf -type d -exec chmod 755 {} +
+# These write straight into tests/fixtures/<theirs> (and their fuzz seeds); they read the models
+# above, so they run after them.
+echo "== chat templates -> tests/fixtures/chat" >&2
+"$py" tools/ref/render_chat_templates.py
 du -sh tests/fixtures >&2
