@@ -81,11 +81,11 @@ int eft_cmd_template(int argc, char **argv) {
         } else if (!strcmp(a, "--add-generation-prompt")) {
             json_object_set_new(options, "add_generation_prompt", json_true());
         } else if ((!strcmp(a, "--tools") || !strcmp(a, "--documents")) && has_value) {
-            json_t *v;
+            json_t *v = NULL;
             if (load_json_file(argv[++i], a + 2, &v)) goto done;
             json_object_set_new(options, a + 2, v);
         } else if (!strcmp(a, "--options") && has_value) {
-            json_t *v;
+            json_t *v = NULL;
             if (load_json_file(argv[++i], "options", &v)) goto done;
             if (!json_is_object(v)) {
                 json_decref(v);

@@ -214,7 +214,7 @@ static void decode_scalar(eft__gguf_type t, const uint8_t *q, eft__gguf_kv *kv) 
 }
 
 static eft_status parse_array(parser *p, eft__gguf_arr *a, int depth) {
-    uint32_t type;
+    uint32_t type = 0;
     eft_status st = rd_u32(p, &type, "array element type");
     if (st) return st;
     if (!value_type_known(type)) {
@@ -285,7 +285,7 @@ static eft_status parse_kvs(parser *p, uint64_t n_kv) {
         eft_status st = rd_str(p, &kv->key, "key");
         if (st) return st;
         snprintf(p->where, sizeof p->where, "key '%.*s'", shown(kv->key.len), kv->key.ptr);
-        uint32_t type;
+        uint32_t type = 0;
         if ((st = rd_u32(p, &type, "value type"))) return st;
         if (!value_type_known(type)) {
             return eft__fail(p->err, EFT_ERR_FORMAT, "%s: %s has unknown value type %u (valid: 0 to 12)",
@@ -326,7 +326,7 @@ static eft_status parse_tensor_info(parser *p, size_t i, eft__gguf_str *name, ui
         return eft__fail(p->err, EFT_ERR_FORMAT, "%s: the name of tensor info #%zu contains a NUL byte",
                          g->label, i);
     }
-    uint32_t n_dims, type;
+    uint32_t n_dims = 0, type = 0;
     if ((st = rd_u32(p, &n_dims, "n_dims"))) return st;
     if (n_dims < 1 || n_dims > EFT__GGUF_MAX_DIMS) {
         return eft__fail(p->err, EFT_ERR_FORMAT, "%s: %s has %u dimensions; GGUF allows 1 to %d", g->label,
@@ -510,7 +510,7 @@ static eft_status parse_header(parser *p) {
                          g->label, magic[0], magic[1], magic[2], magic[3]);
     }
     p->pos = 4;
-    uint32_t version;
+    uint32_t version = 0;
     eft_status st = rd_u32(p, &version, "version");
     if (st) return st;
     if (version != 2 && version != 3) {
@@ -525,7 +525,7 @@ static eft_status parse_header(parser *p) {
                          "%s: GGUF version %u is not supported (only versions 2 and 3)", g->label, version);
     }
     g->version = version;
-    uint64_t n_tensors, n_kv;
+    uint64_t n_tensors = 0, n_kv = 0;
     if ((st = rd_u64(p, &n_tensors, "tensor_count")) || (st = rd_u64(p, &n_kv, "kv_count"))) return st;
     if ((st = check_count(p, n_kv, MIN_KV_BYTES, "kv_count"))) return st;
     if ((st = check_count(p, n_tensors, MIN_TENSOR_BYTES, "tensor_count"))) return st;
