@@ -206,9 +206,10 @@ typedef struct eft_chat_template eft_chat_template;
 /* Opens a template from its source text (UTF-8, len bytes). */
 eft_status eft_chat_template_open(const char *source, size_t len, eft_chat_template **out);
 
-/* Opens the template of a model: a folder (chat_template.jinja, else chat_template.json, else
- * "chat_template" in tokenizer_config.json, where a list of named templates means "default") or a
- * .gguf file (tokenizer.chat_template). The model's special tokens (bos_token, eos_token, ...)
+/* Opens the template of a model, named as eft_model_open takes it (folder, .gguf, Hugging Face id
+ * in the local cache): a folder's chat_template.jinja, else chat_template.json, else
+ * "chat_template" in tokenizer_config.json (a list of named templates means "default"), or a
+ * GGUF's tokenizer.chat_template. The model's special tokens (bos_token, eos_token, ...)
  * become template variables, as transformers passes them. */
 eft_status eft_chat_template_open_model(const char *path, eft_chat_template **out);
 

@@ -11,6 +11,7 @@
 #include <jansson.h>
 
 #include "formats/gguf.h"
+#include "formats/model_ref.h"
 #include "tokenizer/chat_template.h"
 
 /* Config files larger than this are refused (a tokenizer_config.json is a few kB). */
@@ -379,10 +380,15 @@ eft_status eft_chat_template_open_model(const char *path, eft_chat_template **ou
     if (out) *out = NULL;
     if (!path || !out)
         return eft__set_last_error(&(eft__error){EFT_ERR_INVALID_ARGUMENT, "eft_chat_template_open_model: NULL argument"});
-    eft_status st;
-    if (eft__path_is_dir(path)) st = open_folder(path, out, &err);
-    else if (eft__path_exists(path)) st = open_gguf(path, out, &err);
-    else st = eft__fail(&err, EFT_ERR_NOT_FOUND, "%s: no such file or folder", path);
+    /* The same references eft_model_open takes: a folder, a .gguf, a folder holding one .gguf,
+     * or a Hugging Face id in the local cache. */
+    char *resolved = NULL;
+    eft__model_ref_kind kind;
+    eft_status st = eft__model_ref_resolve(path, NULL, NULL, &resolved, &kind, &err);
+    if (st == EFT_OK) {
+        st = kind == EFT__REF_GGUF ? open_gguf(resolved, out, &err) : open_folder(resolved, out, &err);
+        eft__free(resolved);
+    }
     if (st != EFT_OK) return eft__set_last_error(&err);
     eft__clear_last_error();
     return EFT_OK;
