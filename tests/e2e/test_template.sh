@@ -74,5 +74,20 @@ else
   grep -q 'nonexistent' "$TMP/err" && ok "missing model" || bad "missing model: $(head -c 300 "$TMP/err")"
 fi
 
+# The real SmolLM2 GGUF, named by its folder as the fetch step lays it out.
+SMOL=$SRC/models/SmolLM2-135M-Instruct-Q4_1
+if [ -d "$SMOL" ]; then
+  printf '[{"role":"user","content":"H\u00e9llo"}]' >"$TMP/u.json"
+  if "$EFT" template "$SMOL" --messages "$TMP/u.json" --add-generation-prompt >"$TMP/out" 2>"$TMP/err" &&
+     printf '<|im_start|>user\nHéllo<|im_end|>\n<|im_start|>assistant\n' >"$TMP/want_tail" &&
+     [ "$(tail -c "$(wc -c <"$TMP/want_tail")" "$TMP/out")" = "$(cat "$TMP/want_tail")" ]; then
+    ok "SmolLM2 GGUF by folder"
+  else
+    bad "SmolLM2 GGUF by folder: $(head -c 300 "$TMP/err") $(head -c 300 "$TMP/out")"
+  fi
+else
+  echo "skip SmolLM2 (not fetched)"
+fi
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
