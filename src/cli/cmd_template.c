@@ -3,6 +3,7 @@
  * the prompt exactly as it would be tokenized, with nothing added (no trailing newline), so that
  * its output can be compared byte for byte with transformers' apply_chat_template(tokenize=False).
  */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
