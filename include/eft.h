@@ -9,6 +9,7 @@
 #ifndef EFT_H
 #define EFT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -228,6 +229,106 @@ const char *eft_chat_template_errmsg(const eft_chat_template *t);
 
 /* NULL is a no-op. */
 void eft_chat_template_close(eft_chat_template *t);
+
+/* ---------------------------------------------------------------------------------------------
+ * Tokenizers
+ *
+ * A tokenizer reproduces Hugging Face `tokenizers` id for id: WordPiece, BPE (byte-level and
+ * SentencePiece-style with byte fallback) and Unigram, with their normalizers, pre-tokenizers,
+ * post-processors, decoders and added tokens, loaded from tokenizer.json or a GGUF vocabulary.
+ * An opened tokenizer is read-only: any number of threads may encode and decode with it at once,
+ * which is why errors of those calls are reported through eft_last_error() (per thread).
+ * Text is UTF-8; invalid UTF-8 is not refused: each maximal invalid byte sequence is read as
+ * U+FFFD (what Python's bytes.decode("utf-8", "replace") does), and offsets still point into the
+ * bytes given. Offsets are byte offsets [start, end) into the text of their sequence.
+ * ------------------------------------------------------------------------------------------- */
+
+
+typedef struct eft_tokenizer eft_tokenizer;
+typedef struct eft_encoding eft_encoding;
+
+typedef enum eft_truncation_strategy {
+    EFT_TRUNCATE_LONGEST_FIRST = 0, /* shorten the longer sequence of a pair first (HF's default) */
+    EFT_TRUNCATE_ONLY_FIRST = 1,
+    EFT_TRUNCATE_ONLY_SECOND = 2,
+} eft_truncation_strategy;
+
+typedef enum eft_side {
+    EFT_SIDE_RIGHT = 0,
+    EFT_SIDE_LEFT = 1,
+} eft_side;
+
+typedef struct eft_encode_params {
+    bool add_special_tokens; /* the post-processor's [CLS]/[SEP], <s>, ...; default true */
+    /* Truncation: 0 = none. Otherwise the result (special tokens included) has at most
+     * max_length tokens; when that is impossible (only_first on a too-short first text) the call
+     * fails with EFT_ERR_LIMIT. */
+    size_t max_length;
+    eft_truncation_strategy truncation;
+    eft_side truncation_side;
+    /* Padding with pad_id (attention mask 0, type id pad_type_id) up to pad_to_length, then to a
+     * multiple of pad_to_multiple_of; 0 = none. */
+    size_t pad_to_length;
+    size_t pad_to_multiple_of;
+    int32_t pad_id;
+    int32_t pad_type_id;
+    eft_side padding_side;
+} eft_encode_params;
+
+eft_encode_params eft_encode_params_default(void);
+
+/* path: a folder with tokenizer.json, a tokenizer.json file, or a .gguf file (its
+ * tokenizer.ggml.* vocabulary). A component eft does not implement is refused with its name
+ * (EFT_ERR_UNSUPPORTED), never ignored. On failure *out is NULL and eft_last_error() says why. */
+eft_status eft_tokenizer_open(const char *path, eft_tokenizer **out);
+/* The same from the bytes of a tokenizer.json document (copied; the caller keeps nothing). */
+eft_status eft_tokenizer_open_json(const char *json, size_t len, eft_tokenizer **out);
+void eft_tokenizer_close(eft_tokenizer *t); /* NULL is a no-op */
+
+/* Encodes text (len bytes), and pair when it is not NULL (a second text, for cross-encoders).
+ * params may be NULL for the defaults. *out is freed with eft_encoding_free. */
+eft_status eft_tokenizer_encode(const eft_tokenizer *t, const char *text, size_t len, const char *pair,
+                                size_t pair_len, const eft_encode_params *params, eft_encoding **out);
+void eft_encoding_free(eft_encoding *e); /* NULL is a no-op */
+
+/* The arrays of an encoding, each eft_encoding_len(e) long, borrowed until eft_encoding_free. */
+size_t eft_encoding_len(const eft_encoding *e);
+const int32_t *eft_encoding_ids(const eft_encoding *e);
+const int32_t *eft_encoding_type_ids(const eft_encoding *e);
+const uint8_t *eft_encoding_attention_mask(const eft_encoding *e);
+/* 1 for tokens the post-processor added ([CLS], <s>, ...) and padding. */
+const uint8_t *eft_encoding_special_tokens_mask(const eft_encoding *e);
+/* 0 or 1: which text a token came from; -1 for added special tokens and padding. */
+const int8_t *eft_encoding_sequence_ids(const eft_encoding *e);
+/* Two per token: byte offsets [start, end) into the token's text; (0, 0) for added tokens. */
+const uint32_t *eft_encoding_offsets(const eft_encoding *e);
+
+/* Decodes ids to UTF-8 text (NUL-terminated, out_len may be NULL), freed with eft_free. Ids that
+ * are not in the vocabulary are skipped, as HF does. */
+eft_status eft_tokenizer_decode(const eft_tokenizer *t, const int32_t *ids, size_t n, bool skip_special,
+                                char **out, size_t *out_len);
+
+/* Largest id + 1, added tokens included. */
+size_t eft_tokenizer_vocab_size(const eft_tokenizer *t);
+/* The id of a token (its text as in the vocabulary, e.g. "Ġthe"), or -1. */
+int32_t eft_tokenizer_token_to_id(const eft_tokenizer *t, const char *token, size_t len);
+/* The text of a token, borrowed for the tokenizer's lifetime, not NUL-terminated; NULL if none. */
+const char *eft_tokenizer_id_to_token(const eft_tokenizer *t, int32_t id, size_t *len);
+/* True for added tokens marked special (skipped by skip_special decoding). */
+bool eft_tokenizer_is_special(const eft_tokenizer *t, int32_t id);
+
+/* Incremental decoding for streaming generation: push ids one at a time and receive only text
+ * that is final: complete UTF-8, never taken back (a run of byte-fallback tokens "<0xXX>" is
+ * held until it ends). The concatenation of everything returned by push and finish equals
+ * eft_tokenizer_decode of all the ids. */
+typedef struct eft_detokenizer eft_detokenizer;
+eft_status eft_detokenizer_open(const eft_tokenizer *t, bool skip_special, eft_detokenizer **out);
+/* *text (*len bytes, possibly 0) is borrowed until the next call on d. */
+eft_status eft_detokenizer_push(eft_detokenizer *d, int32_t id, const char **text, size_t *len);
+/* Whatever is still held back (an incomplete UTF-8 sequence becomes U+FFFD, as in a full decode).
+ * d can then be reused for a new sequence. */
+eft_status eft_detokenizer_finish(eft_detokenizer *d, const char **text, size_t *len);
+void eft_detokenizer_close(eft_detokenizer *d); /* NULL is a no-op */
 
 #ifdef __cplusplus
 }
