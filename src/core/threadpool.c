@@ -118,8 +118,14 @@ eft_status eft__threadpool_create(int n_threads, eft__threadpool **out, eft__err
     }
     for (int i = 1; i < n_threads; i++) {
         worker_arg *wa = eft__malloc(sizeof *wa);
-        int rc = wa ? 0 : -1;
-        if (wa) {
+        if (!wa) {
+            tp->n = i; /* only the threads started so far need joining */
+            eft__threadpool_free(tp);
+            return eft__fail(err, EFT_ERR_OUT_OF_MEMORY, "out of memory starting worker thread %d of %d", i,
+                             n_threads);
+        }
+        int rc;
+        {
             wa->tp = tp;
             wa->ith = i;
             rc = pthread_create(&tp->threads[i - 1], NULL, worker_main, wa);

@@ -35,6 +35,15 @@ generate() {  # $1 = output root
     "$py" tools/ref/gen_decoders.py --out "$1"
     echo "== gguf -> $1" >&2
     "$py" tools/ref/gen_gguf.py --out "$1"
+    # A real model's reference, from the fetched (not committed) models/all-MiniLM-L6-v2; without
+    # it, the committed reference is carried over unchanged so that this run does not drop it.
+    if [ -f models/all-MiniLM-L6-v2/model.safetensors ]; then
+        echo "== all-MiniLM-L6-v2 -> $1" >&2
+        "$py" tools/ref/gen_minilm_ref.py --out "$1/ref/all-MiniLM-L6-v2.safetensors"
+    elif [ -f tests/fixtures/ref/all-MiniLM-L6-v2.safetensors ]; then
+        echo "== all-MiniLM-L6-v2: models/all-MiniLM-L6-v2 not fetched, keeping the committed reference" >&2
+        cp tests/fixtures/ref/all-MiniLM-L6-v2.safetensors "$1/ref/"
+    fi
 }
 
 sums() {  # sha256 of every file under $1, paths relative to $1
@@ -79,4 +88,6 @@ find tests/fixtures/models tests/fixtures/ref tests/fixtures/gguf -type d -exec 
 # above, so they run after them.
 echo "== chat templates -> tests/fixtures/chat" >&2
 "$py" tools/ref/render_chat_templates.py
+echo "== tokenizers -> tests/fixtures/tokenizers" >&2
+"$py" tools/ref/make_tokenizer_fixtures.py
 du -sh tests/fixtures >&2

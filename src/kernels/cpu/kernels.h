@@ -338,12 +338,12 @@ bool eft__embedding_gather(float *out, int64_t ldo, const void *table, eft_dtype
 
 /* sentence-transformers' pooling modes. */
 typedef enum eft__pool_mode {
-    EFT__POOL_MEAN = 0,
-    EFT__POOL_CLS,
-    EFT__POOL_MAX,
-    EFT__POOL_LASTTOKEN,
-    EFT__POOL_MEAN_SQRT_LEN,
-    EFT__POOL_WEIGHTEDMEAN,
+    EFT__POOLOP_MEAN = 0,
+    EFT__POOLOP_CLS,
+    EFT__POOLOP_MAX,
+    EFT__POOLOP_LASTTOKEN,
+    EFT__POOLOP_MEAN_SQRT_LEN,
+    EFT__POOLOP_WEIGHTEDMEAN,
 } eft__pool_mode;
 
 /* out[C] = pooling of x[T, C] (ldx) over the tokens with mask[t] != 0 (mask NULL: all). With no

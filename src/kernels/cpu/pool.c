@@ -30,10 +30,10 @@ bool eft__embedding_gather(float *out, int64_t ldo, const void *table, eft_dtype
 
 void eft__pool(float *out, const float *x, int64_t ldx, int64_t t, int64_t c, const uint8_t *mask, eft__pool_mode mode) {
     switch (mode) {
-    case EFT__POOL_CLS:
+    case EFT__POOLOP_CLS:
         memcpy(out, x, sizeof(float) * (size_t)c);
         return;
-    case EFT__POOL_LASTTOKEN: {
+    case EFT__POOLOP_LASTTOKEN: {
         int64_t last = -1;
         for (int64_t i = 0; i < t; i++)
             if (!mask || mask[i]) last = i;
@@ -41,7 +41,7 @@ void eft__pool(float *out, const float *x, int64_t ldx, int64_t t, int64_t c, co
         else memcpy(out, x + last * ldx, sizeof(float) * (size_t)c);
         return;
     }
-    case EFT__POOL_MAX: {
+    case EFT__POOLOP_MAX: {
         for (int64_t j = 0; j < c; j++) out[j] = -1e9f;
         for (int64_t i = 0; i < t; i++) {
             if (mask && !mask[i]) continue;
@@ -58,12 +58,12 @@ void eft__pool(float *out, const float *x, int64_t ldx, int64_t t, int64_t c, co
     double wsum = 0;
     for (int64_t i = 0; i < t; i++) {
         if (mask && !mask[i]) continue;
-        float w = mode == EFT__POOL_WEIGHTEDMEAN ? (float)(i + 1) : 1.0f;
+        float w = mode == EFT__POOLOP_WEIGHTEDMEAN ? (float)(i + 1) : 1.0f;
         const float *r = x + i * ldx;
         for (int64_t j = 0; j < c; j++) out[j] += w * r[j];
         wsum += w;
     }
-    double den = mode == EFT__POOL_MEAN_SQRT_LEN ? sqrt(wsum) : wsum;
+    double den = mode == EFT__POOLOP_MEAN_SQRT_LEN ? sqrt(wsum) : wsum;
     float inv = (float)(1.0 / (den > 1e-9 ? den : 1e-9)); /* torch.clamp(min=1e-9) */
     for (int64_t j = 0; j < c; j++) out[j] *= inv;
 }

@@ -1,0 +1,64 @@
+/*
+ * encoder.h — BERT-family encoders (BERT, RoBERTa, XLM-RoBERTa, MPNet) as plain internal C: a
+ * builder that checks every weight of an opened model, packs the matrices once into the GEMM
+ * kernels' layout and plans all activation memory for (max batch x max tokens); a forward pass
+ * that allocates nothing and gives the last hidden states; and the two heads people run on top of
+ * it, sentence-transformers pooling (+ Normalize) and the sequence-classification head of a
+ * cross-encoder. A later compile step wraps this; today callers pass token ids themselves.
+ */
+#ifndef EFT_MODELS_ENCODER_H
+#define EFT_MODELS_ENCODER_H
+
+#include "core/core.h"
+
+struct eft__kernels; /* kernels/cpu/kernels.h */
+
+/* One call at a time per encoder: the forward passes share its planned buffers and thread pool. */
+typedef struct eft__encoder eft__encoder;
+
+typedef struct eft__encoder_params {
+    int max_batch;  /* B: rows per forward call */
+    int max_tokens; /* T: tokens per row, padding included */
+    int n_threads;  /* counts the caller; 1 = no extra threads */
+    /* Kernel table to run on; NULL = eft__kernels_get() (the best ISA, or EFT_ISA). */
+    const struct eft__kernels *kernels;
+} eft__encoder_params;
+
+/* max_batch 1, max_tokens 512 (capped by the model's positions at build), 1 thread. */
+eft__encoder_params eft__encoder_params_default(void);
+
+/* Builds an encoder over the weights of m (which must outlive it). Refuses a model that is not an
+ * encoder eft implements, a missing tensor or one of the wrong shape or type (the message names
+ * the tensor and both shapes), and a max_tokens the position table cannot hold. On failure *out
+ * is NULL. */
+eft_status eft__encoder_build(const eft_model *m, const eft__encoder_params *p, eft__encoder **out,
+                              eft__error *err);
+void eft__encoder_free(eft__encoder *enc); /* NULL is a no-op */
+
+int64_t eft__encoder_hidden_size(const eft__encoder *enc); /* C */
+/* D of eft__encoder_embed: C times the number of pooling modes. */
+int64_t eft__encoder_embed_size(const eft__encoder *enc);
+/* Outputs of eft__encoder_classify per row; 0 when the model has no classification head. */
+int64_t eft__encoder_num_labels(const eft__encoder *enc);
+
+/* The transformer: ids [B, T] right-padded, lens [B] valid tokens per row (0..T; tokens at t >= lens[b]
+ * are padding and are never looked at), type_ids [B, T] or NULL (all 0). Writes hidden_out
+ * [B, T, C] when not NULL, with zeros at padded positions. Padded positions cannot change valid
+ * ones: only the valid tokens of each row are computed. Fails (nothing written) on B, T or lens
+ * over the planned sizes, and on an id outside the vocabulary or type vocabulary. */
+eft_status eft__encoder_forward(eft__encoder *enc, const int32_t *ids, const int32_t *type_ids,
+                                const int32_t *lens, int B, int T, float *hidden_out, eft__error *err);
+
+/* forward, then the folder's sentence-transformers pooling (modes concatenated in their order)
+ * and Normalize when it has one: out [B, D]. A folder without a Pooling module gets mean pooling
+ * and no normalisation, sentence-transformers' default for a plain transformers folder. */
+eft_status eft__encoder_embed(eft__encoder *enc, const int32_t *ids, const int32_t *type_ids,
+                              const int32_t *lens, int B, int T, float *out, eft__error *err);
+
+/* forward, then the sequence-classification head on each row's first token (BERT: pooler dense +
+ * tanh, then classifier; RoBERTa/XLM-R: classifier.dense + tanh, then classifier.out_proj):
+ * logits [B, num_labels], raw (no sigmoid or softmax). EFT_ERR_UNSUPPORTED without a head. */
+eft_status eft__encoder_classify(eft__encoder *enc, const int32_t *ids, const int32_t *type_ids,
+                                 const int32_t *lens, int B, int T, float *logits, eft__error *err);
+
+#endif /* EFT_MODELS_ENCODER_H */
