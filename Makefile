@@ -19,9 +19,12 @@ setup:
 fetch:
 	@.venv/bin/python scripts/fetch_models.py
 
-# The main job: set up, build, fetch the default model and describe it.
+# The main job: set up, build, fetch the default model, describe it and embed two sentences.
 run: setup build
 	@$(BUILD)/eft info $(MODEL)
+	@echo
+	@echo '$$ eft embed $(MODEL) "The cat sits on the mat." "A feline rests on a rug."'
+	@$(BUILD)/eft embed $(MODEL) "The cat sits on the mat." "A feline rests on a rug."
 
 # The whole suite from scratch: release + ASan/UBSan builds, ctest, short fuzz runs.
 test:

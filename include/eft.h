@@ -330,6 +330,48 @@ eft_status eft_detokenizer_push(eft_detokenizer *d, int32_t id, const char **tex
 eft_status eft_detokenizer_finish(eft_detokenizer *d, const char **text, size_t *len);
 void eft_detokenizer_close(eft_detokenizer *d); /* NULL is a no-op */
 
+/* ---------------------------------------------------------------------------------------------
+ * Sentence embeddings
+ * ------------------------------------------------------------------------------------------- */
+
+/* Text to embedding vectors with an encoder model (BERT, RoBERTa, XLM-RoBERTa, MPNet): the
+ * model's own tokenizer, its sentence-transformers pooling (mean when the folder has none) and
+ * its Normalize module when present. The eager path: one planned buffer for max_batch inputs of
+ * the model's full length; compiled programs with several sequence lengths come next. */
+typedef struct eft_embedder eft_embedder;
+
+typedef enum eft_truncate {
+    EFT_TRUNCATE_NONE = 0,       /* an input over the limit is an error (EFT_ERR_LIMIT) */
+    EFT_TRUNCATE_RIGHT_SIDE = 1, /* keep the start */
+    EFT_TRUNCATE_LEFT_SIDE = 2,  /* keep the end */
+} eft_truncate;
+
+typedef struct eft_embedder_params {
+    int n_threads;         /* threads, the caller's included; default 1 */
+    int max_batch;         /* inputs per forward pass; default 8 */
+    bool normalize;        /* L2-normalise even when the folder has no Normalize module */
+    eft_truncate truncate; /* what to do with inputs over the limit; default NONE */
+    int max_tokens;        /* a lower limit than the model's (0: the model's max_seq_length or positions) */
+} eft_embedder_params;
+
+eft_embedder_params eft_embedder_params_default(void);
+
+/* model is what eft_model_open takes. On failure *out is NULL and eft_last_error() says why. */
+eft_status eft_embedder_open(const char *model, const eft_embedder_params *params, eft_embedder **out);
+void eft_embedder_close(eft_embedder *e); /* NULL is a no-op */
+
+/* D, the length of each embedding (hidden size x pooling modes). */
+int64_t eft_embedder_dim(const eft_embedder *e);
+/* The longest input in tokens, special tokens included. */
+int eft_embedder_max_tokens(const eft_embedder *e);
+
+/* Embeds n NUL-terminated UTF-8 texts into out[n, D], in input order. One call at a time per
+ * embedder. */
+eft_status eft_embedder_embed(eft_embedder *e, const char *const *texts, size_t n, float *out);
+
+/* The message of the last failed call on e ("" if none); borrowed until the next call on e. */
+const char *eft_embedder_errmsg(const eft_embedder *e);
+
 #ifdef __cplusplus
 }
 #endif

@@ -9,6 +9,7 @@
 #include "eft.h"
 
 int eft_cmd_info(int argc, char **argv);
+int eft_cmd_embed(int argc, char **argv);
 int eft_cmd_tokenize(int argc, char **argv);
 int eft_cmd_detokenize(int argc, char **argv);
 int eft_cmd_template(int argc, char **argv);

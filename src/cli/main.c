@@ -15,6 +15,7 @@ typedef struct subcommand {
 
 static const subcommand k_commands[] = {
     {"info", eft_cmd_info, "describe a model (folder, .gguf or Hugging Face id): eft info MODEL [--json]"},
+    {"embed", eft_cmd_embed, "sentence embeddings as JSON: eft embed MODEL [--truncate left|right] [TEXT...]"},
     {"tokenize", eft_cmd_tokenize, "text to token ids: eft tokenize MODEL [--pair TEXT] [--no-special] [TEXT]"},
     {"detokenize", eft_cmd_detokenize, "token ids to text: eft detokenize MODEL [ID...]"},
     {"template", eft_cmd_template, "render a chat template: eft template MODEL --messages FILE.json"},
