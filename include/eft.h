@@ -369,6 +369,13 @@ int eft_embedder_max_tokens(const eft_embedder *e);
  * embedder. */
 eft_status eft_embedder_embed(eft_embedder *e, const char *const *texts, size_t n, float *out);
 
+/* The same with the model's prompt called prompt_name (config_sentence_transformers.json's
+ * "prompts", e.g. "query" -> "query: ") put before every text, as sentence-transformers'
+ * encode(prompt_name=...) does. NULL: no prompt. An unknown name is EFT_ERR_INVALID_ARGUMENT and
+ * the message lists the model's prompts. */
+eft_status eft_embedder_embed_prompt(eft_embedder *e, const char *prompt_name, const char *const *texts, size_t n,
+                                     float *out);
+
 /* The message of the last failed call on e ("" if none); borrowed until the next call on e. */
 const char *eft_embedder_errmsg(const eft_embedder *e);
 

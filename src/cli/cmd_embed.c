@@ -10,11 +10,13 @@
 #include "cli.h"
 
 static const char *k_usage =
-    "usage: eft embed MODEL [--normalize] [--truncate left|right] [--threads N] [--batch N] [TEXT...]\n"
+    "usage: eft embed MODEL [--prompt-name NAME] [--normalize] [--truncate left|right] [--threads N] [--batch N]\n"
+    "                 [TEXT...]\n"
     "\n"
     "Prints a JSON array with one embedding per TEXT (or per line of stdin when no TEXT is given),\n"
     "pooled and normalised as the model folder says (sentence-transformers' 1_Pooling and Normalize).\n"
-    "An input over the model's length limit is an error unless --truncate is given.\n";
+    "An input over the model's length limit is an error unless --truncate is given.\n"
+    "--prompt-name puts the model's named prompt (config_sentence_transformers.json) before each text.\n";
 
 /* Reads stdin into lines (without their newline); returns the count, -1 on out of memory. */
 static long read_lines(char ***out, char **buf_out) {
@@ -58,7 +60,7 @@ static long read_lines(char ***out, char **buf_out) {
 
 int eft_cmd_embed(int argc, char **argv) {
     eft_embedder_params p = eft_embedder_params_default();
-    const char *model = NULL;
+    const char *model = NULL, *prompt_name = NULL;
     char **texts = NULL, *stdin_buf = NULL;
     long n = 0;
     int rc = 0;
@@ -71,6 +73,8 @@ int eft_cmd_embed(int argc, char **argv) {
             fputs(k_usage, stdout);
             free(texts);
             return 0;
+        } else if (!strcmp(a, "--prompt-name") && has) {
+            prompt_name = argv[++i];
         } else if (!strcmp(a, "--normalize")) {
             p.normalize = true;
         } else if (!strcmp(a, "--truncate") && has) {
@@ -113,7 +117,7 @@ int eft_cmd_embed(int argc, char **argv) {
         int64_t d = eft_embedder_dim(e);
         out = malloc((size_t)(n ? n : 1) * (size_t)d * sizeof *out);
         if (!out) rc = eft_cli_error("embed", "out of memory");
-        else if (eft_embedder_embed(e, (const char *const *)texts, (size_t)n, out) != EFT_OK)
+        else if (eft_embedder_embed_prompt(e, prompt_name, (const char *const *)texts, (size_t)n, out) != EFT_OK)
             rc = eft_cli_error("embed", "%s", eft_embedder_errmsg(e));
         else {
             /* %.9g round-trips a float exactly. */

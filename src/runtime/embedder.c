@@ -11,6 +11,7 @@
 
 #include "api/model_internal.h"
 #include "core/core.h"
+#include "core/json.h"
 #include "models/encoder.h"
 
 struct eft_embedder {
@@ -34,14 +35,35 @@ static eft_status fail(eft_embedder *e, eft__error *err) {
     return eft__set_last_error(err);
 }
 
-/* The longest input the model takes: sentence-transformers' max_seq_length when the folder has
- * one, else the position table (RoBERTa/MPNet positions start after pad_token_id). */
+/* tokenizer_config.json's model_max_length, or 0 when absent or not a sane integer (transformers
+ * writes 1e30 for "no limit"). */
+static int64_t tokenizer_max_length(const char *dir) {
+    char *path = eft__path_join(dir, "tokenizer_config.json"), *text = NULL;
+    size_t len = 0;
+    int64_t r = 0;
+    if (path && eft__path_exists(path) && eft__file_read_all(path, 16u << 20, &text, &len, NULL) == EFT_OK) {
+        json_t *j = eft__json_loadb(text, len, 0, NULL);
+        json_t *v = json_object_get(j, "model_max_length");
+        if (json_is_integer(v) && json_integer_value(v) > 0 && json_integer_value(v) < (1 << 20))
+            r = json_integer_value(v);
+        json_decref(j);
+    }
+    eft__free(text);
+    eft__free(path);
+    return r;
+}
+
+/* The longest input the model takes, as sentence-transformers decides it: max_seq_length from
+ * sentence_bert_config.json when given, else min(the position table, the tokenizer's
+ * model_max_length) (RoBERTa/MPNet positions start after pad_token_id). */
 static int model_limit(const eft_model *m) {
     if (m->st.present && m->st.max_seq_length > 0) return m->st.max_seq_length;
     int64_t p = m->cfg.max_position_embeddings;
     if ((m->cfg.arch == EFT__ARCH_ROBERTA || m->cfg.arch == EFT__ARCH_XLM_ROBERTA || m->cfg.arch == EFT__ARCH_MPNET) &&
         m->cfg.pad_token_id >= 0)
         p -= m->cfg.pad_token_id + 1;
+    int64_t t = m->is_gguf ? 0 : tokenizer_max_length(m->path);
+    if (t > 0 && t < p) p = t;
     return p > 0 && p < (1 << 20) ? (int)p : 512;
 }
 
@@ -149,13 +171,44 @@ static eft_status tokenize_row(eft_embedder *e, size_t i, const char *text, int 
     return EFT_OK;
 }
 
+/* The text of the folder's prompt called name (config_sentence_transformers.json), or NULL with
+ * err set. */
+static const char *find_prompt(eft_embedder *e, const char *name, eft__error *err) {
+    const eft__st_config *st = &e->model->st;
+    for (size_t i = 0; i < st->n_prompts; i++)
+        if (!strcmp(st->prompts[i].name, name)) {
+            if (st->has_pooling && !st->pooling.include_prompt) {
+                /* Pooling would have to skip the prompt's tokens; refuse rather than be wrong. */
+                eft__fail(err, EFT_ERR_UNSUPPORTED,
+                          "%s: the pooling config sets include_prompt false, which eft does not implement yet",
+                          e->model->path);
+                return NULL;
+            }
+            return st->prompts[i].text;
+        }
+    char names[512] = "";
+    size_t k = 0;
+    for (size_t i = 0; i < st->n_prompts && k < sizeof names; i++)
+        k += (size_t)snprintf(names + k, sizeof names - k, "%s'%s'", i ? ", " : "", st->prompts[i].name);
+    eft__fail(err, EFT_ERR_INVALID_ARGUMENT, "%s has no prompt named '%s' (it has: %s)", e->model->path, name,
+              st->n_prompts ? names : "none");
+    return NULL;
+}
+
 eft_status eft_embedder_embed(eft_embedder *e, const char *const *texts, size_t n, float *out) {
+    return eft_embedder_embed_prompt(e, NULL, texts, n, out);
+}
+
+eft_status eft_embedder_embed_prompt(eft_embedder *e, const char *prompt_name, const char *const *texts, size_t n,
+                                     float *out) {
     eft__error err;
     eft__error_clear(&err);
     if (!e || (n && (!texts || !out))) {
         eft__fail(&err, EFT_ERR_INVALID_ARGUMENT, "eft_embedder_embed: NULL argument");
         return fail(e, &err);
     }
+    const char *prompt = NULL;
+    if (prompt_name && !(prompt = find_prompt(e, prompt_name, &err))) return fail(e, &err);
     for (size_t b = 0; b < n; b += (size_t)e->p.max_batch) {
         int B = (int)(n - b < (size_t)e->p.max_batch ? n - b : (size_t)e->p.max_batch);
         for (int r = 0; r < B; r++) {
@@ -163,7 +216,16 @@ eft_status eft_embedder_embed(eft_embedder *e, const char *const *texts, size_t 
                 eft__fail(&err, EFT_ERR_INVALID_ARGUMENT, "input %zu is NULL", b + r);
                 return fail(e, &err);
             }
-            eft_status st = tokenize_row(e, b + r, texts[b + r], r, &err);
+            eft_status st;
+            if (prompt) {
+                /* sentence-transformers prepends the prompt to the text before tokenizing. */
+                char *joined = eft__asprintf("%s%s", prompt, texts[b + r]);
+                st = joined ? tokenize_row(e, b + r, joined, r, &err)
+                            : eft__fail(&err, EFT_ERR_OUT_OF_MEMORY, "out of memory");
+                eft__free(joined);
+            } else {
+                st = tokenize_row(e, b + r, texts[b + r], r, &err);
+            }
             if (st) return fail(e, &err);
         }
         /* Rows are laid out with stride max_tokens; the encoder masks what lies past lens[r]. */

@@ -11,7 +11,9 @@
 #include "formats/safetensors.h"
 #include "test.h"
 
-static void check_against_ref(const char *name, int max_batch) {
+/* prompt: NULL compares case{i}.embedding, "query" compares case{i}.query.embedding (the texts with
+ * the folder's "query" prompt, truncated on the right as sentence-transformers does). */
+static void check_against_ref(const char *name, int max_batch, const char *prompt) {
     char model[1024], ref[1024];
     snprintf(model, sizeof model, "%s", test_path("tests/fixtures/models/"));
     strncat(model, name, sizeof model - strlen(model) - 1);
@@ -27,6 +29,7 @@ static void check_against_ref(const char *name, int max_batch) {
     eft_embedder_params p = eft_embedder_params_default();
     p.max_batch = max_batch;
     p.n_threads = 2;
+    if (prompt) p.truncate = EFT_TRUNCATE_RIGHT_SIDE;
     eft_embedder *e = NULL;
     CHECK_MSG(eft_embedder_open(model, &p, &e) == EFT_OK, "%s: %s", name, eft_last_error());
     size_t n = json_array_size(texts);
@@ -34,13 +37,15 @@ static void check_against_ref(const char *name, int max_batch) {
     for (size_t i = 0; i < n && i < 16; i++) tv[i] = json_string_value(json_array_get(texts, i));
     int64_t d = e ? eft_embedder_dim(e) : 0;
     float *out = calloc(n * (size_t)d + 1, sizeof *out);
-    if (e && eft_embedder_embed(e, tv, n, out) == EFT_OK) {
+    int compared = 0;
+    if (e && eft_embedder_embed_prompt(e, prompt, tv, n, out) == EFT_OK) {
         double worst = 0;
         for (size_t i = 0; i < n; i++) {
             char key[64];
-            snprintf(key, sizeof key, "case%zu.embedding", i);
+            snprintf(key, sizeof key, "case%zu.%sembedding", i, prompt ? "query." : "");
             const eft__tensor_view *v = eft__safetensors_find(st, key);
             if (!v) continue;
+            compared++;
             CHECK_EQ_INT(v->n_elems, d);
             const float *want = v->data;
             for (int64_t k = 0; k < d && k < (int64_t)v->n_elems; k++) {
@@ -49,6 +54,7 @@ static void check_against_ref(const char *name, int max_batch) {
             }
         }
         CHECK_MSG(worst <= tol, "%s batch %d: max abs error %g over %g", name, max_batch, worst, tol);
+        CHECK_MSG(compared >= 4, "%s: only %d reference embeddings found", name, compared);
     } else {
         CHECK_MSG(0, "%s: %s", name, e ? eft_embedder_errmsg(e) : "no embedder");
     }
@@ -62,9 +68,10 @@ static void check_against_ref(const char *name, int max_batch) {
 static void test_fixtures(void) {
     const char *names[] = {"bert", "roberta", "xlm-roberta", "mpnet"};
     for (int i = 0; i < 4; i++) {
-        check_against_ref(names[i], 1);
-        check_against_ref(names[i], 3);
-        check_against_ref(names[i], 8);
+        check_against_ref(names[i], 1, NULL);
+        check_against_ref(names[i], 3, NULL);
+        check_against_ref(names[i], 8, NULL);
+        check_against_ref(names[i], 8, "query");
     }
 }
 
@@ -82,6 +89,8 @@ static void test_limits(void) {
     CHECK_CONTAINS(eft_embedder_errmsg(e), "input 1 has");
     CHECK_CONTAINS(eft_embedder_errmsg(e), "limit of 64");
     CHECK_EQ_INT(eft_embedder_embed(e, tv, 0, NULL), EFT_OK);
+    CHECK_EQ_INT(eft_embedder_embed_prompt(e, "nope", tv, 1, out), EFT_ERR_INVALID_ARGUMENT);
+    CHECK_CONTAINS(eft_embedder_errmsg(e), "'query'");
     CHECK_EQ_INT(eft_embedder_embed(e, NULL, 2, out), EFT_ERR_INVALID_ARGUMENT);
     const char *with_null[1] = {NULL};
     CHECK_EQ_INT(eft_embedder_embed(e, with_null, 1, out), EFT_ERR_INVALID_ARGUMENT);
