@@ -28,12 +28,6 @@ void *eft__malloc_array(size_t count, size_t size);
 /* printf into a fresh allocation; NULL on failure. */
 char *eft__asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* JSON helpers live in json.h; these two are declared here too for files that only need them. */
-struct json_t;
-struct json_error_t;
-struct json_t *eft__json_loadb(const char *buf, size_t len, size_t flags, struct json_error_t *err);
-bool eft__json_oom(void);
-
 /* ---------------------------------------------------------------------------------------------
  * Errors (error.c). A function that can fail takes an eft__error* (may be NULL) and returns an
  * eft_status; eft__fail fills in the message and returns the status so callers can write

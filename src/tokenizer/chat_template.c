@@ -10,6 +10,7 @@
 
 #include <jansson.h>
 
+#include "core/json.h"
 #include "formats/gguf.h"
 #include "formats/model_ref.h"
 #include "tokenizer/chat_template.h"

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <utf8proc.h>
 
+#include "core/json.h"
 #include "formats/model_ref.h"
 #include "tokenizer/tokenizer.h"
 
