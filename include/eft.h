@@ -379,6 +379,178 @@ eft_status eft_embedder_embed_prompt(eft_embedder *e, const char *prompt_name, c
 /* The message of the last failed call on e ("" if none); borrowed until the next call on e. */
 const char *eft_embedder_errmsg(const eft_embedder *e);
 
+/* The embedder's tokenizer, borrowed for the embedder's lifetime (read-only: safe from any thread). */
+const eft_tokenizer *eft_embedder_tokenizer(const eft_embedder *e);
+
+/* One embedding call with per-request options: what servers need (OpenAI's /v1/embeddings and
+ * TEI's /embed). Zero-initialise, or start from eft_embed_request_default(). */
+typedef struct eft_embed_request {
+    /* The inputs: n texts (NUL-terminated UTF-8), or, when texts is NULL, n token-id sequences
+     * ids[i][0 .. n_ids[i]) used as given (no special tokens added, no prompt). */
+    const char *const *texts;
+    const int32_t *const *ids;
+    const size_t *n_ids;
+    size_t n;
+    const char *prompt_name; /* as eft_embedder_embed_prompt; NULL: none */
+    int normalize;           /* -1: the model's default (its Normalize module or params.normalize); 0 off; 1 on */
+    eft_truncate truncate;   /* used as given for this call (the embedder's params.truncate is not consulted) */
+    /* Matryoshka: keep the first `dimensions` values of each embedding (0: all D), normalising
+     * after the cut when normalisation is on, as sentence-transformers' truncate_dim does. */
+    int64_t dimensions;
+    size_t *n_tokens;        /* [n] optional out: tokens each input ran with (after truncation) */
+} eft_embed_request;
+
+eft_embed_request eft_embed_request_default(void); /* normalize -1, everything else 0/NULL */
+
+/* Runs a request: out[n, dimensions ? dimensions : D], in input order. A dimensions over D, an
+ * empty token sequence or an id outside the vocabulary is EFT_ERR_INVALID_ARGUMENT; an input over
+ * the limit without truncation is EFT_ERR_LIMIT naming both lengths. One call at a time per
+ * embedder. */
+eft_status eft_embedder_run(eft_embedder *e, const eft_embed_request *r, float *out);
+
+/* Outputs of the model's sequence-classification head per input (cross-encoders: 1 for most
+ * rerankers), 0 when it has none. */
+int64_t eft_embedder_num_labels(const eft_embedder *e);
+
+/* Cross-encoder scores for (query, texts[i]) pairs, each encoded as a text pair by the model's
+ * tokenizer: scores[n, num_labels], raw logits (no sigmoid). truncate applies to each pair
+ * (longest first); n_tokens[n] (optional) receives each pair's length. EFT_ERR_UNSUPPORTED when
+ * the model has no classification head. */
+eft_status eft_embedder_score(eft_embedder *e, const char *query, const char *const *texts, size_t n,
+                              eft_truncate truncate, float *scores, size_t *n_tokens);
+
+/* ---------------------------------------------------------------------------------------------
+ * Text generation
+ *
+ * A generator runs a causal LM (Llama, Mistral, Qwen2/3, Gemma 2/3, Phi-3, GPT-2, from a Hugging
+ * Face folder or a GGUF file) the way QEfficient's decode model does: a KV cache of
+ * full_batch_size slots of ctx_len positions each, prefill in chunks of prefill_seq_len tokens,
+ * and continuous batching: sequences wait in a queue, enter a free slot, and leave it when they
+ * finish while the others keep decoding. Results of a sequence do not depend on what else runs
+ * beside it. A generator is not thread-safe: one thread submits and steps (a server's compute
+ * thread); callbacks run on that thread, inside eft_generator_step.
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct eft_generator eft_generator;
+
+typedef struct eft_generator_params {
+    int n_threads;        /* threads, the caller's included; default 1 */
+    int ctx_len;          /* KV positions per slot, prompt included; 0: min(model's positions, 4096) */
+    int prefill_seq_len;  /* tokens per prefill chunk; default 128 */
+    int full_batch_size;  /* KV cache slots = sequences decoding at once; default 1 */
+    /* Weights: EFT_DTYPE_COUNT (the default) keeps what the file has where a kernel takes it
+     * (f32; f16/bf16 widened to f32; GGUF Q4_0/Q4_1/Q8_0 as they are; other blocks repacked);
+     * or F32, F16, BF16, Q8_0 (int8 per group of 32), Q4_0 / Q4_1 (int4 per group of 32). */
+    eft_dtype weight_dtype;
+    eft_dtype kv_dtype;   /* EFT_DTYPE_F32 (default), F16 or I8 */
+} eft_generator_params;
+
+eft_generator_params eft_generator_params_default(void);
+
+typedef struct eft_sampling_params {
+    float temperature;        /* 0: greedy (argmax, lowest id on ties) */
+    int top_k;                /* 0: off */
+    float top_p;              /* 1: off */
+    float min_p;              /* 0: off */
+    float repetition_penalty; /* 1: off (transformers' rule: logit / p if > 0 else logit * p) */
+    float presence_penalty;   /* 0: off (OpenAI's rule, over generated tokens) */
+    float frequency_penalty;  /* 0: off */
+    uint64_t seed;            /* same seed, same prompt, same params: same output */
+} eft_sampling_params;
+
+typedef enum eft_finish_reason {
+    EFT_FINISH_NONE = 0,  /* not finished */
+    EFT_FINISH_STOP,      /* an EOS id or a stop string */
+    EFT_FINISH_LENGTH,    /* max_tokens or ctx_len reached */
+    EFT_FINISH_CANCELLED, /* eft_generator_cancel, or the callback returned non-zero */
+    EFT_FINISH_ERROR,     /* the step failed; eft_generator_errmsg says why */
+} eft_finish_reason;
+
+const char *eft_finish_reason_str(eft_finish_reason r); /* "stop", "length", "cancelled", "error", "" */
+
+typedef struct eft_token_logprob {
+    int32_t id;
+    float logprob; /* natural log of the probability under the model's distribution (log-softmax
+                    * of the logits after penalties, before temperature and truncation) */
+} eft_token_logprob;
+
+/* What a callback receives, once per generated token and once more at the end (finish != NONE;
+ * that last event has token -1 and carries any text still held back). Everything is borrowed for
+ * the duration of the call. */
+typedef struct eft_gen_event {
+    uint64_t seq;              /* from eft_generator_submit */
+    void *user;                /* the submit's user pointer */
+    int32_t token;             /* the sampled id, -1 on the final event */
+    const char *text;          /* new text: complete UTF-8, stop strings held back and never emitted */
+    size_t text_len;
+    float logprob;             /* of token */
+    const eft_token_logprob *top; /* the n_logprobs most likely tokens, most likely first */
+    int n_top;
+    eft_finish_reason finish;
+    int n_prompt_tokens, n_generated;
+} eft_gen_event;
+
+/* Returns 0 to go on, non-zero to cancel the sequence (a client that went away). */
+typedef int (*eft_gen_callback)(const eft_gen_event *ev);
+
+typedef struct eft_generate_params {
+    int max_tokens;                 /* generated tokens at most; 0: until ctx_len */
+    eft_sampling_params sampling;
+    const char *const *stop;        /* stop strings (copied at submit); the text ends before the match */
+    int n_stop;
+    bool ignore_eos;                /* do not stop on the model's EOS ids */
+    int n_logprobs;                 /* top log-probabilities per token, 0..20 */
+    eft_gen_callback callback;      /* may be NULL */
+    void *user;
+} eft_generate_params;
+
+/* The model's generation_config.json defaults (temperature, top_k, top_p, min_p,
+ * repetition_penalty, max_new_tokens when given) over the library defaults (greedy, no limit). */
+eft_generate_params eft_generator_generate_params_default(const eft_generator *g);
+
+/* model is what eft_model_open takes. Builds the prefill and decode paths with the weights packed
+ * once. On failure *out is NULL and eft_last_error() says why. */
+eft_status eft_generator_open(const char *model, const eft_generator_params *params, eft_generator **out);
+void eft_generator_close(eft_generator *g); /* NULL is a no-op */
+const char *eft_generator_errmsg(const eft_generator *g);
+
+/* Borrowed for the generator's lifetime: its tokenizer, and its chat template (NULL when the model
+ * has none). */
+const eft_tokenizer *eft_generator_tokenizer(const eft_generator *g);
+eft_chat_template *eft_generator_chat_template(eft_generator *g);
+int eft_generator_ctx_len(const eft_generator *g);
+int eft_generator_slots(const eft_generator *g);
+
+/* Queues a sequence: prompt ids (already tokenized, special tokens included). The prompt must
+ * leave room for one generated token: n_prompt < ctx_len, else EFT_ERR_LIMIT naming both.
+ * *seq identifies it in events. params is copied. */
+eft_status eft_generator_submit(eft_generator *g, const int32_t *prompt, size_t n_prompt,
+                                const eft_generate_params *params, uint64_t *seq);
+/* One scheduling step: moves waiting sequences into free slots, runs one forward pass over a
+ * prefill chunk and/or one token of every decoding sequence, samples, and calls the callbacks.
+ * Does nothing when no sequence is queued or running. */
+eft_status eft_generator_step(eft_generator *g);
+/* Sequences queued or running. */
+int eft_generator_pending(const eft_generator *g);
+/* Finishes a sequence with EFT_FINISH_CANCELLED at the next step (its final event still comes).
+ * Unknown or finished seq: EFT_ERR_NOT_FOUND. */
+eft_status eft_generator_cancel(eft_generator *g, uint64_t seq);
+
+typedef struct eft_gen_stats {
+    int n_prompt_tokens, n_generated;
+    double ttft_s;        /* submit to first token */
+    double total_s;       /* submit to finish */
+    double prefill_tps;   /* prompt tokens / time to first token */
+    double decode_tps;    /* (generated - 1) / (total - ttft) */
+    eft_finish_reason finish;
+} eft_gen_stats;
+
+/* One prompt, start to end, on the calling thread: tokenizes text with the tokenizer's defaults
+ * (BOS where the model adds one), submits, steps until done. *out (NUL-terminated, freed with
+ * eft_free) is the generated text; stats may be NULL. params NULL: the generate defaults. */
+eft_status eft_generator_generate(eft_generator *g, const char *text, const eft_generate_params *params,
+                                  char **out, eft_gen_stats *stats);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,59 @@
+/*
+ * decoder.h — causal LMs (Llama, Mistral, Qwen2, Qwen3, Gemma 2, Gemma 3 text, Phi-3, GPT-2, and
+ * SmolLM2 as Llama) as plain internal C, from a Hugging Face folder or a GGUF file. The builder
+ * checks every weight, packs it once into a kernel's layout (quantised GGUF blocks stay quantised)
+ * and owns the KV cache, the retained state: [slots][layers][ctx_len][kv_heads * head_dim] for K
+ * and for V. One forward call takes a ragged batch of tokens from any slots at explicit positions
+ * (QEfficient's contract), so the same call serves chunked prefill, decode and continuous
+ * batching, and logits are computed only for the rows asked for.
+ */
+#ifndef EFT_MODELS_DECODER_H
+#define EFT_MODELS_DECODER_H
+
+#include "core/core.h"
+
+struct eft__kernels; /* kernels/cpu/kernels.h */
+
+/* One call at a time per decoder: the forward passes share its planned buffers and thread pool. */
+typedef struct eft__decoder eft__decoder;
+
+typedef struct eft__decoder_params {
+    int n_slots;        /* KV cache slots (full_batch_size) */
+    int64_t ctx_len;    /* positions per slot; 0: min(max_position_embeddings, 4096) */
+    int max_tokens;     /* tokens per forward call, all slots together (prefill chunk + decode rows) */
+    int n_threads;      /* counts the caller; 1 = no extra threads */
+    eft_dtype weight_dtype; /* as eft_generator_params.weight_dtype; EFT_DTYPE_COUNT = keep */
+    eft_dtype kv_dtype;     /* EFT_DTYPE_F32, F16 or I8 */
+    /* Kernel table to run on; NULL = eft__kernels_get() (the best ISA, or EFT_ISA). */
+    const struct eft__kernels *kernels;
+} eft__decoder_params;
+
+/* 1 slot, ctx_len 0 (the model's, capped at 4096), 128 tokens per call, 1 thread, weights kept,
+ * f32 cache. */
+eft__decoder_params eft__decoder_params_default(void);
+
+/* Builds a decoder over the weights of m (which must outlive it). Refuses a model that is not a
+ * causal LM eft implements, a missing tensor or one of the wrong shape or type (the message names
+ * the tensor and both shapes), and a ctx_len over what the positions allow (GPT-2's learned
+ * table). On failure *out is NULL. */
+eft_status eft__decoder_build(const eft_model *m, const eft__decoder_params *p, eft__decoder **out,
+                              eft__error *err);
+void eft__decoder_free(eft__decoder *d); /* NULL is a no-op */
+
+int64_t eft__decoder_vocab_size(const eft__decoder *d); /* V: logits per row */
+int64_t eft__decoder_ctx_len(const eft__decoder *d);
+int eft__decoder_slots(const eft__decoder *d);
+int eft__decoder_max_tokens(const eft__decoder *d);
+
+/* One forward pass over n tokens (n <= max_tokens): token i is ids[i] of slot slot[i] at position
+ * pos[i] (0 .. ctx_len-1), or padding when pos[i] is -1 (skipped entirely). The tokens of one slot
+ * are consecutive with increasing positions; the pass writes each token's K and V at its slot and
+ * position, and each token attends to its slot's cache at positions 0 .. pos[i] (with the model's
+ * sliding window where it has one), so positions below a slot's first token in this call must have
+ * been written by earlier calls. logits[n_logits, V] receives the final logits (softcapping
+ * applied) of the tokens logit_rows[0 .. n_logits). Fails, changing nothing, on an id outside the
+ * vocabulary, a slot or position out of range, or n over max_tokens. */
+eft_status eft__decoder_forward(eft__decoder *d, const int32_t *ids, const int32_t *slot, const int32_t *pos,
+                                int n, const int32_t *logit_rows, int n_logits, float *logits, eft__error *err);
+
+#endif /* EFT_MODELS_DECODER_H */
