@@ -195,6 +195,12 @@ eft_bench_params eft_bench_params_default(void);
  * SmolLM2-135M, Llama-3.2-1B). Each line of the report goes to line_fn. params may be NULL. */
 eft_status eft_bench_kernels(const eft_bench_params *params, eft_bench_line_fn line_fn, void *user_data);
 
+/* The machine's ceilings as eft_bench_kernels measures them (best of repeated short runs over
+ * min_seconds each; 0: 0.25 s): peak FMA rate of the chosen kernels in GFLOPS and STREAM triad
+ * bandwidth in GB/s, with n_threads (0: every online CPU). For model-level benchmarks that quote
+ * their figures as a fraction of these. */
+eft_status eft_bench_machine(int n_threads, double min_seconds, double *peak_gflops, double *triad_gbs);
+
 /* ---------------------------------------------------------------------------------------------
  * Chat templates
  * ------------------------------------------------------------------------------------------- */

@@ -14,6 +14,7 @@ int eft_cmd_tokenize(int argc, char **argv);
 int eft_cmd_detokenize(int argc, char **argv);
 int eft_cmd_template(int argc, char **argv);
 int eft_cmd_bench(int argc, char **argv);
+int eft_cmd_bench_embed(int argc, char **argv); /* eft bench embed, from eft_cmd_bench */
 
 /* Prints "eft <cmd>: <message>" on stderr; returns 1 for use as an exit status. */
 int eft_cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -15,10 +15,11 @@ static void print_line(const char *line, void *user_data) {
 }
 
 static int usage(void) {
-    return eft_cli_error("bench", "usage: eft bench kernels [--threads N] [--seconds S] [--quick] [--no-peer]");
+    return eft_cli_error("bench", "usage: eft bench kernels [--threads N] [--seconds S] [--quick] [--no-peer] | eft bench embed MODEL [...]");
 }
 
 int eft_cmd_bench(int argc, char **argv) {
+    if (argc >= 2 && !strcmp(argv[1], "embed")) return eft_cmd_bench_embed(argc - 1, argv + 1);
     if (argc < 2 || strcmp(argv[1], "kernels") != 0) return usage();
     eft_bench_params p = eft_bench_params_default();
     for (int i = 2; i < argc; i++) {

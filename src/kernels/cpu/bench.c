@@ -441,6 +441,33 @@ eft_bench_params eft_bench_params_default(void) {
     return p;
 }
 
+static void discard_line(const char *line, void *user_data) {
+    (void)line, (void)user_data;
+}
+
+eft_status eft_bench_machine(int n_threads, double min_seconds, double *peak_gflops, double *triad_gbs) {
+    eft__clear_last_error();
+    eft__error err = {0};
+    bench b = {0};
+    b.p = eft_bench_params_default();
+    b.p.min_seconds = min_seconds > 0 ? min_seconds : 0.25;
+    b.line = discard_line;
+    b.kt = eft__kernels_get();
+    b.nth = n_threads > 0 ? n_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (b.nth < 1) b.nth = 1;
+    if (eft__threadpool_create(b.nth, &b.tp, &err) != EFT_OK) return eft__set_last_error(&err);
+    bench_peak(&b);
+    eft_status st = bench_stream(&b);
+    eft__threadpool_free(b.tp);
+    if (st != EFT_OK) {
+        eft__fail(&err, st, "eft_bench_machine: out of memory for the STREAM arrays");
+        return eft__set_last_error(&err);
+    }
+    if (peak_gflops) *peak_gflops = b.peak_gflops;
+    if (triad_gbs) *triad_gbs = b.triad_gbs;
+    return EFT_OK;
+}
+
 eft_status eft_bench_kernels(const eft_bench_params *params, eft_bench_line_fn line_fn, void *user_data) {
     eft__clear_last_error();
     eft__error err = {0};
