@@ -46,11 +46,41 @@ eft_status eft__bpe_add_merge(eft__model *m, const char *a, size_t alen, const c
     return EFT_OK;
 }
 
+#define META "\xE2\x96\x81" /* U+2581, SentencePiece's space */
+
+/* Called once the vocabulary and merges are in. Also decides meta_split: SentencePiece-style
+ * pipelines without a pre-tokenizer (Llama 2's Prepend + Replace, Gemma's Replace, Metaspace
+ * with split false) hand the model the whole text as one word, and a heap over a megabyte of
+ * symbols is slow and cache-bound. Every symbol BPE builds is a vocabulary token, so when no
+ * token holds a character X directly before "\u2581" (X not "\u2581"), no symbol can cover an X
+ * "\u2581" place in the text, and cutting the word there gives exactly the same tokens, in
+ * linear time. The few X that some token does put there (Gemma has ">\u2581</") are kept in
+ * meta_block and the word is not cut after them; more than 16 of them turns the cut off. */
 void eft__bpe_init_bytes(eft__model *m) {
     for (int b = 0; b < 256; b++) {
         char name[8];
         snprintf(name, sizeof name, "<0x%02X>", b);
         if (!eft__vocab_get(&m->vocab, name, 6, &m->byte_ids[b])) m->byte_ids[b] = -1;
+    }
+    m->meta_split = !m->prefix_len && !m->suffix_len;
+    m->n_meta_block = 0;
+    for (size_t id = 0; id < m->vocab.n && m->meta_split; id++) {
+        if (m->vocab.tok_len[id] == UINT32_MAX) continue;
+        const char *s = m->vocab.arena + m->vocab.tok_off[id];
+        size_t len = m->vocab.tok_len[id];
+        for (size_t i = 1; i + 3 <= len && m->meta_split; i++) {
+            if (memcmp(s + i, META, 3)) continue;
+            size_t p = i - 1;
+            while (p > 0 && ((unsigned char)s[p] & 0xC0) == 0x80) p--;
+            int k;
+            int32_t c = eft__utf8_decode(s + p, i - p, &k);
+            if (c == 0x2581) continue;
+            bool known = false;
+            for (int b = 0; b < m->n_meta_block; b++) known |= m->meta_block[b] == c;
+            if (known) continue;
+            if (m->n_meta_block == 16) m->meta_split = false;
+            else m->meta_block[m->n_meta_block++] = c;
+        }
     }
 }
 
@@ -199,10 +229,8 @@ static bool heap_reserve(heap *h, bool *owned) {
     return true;
 }
 
-bool eft__bpe_tokenize(const eft__model *m, const char *s, size_t len, eft__toks *out) {
-    int32_t whole;
-    if (m->ignore_merges && eft__vocab_get(&m->vocab, s, len, &whole))
-        return eft__toks_add(out, whole, 0, (uint32_t)len);
+/* BPE over one word (or one cut of it, at byte base of the word). */
+static bool bpe_word(const eft__model *m, const char *s, size_t len, uint32_t base, eft__toks *out) {
     sym stack_syms[64];
     cand stack_heap[64];
     syms ss = {stack_syms, 0, 64, false};
@@ -293,8 +321,39 @@ bool eft__bpe_tokenize(const eft__model *m, const char *s, size_t len, eft__toks
         }
     }
     for (int32_t i = ss.n ? 0 : -1; ok && i >= 0; i = ss.v[i].next)
-        ok = eft__toks_add(out, ss.v[i].id, ss.v[i].start, ss.v[i].end);
+        ok = eft__toks_add(out, ss.v[i].id, base + ss.v[i].start, base + ss.v[i].end);
     if (syms_owned) eft__free(ss.v);
     if (heap_owned) eft__free(h.v);
     return ok;
+}
+
+/* May the word be cut before the "\u2581" at byte i (i > 0)? See eft__bpe_init_bytes. */
+static bool meta_cut(const eft__model *m, const char *s, size_t i) {
+    size_t p = i - 1;
+    while (p > 0 && ((unsigned char)s[p] & 0xC0) == 0x80) p--;
+    int k;
+    int32_t c = eft__utf8_decode(s + p, i - p, &k);
+    if (c < 0 || c == 0x2581) return false;
+    for (int b = 0; b < m->n_meta_block; b++) {
+        if (m->meta_block[b] == c) return false;
+        /* A blocked '>' may end a "<0xNN>" or "<unk>" symbol: then a character that is not a
+         * token of its own (it becomes bytes or unknown) may not be cut after either. */
+        int32_t id;
+        if (m->meta_block[b] == '>' && !eft__vocab_get(&m->vocab, s + p, i - p, &id)) return false;
+    }
+    return true;
+}
+
+bool eft__bpe_tokenize(const eft__model *m, const char *s, size_t len, eft__toks *out) {
+    int32_t whole;
+    if (m->ignore_merges && eft__vocab_get(&m->vocab, s, len, &whole))
+        return eft__toks_add(out, whole, 0, (uint32_t)len);
+    if (!m->meta_split || m->ignore_merges) return bpe_word(m, s, len, 0, out);
+    size_t from = 0;
+    for (size_t i = 1; i + 3 <= len; i++) {
+        if (s[i] != META[0] || memcmp(s + i, META, 3) || !meta_cut(m, s, i)) continue;
+        if (!bpe_word(m, s + from, i - from, (uint32_t)from, out)) return false;
+        from = i;
+    }
+    return bpe_word(m, s + from, len - from, (uint32_t)from, out);
 }

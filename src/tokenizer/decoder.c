@@ -1,6 +1,6 @@
 /*
  * decoder.c — Hugging Face decoders: ByteLevel, WordPiece, Metaspace, ByteFallback, Fuse, Strip,
- * Replace, BPEDecoder and Sequence. Each rewrites a list of token strings the way HF's
+ * Replace, BPEDecoder, CTC and Sequence. Each rewrites a list of token strings the way HF's
  * decode_chain does, so a Sequence composes exactly as in HF; the final list is concatenated.
  * Invalid UTF-8 produced by byte tokens becomes U+FFFD, as Rust's from_utf8_lossy does.
  */
@@ -61,7 +61,7 @@ static eft_status dup_str(const json_t *j, const char *key, const char *def, cha
     return EFT_OK;
 }
 
-eft_status eft__decoder_load(eft__decoder *d, const json_t *j, eft__error *err) {
+eft_status eft__tokdec_load(eft__tokdec *d, const json_t *j, eft__error *err) {
     memset(d, 0, sizeof *d);
     const char *type = eft__json_str(j, "type", NULL);
     if (!type) return eft__fail(err, EFT_ERR_FORMAT, "decoder: no \"type\"");
@@ -73,6 +73,11 @@ eft_status eft__decoder_load(eft__decoder *d, const json_t *j, eft__error *err) 
         d->kind = EFT__DEC_WORDPIECE;
         d->cleanup = eft__json_bool(j, "cleanup", true);
         return dup_str(j, "prefix", "##", &d->prefix, &d->prefix_len, err);
+    } else if (!strcmp(type, "CTC")) {
+        d->kind = EFT__DEC_CTC;
+        d->cleanup = eft__json_bool(j, "cleanup", true);
+        if ((st = dup_str(j, "pad_token", "<pad>", &d->content, &d->content_len, err))) return st;
+        return dup_str(j, "word_delimiter_token", "|", &d->pattern, &d->pattern_len, err);
     } else if (!strcmp(type, "BPEDecoder")) {
         d->kind = EFT__DEC_BPE;
         return dup_str(j, "suffix", "</w>", &d->prefix, &d->prefix_len, err);
@@ -125,7 +130,7 @@ eft_status eft__decoder_load(eft__decoder *d, const json_t *j, eft__error *err) 
         if (!d->items) return eft__fail(err, EFT_ERR_OUT_OF_MEMORY, "out of memory");
         for (size_t i = 0; i < json_array_size(a); i++) {
             d->n_items = i + 1;
-            if ((st = eft__decoder_load(&d->items[i], json_array_get(a, i), err))) return st;
+            if ((st = eft__tokdec_load(&d->items[i], json_array_get(a, i), err))) return st;
         }
     } else {
         return eft__fail(err, EFT_ERR_UNSUPPORTED, "decoder \"%s\" is not supported", type);
@@ -133,9 +138,9 @@ eft_status eft__decoder_load(eft__decoder *d, const json_t *j, eft__error *err) 
     return EFT_OK;
 }
 
-void eft__decoder_free(eft__decoder *d) {
+void eft__tokdec_free(eft__tokdec *d) {
     if (!d) return;
-    for (size_t i = 0; i < d->n_items; i++) eft__decoder_free(&d->items[i]);
+    for (size_t i = 0; i < d->n_items; i++) eft__tokdec_free(&d->items[i]);
     eft__free(d->items);
     eft__free(d->prefix);
     eft__free(d->content);
@@ -208,6 +213,23 @@ static bool starts_with(const char *s, size_t n, const char *p, size_t pn) {
     return n >= pn && !memcmp(s, p, pn);
 }
 
+/* Appends s with every pat replaced by rep, as one entry of l (an empty pat replaces nothing). */
+static bool replace_lit(eft__strlist *l, const char *s, size_t n, const char *pat, size_t pl, const char *rep,
+                        size_t rl) {
+    eft__strlist one = {0};
+    bool ok = true;
+    size_t pos = 0;
+    while (ok && pos < n && pl) {
+        const char *h = n - pos >= pl ? memmem(s + pos, n - pos, pat, pl) : NULL;
+        if (!h) break;
+        ok = eft__strlist_add(&one, s + pos, (size_t)(h - s) - pos) && eft__strlist_add(&one, rep, rl);
+        pos = (size_t)(h - s) + pl;
+    }
+    ok = ok && eft__strlist_add(&one, s + pos, n - pos) && eft__strlist_add(l, one.buf ? one.buf : "", one.len);
+    eft__strlist_free(&one);
+    return ok;
+}
+
 /* WordPiece's per-token cleanup, in HF's order. */
 static bool wp_cleanup(eft__strlist *l, const char *s, size_t n) {
     static const char *from[] = {" .", " ?", " !", " ,", " ' ", " n't", " 'm", " do not", " 's", " 've", " 're"};
@@ -237,7 +259,7 @@ static bool wp_cleanup(eft__strlist *l, const char *s, size_t n) {
     return ok;
 }
 
-static bool decode_one(const eft__decoder *d, const eft__strlist *in, eft__strlist *out) {
+static bool decode_one(const eft__tokdec *d, const eft__strlist *in, eft__strlist *out) {
     bool ok = true;
     switch (d->kind) {
     case EFT__DEC_SEQUENCE:
@@ -378,6 +400,26 @@ static bool decode_one(const eft__decoder *d, const eft__strlist *in, eft__strli
             ok = eft__strlist_add(out, s + a, b - a);
         }
         return ok;
+    case EFT__DEC_CTC:
+        /* HF's CTC: drop a token equal to the one before it, remove the pad token from each,
+         * then (cleanup) WordPiece's cleanup and the word delimiter as a space; empty results
+         * are dropped. */
+        for (size_t t = 0; t < in->n && ok; t++) {
+            const char *s = in->buf + in->off[t];
+            size_t n = in->slen[t];
+            if (t > 0 && in->slen[t - 1] == n && !memcmp(in->buf + in->off[t - 1], s, n)) continue;
+            eft__strlist a = {0}, b = {0}, c = {0};
+            ok = replace_lit(&a, s, n, d->content, d->content_len, "", 0);
+            if (ok && d->cleanup)
+                ok = wp_cleanup(&b, a.buf ? a.buf : "", a.len) &&
+                     replace_lit(&c, b.buf ? b.buf : "", b.len, d->pattern, d->pattern_len, " ", 1);
+            const eft__strlist *r = d->cleanup ? &c : &a;
+            if (ok && r->len) ok = eft__strlist_add(out, r->buf, r->len);
+            eft__strlist_free(&a);
+            eft__strlist_free(&b);
+            eft__strlist_free(&c);
+        }
+        return ok;
     case EFT__DEC_REPLACE: {
         pcre2_match_data *md = NULL;
         if (d->re.code && !(md = eft__regex_match_data(&d->re))) return false;
@@ -410,7 +452,7 @@ static bool decode_one(const eft__decoder *d, const eft__strlist *in, eft__strli
     return false;
 }
 
-bool eft__decode_chain(const eft__decoder *d, eft__strlist *l) {
+bool eft__decode_chain(const eft__tokdec *d, eft__strlist *l) {
     if (d->kind == EFT__DEC_SEQUENCE) {
         for (size_t i = 0; i < d->n_items; i++)
             if (!eft__decode_chain(&d->items[i], l)) return false;

@@ -13,8 +13,11 @@
 
 static const char GPT2_REGEX[] =
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
-/* HF's Whitespace pattern \w+|[^\w\s]+ with Oniguruma's Unicode \w spelled out. */
-static const char WHITESPACE_REGEX[] = "[\\p{L}\\p{M}\\p{Nd}\\p{Pc}]+|[^\\p{L}\\p{M}\\p{Nd}\\p{Pc}\\s]+";
+/* HF's Whitespace pattern \w+|[^\w\s]+ with Oniguruma's Unicode \w spelled out: Alphabetic (letters,
+ * letter numbers like U+216B, Other_Alphabetic like U+24B6), marks, decimal digits, connector
+ * punctuation and Join_Control (ZWNJ, ZWJ). PCRE2's own \w differs (it takes No such as U+00BD). */
+static const char WHITESPACE_REGEX[] =
+    "[\\p{Alphabetic}\\p{M}\\p{Nd}\\p{Pc}\\p{Join_Control}]+|[^\\p{Alphabetic}\\p{M}\\p{Nd}\\p{Pc}\\p{Join_Control}\\s]+";
 
 /* ---------------------------------------------------------------------------------------------
  * The byte-level map: printable bytes map to themselves, the others to U+0100 upwards.

@@ -49,7 +49,7 @@ void eft__tokenizer_free_parts(eft_tokenizer *t) {
     if (t->has_normalizer) eft__normalizer_free(&t->normalizer);
     if (t->has_pretok) eft__pretok_free(&t->pretok);
     if (t->has_post) eft__post_free(&t->post);
-    if (t->has_decoder) eft__decoder_free(&t->decoder);
+    if (t->has_decoder) eft__tokdec_free(&t->decoder);
     for (size_t i = 0; i < t->n_added; i++) {
         eft__free(t->added[i].content);
         eft__free(t->added[i].norm);
@@ -174,7 +174,7 @@ static eft_status load_json_doc(eft_tokenizer *t, const json_t *doc, eft__error 
     }
     if ((c = json_object_get(doc, "decoder")) && !json_is_null(c)) {
         t->has_decoder = true;
-        if ((st = eft__decoder_load(&t->decoder, c, err))) return st;
+        if ((st = eft__tokdec_load(&t->decoder, c, err))) return st;
     }
     if ((st = load_added(t, json_object_get(doc, "added_tokens"), err))) return st;
     return eft__tokenizer_finish(t, err);
@@ -441,6 +441,85 @@ static bool copy_range(eft__pieces *dst, const eft__nstr *src, uint32_t off, uin
     return eft__pieces_add(dst, at, len, id);
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * A cache of the model's tokens per word, for one encode call
+ *
+ * A model's output depends only on the bytes of the piece, and long texts repeat their words, so
+ * within one call a word is tokenized once (HF's BPE keeps a cache too). It lives for one call
+ * only, so a tokenizer shared by many threads stays read-only. Short words only; the arenas are
+ * capped, after which nothing more is stored. A failed allocation only turns the cache off.
+ * ------------------------------------------------------------------------------------------- */
+
+#define WC_MIN_PIECES 64    /* fewer pieces: no cache */
+#define WC_MAX_WORD 48      /* bytes */
+#define WC_MAX_SLOTS 8192
+#define WC_MAX_TOKS (1u << 18)
+
+typedef struct wc_slot {
+    uint32_t hash, key_off, key_len, tok_off, tok_n;
+} wc_slot;
+
+typedef struct word_cache {
+    wc_slot *slot; /* NULL: off */
+    size_t mask;
+    char *keys;
+    size_t keys_len, keys_cap;
+    eft__tok *toks;
+    size_t toks_len, toks_cap;
+} word_cache;
+
+static void wc_init(word_cache *c, size_t n_pieces) {
+    memset(c, 0, sizeof *c);
+    if (n_pieces < WC_MIN_PIECES) return;
+    size_t n = 256;
+    while (n < n_pieces && n < WC_MAX_SLOTS) n *= 2;
+    if (!(c->slot = eft__calloc(n, sizeof *c->slot))) return;
+    c->mask = n - 1;
+}
+
+static void wc_free(word_cache *c) {
+    eft__free(c->slot);
+    eft__free(c->keys);
+    eft__free(c->toks);
+    memset(c, 0, sizeof *c);
+}
+
+/* The cached tokens of word s, or NULL. */
+static const wc_slot *wc_get(const word_cache *c, const char *s, size_t n, uint32_t *hash) {
+    if (!c->slot || n > WC_MAX_WORD) return NULL;
+    uint32_t h = eft__hash_bytes(s, n) | 1; /* 0 marks an empty slot */
+    *hash = h;
+    const wc_slot *e = &c->slot[h & c->mask];
+    if (e->hash == h && e->key_len == n && !memcmp(c->keys + e->key_off, s, n)) return e;
+    return NULL;
+}
+
+static void wc_put(word_cache *c, uint32_t hash, const char *s, size_t n, const eft__toks *toks) {
+    if (!c->slot || n > WC_MAX_WORD || c->toks_len + toks->n > WC_MAX_TOKS) return;
+    if (c->keys_len + n > c->keys_cap) {
+        size_t cap = c->keys_cap ? c->keys_cap * 2 : 4096;
+        while (cap < c->keys_len + n) cap *= 2;
+        char *v = eft__realloc(c->keys, cap);
+        if (!v) return;
+        c->keys = v;
+        c->keys_cap = cap;
+    }
+    if (c->toks_len + toks->n > c->toks_cap) {
+        size_t cap = c->toks_cap ? c->toks_cap * 2 : 1024;
+        while (cap < c->toks_len + toks->n) cap *= 2;
+        eft__tok *v = eft__realloc(c->toks, cap * sizeof *v);
+        if (!v) return;
+        c->toks = v;
+        c->toks_cap = cap;
+    }
+    wc_slot *e = &c->slot[hash & c->mask];
+    *e = (wc_slot){hash, (uint32_t)c->keys_len, (uint32_t)n, (uint32_t)c->toks_len, (uint32_t)toks->n};
+    memcpy(c->keys + c->keys_len, s, n);
+    c->keys_len += n;
+    if (toks->n) memcpy(c->toks + c->toks_len, toks->t, toks->n * sizeof *toks->t); /* a word may give none */
+    c->toks_len += toks->n;
+}
+
 static bool encode_seq(const eft_tokenizer *t, const char *text, size_t len, pcre2_match_data *md, seq_out *o) {
     eft__nstr input = {0}, normed = {0};
     eft__pieces raw = {0}, pre = {0}, post = {0};
@@ -477,6 +556,8 @@ static bool encode_seq(const eft_tokenizer *t, const char *text, size_t len, pcr
         final = &post;
     }
     /* 4. the model */
+    word_cache wc;
+    wc_init(&wc, ok ? final->n : 0);
     for (size_t i = 0; ok && i < final->n; i++) {
         eft__piece pc = final->p[i];
         const eft__span *al = final->text.al + pc.off;
@@ -485,15 +566,29 @@ static bool encode_seq(const eft_tokenizer *t, const char *text, size_t len, pcr
             continue;
         }
         if (!pc.len) continue;
-        toks.n = 0;
-        ok = eft__model_tokenize(&t->model, final->text.s + pc.off, pc.len, &toks);
-        for (size_t k = 0; ok && k < toks.n; k++) {
-            eft__tok tk = toks.t[k];
+        const char *word = final->text.s + pc.off;
+        uint32_t hash = 0;
+        const wc_slot *hit = wc_get(&wc, word, pc.len, &hash);
+        const eft__tok *tv;
+        size_t tn;
+        if (hit) {
+            tv = wc.toks + hit->tok_off;
+            tn = hit->tok_n;
+        } else {
+            toks.n = 0;
+            ok = eft__model_tokenize(&t->model, word, pc.len, &toks);
+            if (ok) wc_put(&wc, hash, word, pc.len, &toks);
+            tv = toks.t;
+            tn = toks.n;
+        }
+        for (size_t k = 0; ok && k < tn; k++) {
+            eft__tok tk = tv[k];
             uint32_t a = tk.start < pc.len ? al[tk.start].start : 0;
             uint32_t b = tk.end > 0 && tk.end <= pc.len ? al[tk.end - 1].end : a;
             ok = seq_add(o, tk.id, a, b, false);
         }
     }
+    wc_free(&wc);
     eft__nstr_free(&input);
     eft__nstr_free(&normed);
     eft__pieces_free(&raw);
@@ -622,7 +717,8 @@ static eft_status truncate(seq_out *a, seq_out *b, size_t added, const eft_encod
         if (!b) return eft__fail(err, EFT_ERR_INVALID_ARGUMENT, "truncation only_second needs a pair");
         target = b;
     }
-    if (target->n < to_remove)
+    /* HF keeps at least one token: removing all of them is its SequenceTooShort error too. */
+    if (target->n <= to_remove)
         return eft__fail(err, EFT_ERR_LIMIT,
                          "cannot truncate to max_length %zu: the %s sequence has %zu tokens and %zu must go",
                          p->max_length, target == a ? "first" : "second", target->n, to_remove);
@@ -892,7 +988,7 @@ void eft_detokenizer_close(eft_detokenizer *d) {
     eft__free(d);
 }
 
-static bool has_byte_fallback(const eft__decoder *d, bool present) {
+static bool has_byte_fallback(const eft__tokdec *d, bool present) {
     if (!present) return false;
     if (d->kind == EFT__DEC_BYTE_FALLBACK) return true;
     for (size_t i = 0; d->kind == EFT__DEC_SEQUENCE && i < d->n_items; i++)

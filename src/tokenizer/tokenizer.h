@@ -182,6 +182,7 @@ typedef enum eft__model_kind {
     EFT__MODEL_WORDPIECE,
     EFT__MODEL_BPE,
     EFT__MODEL_UNIGRAM,
+    EFT__MODEL_WORD_LEVEL,
 } eft__model_kind;
 
 typedef struct eft__u64map {
@@ -228,6 +229,11 @@ typedef struct eft__model {
     eft__u64map merges; /* (left id << 32 | right id) -> (rank << 32 | new id) */
     bool fuse_unk, byte_fallback, ignore_merges;
     int32_t byte_ids[256]; /* byte_fallback: id of "<0xXX>", -1 if absent */
+    /* BPE: a word may be cut before each "\u2581" that follows a character other than those in
+     * meta_block, because no token spans such a place (see eft__bpe_init_bytes). */
+    bool meta_split;
+    uint8_t n_meta_block;
+    int32_t meta_block[16];
     /* Unigram */
     double min_score;
     size_t max_token_len; /* bytes */
@@ -306,23 +312,24 @@ typedef enum eft__dec_kind {
     EFT__DEC_STRIP,
     EFT__DEC_REPLACE,
     EFT__DEC_BPE,
+    EFT__DEC_CTC,
     EFT__DEC_SEQUENCE,
 } eft__dec_kind;
 
-typedef struct eft__decoder {
+typedef struct eft__tokdec {
     eft__dec_kind kind;
     char *prefix; /* WORDPIECE prefix, BPE suffix */
     size_t prefix_len;
     bool cleanup;
     int32_t replacement;          /* METASPACE */
     eft__prepend_scheme prepend;  /* METASPACE */
-    char *content, *pattern;      /* STRIP content (one char), REPLACE */
+    char *content, *pattern;      /* STRIP content (one char), REPLACE; CTC pad token, word delimiter */
     size_t content_len, pattern_len;
     size_t start, stop; /* STRIP */
     eft__regex re;      /* REPLACE with a Regex pattern */
-    struct eft__decoder *items;
+    struct eft__tokdec *items;
     size_t n_items;
-} eft__decoder;
+} eft__tokdec;
 
 /* A list of strings in one buffer, the currency of decoders. */
 typedef struct eft__strlist {
@@ -334,10 +341,10 @@ typedef struct eft__strlist {
 bool eft__strlist_add(eft__strlist *l, const char *s, size_t len);
 void eft__strlist_free(eft__strlist *l);
 
-eft_status eft__decoder_load(eft__decoder *d, const struct json_t *j, eft__error *err);
-void eft__decoder_free(eft__decoder *d);
+eft_status eft__tokdec_load(eft__tokdec *d, const struct json_t *j, eft__error *err);
+void eft__tokdec_free(eft__tokdec *d);
 /* Runs the decoder over the tokens in *l, replacing it. False when out of memory. */
-bool eft__decode_chain(const eft__decoder *d, eft__strlist *l);
+bool eft__decode_chain(const eft__tokdec *d, eft__strlist *l);
 
 /* ---------------------------------------------------------------------------------------------
  * The tokenizer (tokenizer.c, tokenizer_gguf.c)
@@ -358,7 +365,7 @@ struct eft_tokenizer {
     eft__normalizer normalizer;
     eft__pretok pretok;
     eft__post post;
-    eft__decoder decoder;
+    eft__tokdec decoder;
     eft__added_token *added;
     size_t n_added;
     int32_t max_id; /* largest id of the model or an added token */

@@ -4,12 +4,18 @@
  * the ids a Hugging Face user of the same file gets:
  *   - "gpt2": byte-level BPE from tokens + merges; tokens outside the byte alphabet are spelled
  *     into it; GPT-2's ByteLevel regex, or the split regex tokenizer.ggml.pre names;
- *   - "llama" (except Gemma and Phi-3, which transformers rebuilds differently): SentencePiece
- *     BPE with byte fallback, Metaspace (prepend "first", no split), merges from the file or
- *     derived from the scores as transformers' generate_merges does.
+ *   - "llama": SentencePiece BPE with byte fallback, Metaspace (prepend "first", no split), merges
+ *     from the file or derived from the scores as transformers' generate_merges does;
+ *   - "llama" of a Gemma model (gemma, gemma2, gemma3): transformers' GemmaTokenizer: tokens of
+ *     spaces respelled with "▁", merges derived in file order (Gemma's scores do not follow its
+ *     merge order), Replace(' ', "▁") normalizer, Split(' ', merged_with_previous), a decoder
+ *     without the Strip, <unk> as the unknown token;
+ *   - "llama" of a Phi-3 model: as llama, but the prefix space comes from a Prepend + Replace
+ *     normalizer and there is no pre-tokenizer.
  * Control tokens become special added tokens, user-defined ones plain added tokens, and
  * tokenizer.ggml.add_bos_token / add_eos_token become the post-processor.
  */
+#include <jansson.h>
 #include <string.h>
 
 #include "formats/gguf.h"
@@ -199,6 +205,47 @@ static eft_status build_post(eft_tokenizer *t, int32_t bos, int32_t eos, eft__er
 }
 
 /* ---------------------------------------------------------------------------------------------
+ * Gemma and Phi-3: the pipelines transformers' GGUF builders give them
+ * ------------------------------------------------------------------------------------------- */
+
+/* Python's str.isspace, which decides which Gemma tokens transformers respells. */
+static bool py_space(int32_t c) { return eft__is_whitespace(c) || (c >= 0x1C && c <= 0x1F); }
+
+/* A token made only of whitespace with at least one ' ' in it: transformers stores it as that many
+ * "\u2581" (one per character), the spelling GemmaTokenizer looks up. Returns the number of
+ * characters, or 0 when the token is kept as it is. */
+static size_t gemma_respell_chars(const char *s, size_t n) {
+    bool space = false;
+    size_t chars = 0;
+    for (size_t i = 0; i < n;) {
+        int k;
+        int32_t c = eft__utf8_decode(s + i, n - i, &k);
+        if (c < 0 || !py_space(c)) return 0;
+        space |= c == ' ';
+        chars++;
+        i += (size_t)k;
+    }
+    return space ? chars : 0;
+}
+
+/* Loaders take JSON, so the fixed pipelines are written as the tokenizer.json that would hold them. */
+static eft_status load_json_part(const char *text, int which, eft_tokenizer *t, eft__error *err) {
+    json_error_t jerr;
+    json_t *j = json_loads(text, 0, &jerr);
+    if (!j) return eft__fail(err, EFT_ERR_INTERNAL, "built-in pipeline JSON: %s", jerr.text);
+    eft_status st = which == 0   ? eft__normalizer_load(&t->normalizer, j, err)
+                    : which == 1 ? eft__pretok_load(&t->pretok, j, err)
+                                 : eft__tokdec_load(&t->decoder, j, err);
+    json_decref(j);
+    if (!st) {
+        if (which == 0) t->has_normalizer = true;
+        else if (which == 1) t->has_pretok = true;
+        else t->has_decoder = true;
+    }
+    return st;
+}
+
+/* ---------------------------------------------------------------------------------------------
  * Loading
  * ------------------------------------------------------------------------------------------- */
 
@@ -212,10 +259,8 @@ static eft_status load(eft__gguf *g, const char *path, eft_tokenizer *t, eft__er
     if (!byte_level && !str_is(model, "llama"))
         return eft__fail(err, EFT_ERR_UNSUPPORTED, "%s: GGUF tokenizer model \"%.*s\" is not supported (gpt2 and llama are)",
                          path, (int)model.len, model.ptr);
-    if (!byte_level && (str_is(arch, "gemma") || str_is(arch, "gemma2") || str_is(arch, "gemma3") || str_is(arch, "phi3")))
-        return eft__fail(err, EFT_ERR_UNSUPPORTED,
-                         "%s: the SentencePiece vocabulary of a GGUF \"%.*s\" model is not supported yet "
-                         "(use the model's tokenizer.json)", path, (int)arch.len, arch.ptr);
+    bool gemma = !byte_level && (str_is(arch, "gemma") || str_is(arch, "gemma2") || str_is(arch, "gemma3"));
+    bool phi3 = !byte_level && str_is(arch, "phi3");
     const eft__gguf_kv *tokens = eft__gguf_find(g, "tokenizer.ggml.tokens");
     const eft__gguf_kv *types = eft__gguf_find(g, "tokenizer.ggml.token_type");
     const eft__gguf_kv *scores = eft__gguf_find(g, "tokenizer.ggml.scores");
@@ -227,7 +272,7 @@ static eft_status load(eft__gguf *g, const char *path, eft_tokenizer *t, eft__er
     if (types && eft__gguf_arr_len(types) != n)
         return eft__fail(err, EFT_ERR_FORMAT, "%s: %llu token types for %llu tokens", path,
                          (unsigned long long)eft__gguf_arr_len(types), (unsigned long long)n);
-    if (!byte_level && !merges && (!scores || eft__gguf_arr_len(scores) != n))
+    if (!byte_level && !gemma && !merges && (!scores || eft__gguf_arr_len(scores) != n))
         return eft__fail(err, EFT_ERR_FORMAT, "%s: tokenizer.ggml.scores must have one score per token", path);
     eft__model *m = &t->model;
     m->kind = EFT__MODEL_BPE;
@@ -251,12 +296,20 @@ static eft_status load(eft__gguf *g, const char *path, eft_tokenizer *t, eft__er
             }
             st = eft__vocab_set(&m->vocab, (int32_t)i, b, w, err);
             eft__free(b);
+        } else if (gemma && gemma_respell_chars(s.ptr, s.len)) {
+            size_t chars = gemma_respell_chars(s.ptr, s.len);
+            char *b = eft__malloc(chars * 3);
+            if (!b) return eft__fail(err, EFT_ERR_OUT_OF_MEMORY, "out of memory");
+            for (size_t k = 0; k < chars; k++) memcpy(b + 3 * k, "\xE2\x96\x81", 3);
+            st = eft__vocab_set(&m->vocab, (int32_t)i, b, chars * 3, err);
+            eft__free(b);
         } else {
             st = eft__vocab_set(&m->vocab, (int32_t)i, s.ptr, (size_t)s.len, err);
         }
         if (st) return st;
         double sc = 0;
-        if (scores) eft__gguf_arr_f64(scores, i, &sc);
+        if (gemma) sc = -(double)i; /* file order is the merge order (see the header) */
+        else if (scores) eft__gguf_arr_f64(scores, i, &sc);
         m->vocab.scores[i] = sc;
     }
     if ((st = eft__vocab_index(&m->vocab, err))) return st;
@@ -291,6 +344,13 @@ static eft_status load(eft__gguf *g, const char *path, eft_tokenizer *t, eft__er
             if (byte_level && !in_byte_alphabet(raw.ptr, raw.len)) continue; /* a llama.cpp mislabel */
             if ((st = add_token(t, s, len, (int32_t)i, true, err))) return st;
         } else if (ty == GGUF_TOKEN_USER_DEFINED) {
+            /* transformers adds one only when its spelling in the file is a vocabulary entry,
+             * which a respelled Gemma token is not */
+            eft__gguf_str raw;
+            eft__gguf_arr_str(g, tokens, i, &raw);
+            int32_t other;
+            if (gemma && (raw.len != len || memcmp(raw.ptr, s, len)) && !eft__vocab_get(&m->vocab, raw.ptr, raw.len, &other))
+                continue;
             if ((st = add_token(t, s, len, (int32_t)i, false, err))) return st;
         }
     }
@@ -305,10 +365,22 @@ static eft_status load(eft__gguf *g, const char *path, eft_tokenizer *t, eft__er
         const char *s = eft__vocab_token(&m->vocab, (int32_t)id, &len);
         if ((st = add_token(t, s, len, (int32_t)id, true, err))) return st;
     }
+    if (gemma) {
+        /* GemmaTokenizer's own special tokens: <unk> is the model's unknown token, <mask> special. */
+        int32_t id;
+        if (eft__vocab_get(&m->vocab, "<unk>", 5, &id)) m->unk_id = id;
+        if (eft__vocab_get(&m->vocab, "<mask>", 6, &id) && (st = add_token(t, "<mask>", 6, id, true, err))) return st;
+        if (special_ids[2] >= 0) m->unk_id = special_ids[2];
+        if ((st = load_json_part("{\"type\": \"Replace\", \"pattern\": {\"String\": \" \"}, \"content\": \"\u2581\"}", 0, t, err)) ||
+            (st = load_json_part("{\"type\": \"Split\", \"pattern\": {\"String\": \" \"}, \"behavior\": \"MergedWithPrevious\", \"invert\": false}", 1, t, err)) ||
+            (st = load_json_part("{\"type\": \"Sequence\", \"decoders\": [{\"type\": \"Replace\", \"pattern\": {\"String\": \"\u2581\"}, \"content\": \" \"},"
+                                 " {\"type\": \"ByteFallback\"}, {\"type\": \"Fuse\"}]}", 2, t, err)))
+            return st;
+    }
     /* Pre-tokenizer and decoder. */
     t->has_pretok = true;
     t->has_decoder = true;
-    eft__decoder *d = &t->decoder;
+    eft__tokdec *d = &t->decoder;
     if (byte_level) {
         const char *split = pre_split(pre.ptr, pre.len);
         if (split) {
@@ -325,7 +397,15 @@ static eft_status load(eft__gguf *g, const char *path, eft_tokenizer *t, eft__er
             return st;
         }
         d->kind = EFT__DEC_BYTE_LEVEL;
+    } else if (gemma) {
+        /* set above */
     } else {
+        if (phi3) {
+            t->has_pretok = false;
+            if ((st = load_json_part("{\"type\": \"Sequence\", \"normalizers\": [{\"type\": \"Prepend\", \"prepend\": \"\u2581\"},"
+                                     " {\"type\": \"Replace\", \"pattern\": {\"String\": \" \"}, \"content\": \"\u2581\"}]}", 0, t, err)))
+                return st;
+        }
         t->pretok.kind = EFT__PRE_METASPACE;
         t->pretok.replacement = 0x2581;
         t->pretok.prepend = EFT__PREPEND_FIRST;

@@ -1,7 +1,8 @@
 /*
  * wordpiece.c — the vocabulary every model shares (id <-> token text), the small integer hash
  * map BPE merges use, model loading dispatch, and the WordPiece model (BERT's greedy
- * longest-match-first with a "##" continuation prefix), exactly as Hugging Face runs it.
+ * longest-match-first with a "##" continuation prefix), exactly as Hugging Face runs it; also
+ * the WordLevel model (a word is a token or the unknown token).
  */
 #include <jansson.h>
 #include <string.h>
@@ -195,6 +196,29 @@ bool eft__toks_add(eft__toks *ts, int32_t id, uint32_t start, uint32_t end) {
  * Model dispatch
  * ------------------------------------------------------------------------------------------- */
 
+/* ---------------------------------------------------------------------------------------------
+ * WordLevel: one token per pre-tokenized word, or the unknown token
+ * ------------------------------------------------------------------------------------------- */
+
+static eft_status wordlevel_load(eft__model *m, const json_t *j, eft__error *err) {
+    m->kind = EFT__MODEL_WORD_LEVEL;
+    eft_status st = vocab_load_object(&m->vocab, json_object_get(j, "vocab"), "WordLevel", err);
+    if (st) return st;
+    size_t len;
+    const char *unk = eft__json_str(j, "unk_token", &len);
+    if (!unk) unk = "<unk>", len = 5;
+    if (!eft__vocab_get(&m->vocab, unk, len, &m->unk_id)) m->unk_id = -1;
+    return EFT_OK;
+}
+
+/* HF fails the whole encode on a word outside a vocabulary without its unknown token; eft drops
+ * the word, as it does for WordPiece (the policy for text a vocabulary cannot express). */
+static bool wordlevel_tokenize(const eft__model *m, const char *s, size_t len, eft__toks *out) {
+    int32_t id;
+    if (eft__vocab_get(&m->vocab, s, len, &id)) return eft__toks_add(out, id, 0, (uint32_t)len);
+    return m->unk_id < 0 || eft__toks_add(out, m->unk_id, 0, (uint32_t)len);
+}
+
 eft_status eft__model_load(eft__model *m, const json_t *j, eft__error *err) {
     memset(m, 0, sizeof *m);
     m->unk_id = -1;
@@ -210,6 +234,7 @@ eft_status eft__model_load(eft__model *m, const json_t *j, eft__error *err) {
     if (!strcmp(type, "WordPiece")) return eft__wordpiece_load(m, j, err);
     if (!strcmp(type, "BPE")) return eft__bpe_load(m, j, err);
     if (!strcmp(type, "Unigram")) return eft__unigram_load(m, j, err);
+    if (!strcmp(type, "WordLevel")) return wordlevel_load(m, j, err);
     return eft__fail(err, EFT_ERR_UNSUPPORTED, "tokenizer model \"%s\" is not supported", type);
 }
 
@@ -226,6 +251,7 @@ bool eft__model_tokenize(const eft__model *m, const char *s, size_t len, eft__to
     case EFT__MODEL_WORDPIECE: return eft__wordpiece_tokenize(m, s, len, out);
     case EFT__MODEL_BPE: return eft__bpe_tokenize(m, s, len, out);
     case EFT__MODEL_UNIGRAM: return eft__unigram_tokenize(m, s, len, out);
+    case EFT__MODEL_WORD_LEVEL: return wordlevel_tokenize(m, s, len, out);
     }
     return false;
 }

