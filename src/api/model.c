@@ -122,11 +122,18 @@ static eft_status open_dir(eft_model *m, eft__error *err) {
     st = eft__st_checkpoint_open_dir(m->path, &m->ckpt, err);
     if (st) return st;
 
+    /* tokenizer.json is only located here: parsing it (30+ ms for a 30k vocabulary) is left to
+     * whoever needs it, the tokenizer itself or eft_model_info_json's summary. */
     char *tok_path = eft__path_join(m->path, "tokenizer.json");
     if (!tok_path) return eft__fail(err, EFT_ERR_OUT_OF_MEMORY, "out of memory");
-    st = eft__path_exists(tok_path) ? summarise_tokenizer_json(m, tok_path, err) : EFT_OK;
-    eft__free(tok_path);
-    return st;
+    if (eft__path_exists(tok_path)) m->tok_json_path = tok_path;
+    else eft__free(tok_path);
+    return EFT_OK;
+}
+
+eft_status eft__model_summarise_tokenizer(eft_model *m, eft__error *err) {
+    if (!m->tok_json_path || m->tok.file) return EFT_OK;
+    return summarise_tokenizer_json(m, m->tok_json_path, err);
 }
 
 static eft_status open_gguf(eft_model *m, eft__error *err) {
@@ -182,6 +189,7 @@ void eft_model_close(eft_model *m) {
     eft__free(t->pre_tokenizer);
     eft__free(t->post_processor);
     eft__free(t->decoder);
+    eft__free(m->tok_json_path);
     eft__free(m->ref);
     eft__free(m->path);
     eft__free(m);

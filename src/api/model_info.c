@@ -3,6 +3,7 @@
  * document (architecture, sizes, files, tensors by dtype, tokenizer, pooling, GGUF metadata).
  * `eft info` prints it; the server's /info will reuse it.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include <jansson.h>
@@ -104,6 +105,13 @@ static json_t *gguf_json(const eft__gguf *g) {
 
 char *eft_model_info_json(eft_model *m) {
     if (!m) return NULL;
+    eft__error terr;
+    eft__error_clear(&terr);
+    if (eft__model_summarise_tokenizer(m, &terr) != EFT_OK) {
+        snprintf(m->errmsg, sizeof m->errmsg, "%s", terr.msg);
+        eft__set_last_error(&terr);
+        return NULL;
+    }
     json_t *root = json_object();
     if (!root) return NULL;
     set_str(root, "ref", m->ref);

@@ -33,9 +33,14 @@ struct eft_model {
     eft__st_config st;
     eft__st_checkpoint *ckpt; /* folder: the safetensors checkpoint */
     eft__gguf *gguf;          /* GGUF: the file */
-    eft__model_tokenizer tok;
+    eft__model_tokenizer tok;  /* GGUF: at open; tokenizer.json: by eft__model_summarise_tokenizer */
+    char *tok_json_path;       /* the folder's tokenizer.json, NULL when it has none */
     char errmsg[EFT__ERRMSG_MAX];
 };
+
+/* Fills m->tok from the folder's tokenizer.json the first time it is called (a no-op for GGUF
+ * files and folders without one). */
+eft_status eft__model_summarise_tokenizer(eft_model *m, eft__error *err);
 
 size_t eft__model_tensor_count(const eft_model *m);
 const eft__tensor_view *eft__model_tensor(const eft_model *m, size_t i);

@@ -1,7 +1,8 @@
 /*
  * cmd_info.c — `eft info MODEL [--json]`: what a model is, as read from its files. The library
  * describes the model as JSON (eft_model_info_json); this file prints it as is (--json) or as a
- * short human-readable summary.
+ * short human-readable summary. A compiled program (eft compile) is described from its header
+ * and blob table (eft_program_info_json).
  */
 #include <stdbool.h>
 #include <stdio.h>
@@ -64,6 +65,44 @@ static void print_human(json_t *info) {
     print_section("gguf", json_object_get(info, "gguf"), "");
 }
 
+/* A compiled program: what was compiled, from what, with which options, and its blobs. */
+static int info_program(const char *ref, bool as_json) {
+    char *text = eft_program_info_json(ref);
+    if (!text) return eft_cli_error("info", "%s", eft_last_error());
+    if (as_json) {
+        fputs(text, stdout);
+        fputc('\n', stdout);
+        eft_free(text);
+        return 0;
+    }
+    json_error_t jerr;
+    json_t *info = json_loads(text, 0, &jerr);
+    eft_free(text);
+    if (!info) return eft_cli_error("info", "internal error: bad JSON from the library: %s", jerr.text);
+    json_t *h = json_object_get(info, "header"), *blobs = json_object_get(info, "blobs");
+    printf("program %s\n", str_of(info, "file") ? str_of(info, "file") : "?");
+    print_member("size (bytes)", info, "size");
+    print_member("kind", h, "kind");
+    print_member("architecture", h, "architecture");
+    print_member("weights", h, "weights");
+    print_member("eft version", h, "eft_version");
+    print_member("isa", h, "isa");
+    print_member("cache key", h, "key");
+    print_member("created (unix time)", h, "created_unix");
+    print_section("model", json_object_get(h, "model"), "");
+    print_section("options", json_object_get(h, "options"), "");
+    print_section("config", json_object_get(h, "config"), "");
+    printf("blobs (%zu, %lld bytes)\n", json_array_size(blobs),
+           (long long)json_integer_value(json_object_get(info, "blob_bytes")));
+    size_t i;
+    json_t *b;
+    json_array_foreach(blobs, i, b)
+        printf("  %-56s %-5s %12lld\n", str_of(b, "name") ? str_of(b, "name") : "?",
+               str_of(b, "dtype") ? str_of(b, "dtype") : "?", (long long)json_integer_value(json_object_get(b, "bytes")));
+    json_decref(info);
+    return 0;
+}
+
 int eft_cmd_info(int argc, char **argv) {
     const char *ref = NULL;
     bool as_json = false;
@@ -71,13 +110,15 @@ int eft_cmd_info(int argc, char **argv) {
         if (!strcmp(argv[i], "--json")) as_json = true;
         else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             printf("usage: eft info MODEL [--json]\n\nMODEL is a Hugging Face folder, a .gguf file, or a Hugging Face id\n"
-                   "(org/name) present in the local Hugging Face cache.\n");
+                   "(org/name) present in the local Hugging Face cache; or a compiled program (a file or a folder\n"
+                   "written by eft compile), checked and described with its blobs.\n");
             return 0;
         } else if (argv[i][0] == '-' && argv[i][1]) return eft_cli_error("info", "unknown option '%s'", argv[i]);
         else if (ref) return eft_cli_error("info", "one model at a time ('%s' and '%s')", ref, argv[i]);
         else ref = argv[i];
     }
     if (!ref) return eft_cli_error("info", "usage: eft info MODEL [--json]");
+    if (eft_is_program(ref)) return info_program(ref, as_json);
 
     eft_model *m = NULL;
     eft_status st = eft_model_open(ref, NULL, &m);

@@ -12,6 +12,8 @@
 #include "kernels/cpu/kernels.h"
 
 #include "api/model_internal.h"
+#include "core/json.h"
+#include "graph/program.h"
 
 #include "models/encoder.h"
 
@@ -74,7 +76,23 @@ struct eft__encoder {
     int32_t *off;  /* [maxB + 1] first ragged row of each batch row */
     float *head_in, *head_h; /* [maxB, C] */
     int64_t M;     /* rows of the last forward */
+
+    /* Compiled programs: every matrix and vector the build made, by tensor name, for
+     * eft__encoder_save; and, for an encoder loaded from a program, that program: then all of
+     * them are its bytes, borrowed, and free leaves them. */
+    struct enc_rec *recs;
+    int n_recs, cap_recs;
+    const eft__program *prog;
+    eft_dtype wdtype;  /* packed matrices: F32 or F16 */
+    float *rel_tab;    /* MPNet: relative_attention_bias [buckets, NH] as the model has it */
 };
+
+typedef struct enc_rec {
+    char name[EFT__PROGRAM_NAME_MAX];
+    eft_dtype dtype;
+    const void *data;
+    uint64_t size; /* bytes */
+} enc_rec;
 
 eft__encoder_params eft__encoder_params_default(void) {
     eft__encoder_params p = {.max_batch = 1, .max_tokens = 512, .n_threads = 1, .kernels = NULL};
@@ -93,7 +111,98 @@ typedef struct builder {
     const eft_model *m;
     const char *prefix; /* "" or "bert." etc. for a model with a head */
     eft__error *err;
+    eft__encoder *e;    /* records what is made; its prog, when set, is where weights come from */
 } builder;
+
+/* Notes a matrix or vector the build made under prefix+name (suffix appended), for saving. */
+static bool record(builder *b, const char *name, const char *suffix, eft_dtype dtype, const void *data,
+                   uint64_t size) {
+    eft__encoder *e = b->e;
+    if (e->n_recs == e->cap_recs) {
+        int cap = e->cap_recs ? 2 * e->cap_recs : 64;
+        enc_rec *r = eft__realloc(e->recs, (size_t)cap * sizeof *r);
+        if (!r) {
+            eft__fail(b->err, EFT_ERR_OUT_OF_MEMORY, "out of memory");
+            return false;
+        }
+        e->recs = r;
+        e->cap_recs = cap;
+    }
+    enc_rec *r = &e->recs[e->n_recs++];
+    snprintf(r->name, sizeof r->name, "%s%s%s", b->prefix, name, suffix);
+    r->dtype = dtype;
+    r->data = data;
+    r->size = size;
+    return true;
+}
+
+/* The program's blob prefix+name+suffix, which must hold `elems` elements of dtype (any of F32,
+ * F16, BF16 when dtype is F16: a packed matrix) — borrowed from the mapping. */
+static const eft__program_blob *prog_blob(builder *b, const char *name, const char *suffix, eft_dtype dtype,
+                                          uint64_t elems) {
+    char full[EFT__PROGRAM_NAME_MAX + 8];
+    snprintf(full, sizeof full, "%s%s%s", b->prefix, name, suffix);
+    const eft__program *pg = b->e->prog;
+    const eft__program_blob *bl = eft__program_find(pg, full);
+    if (!bl) {
+        eft__fail(b->err, EFT_ERR_FORMAT, "%s: blob '%s' is missing", eft__program_path(pg), full);
+        return NULL;
+    }
+    bool packed = dtype != EFT_DTYPE_F32;
+    bool type_ok = packed ? bl->dtype == EFT_DTYPE_F32 || bl->dtype == EFT_DTYPE_F16 || bl->dtype == EFT_DTYPE_BF16
+                          : bl->dtype == EFT_DTYPE_F32;
+    uint64_t want_bytes;
+    bool size_ok = !eft__mul_overflow_u64(elems, bl->dtype == EFT_DTYPE_F32 ? 4 : 2, &want_bytes) &&
+                   bl->size == want_bytes && bl->data;
+    if (!type_ok || !size_ok) {
+        eft__fail(b->err, EFT_ERR_FORMAT, "%s: blob '%s' has %llu bytes of %s, expected %llu elements of %s",
+                  eft__program_path(pg), full, (unsigned long long)bl->size, eft_dtype_name(bl->dtype),
+                  (unsigned long long)elems, packed ? "F32, F16 or BF16" : "F32");
+        return NULL;
+    }
+    /* Recorded too, so a loaded encoder can be saved again. */
+    return record(b, name, suffix, bl->dtype, bl->data, bl->size) ? bl : NULL;
+}
+
+/* Elements of a [d0] (d1 < 0) or [d0, d1] table; UINT64_MAX when absurd. */
+static uint64_t elems_of(int64_t d0, int64_t d1) {
+    uint64_t n;
+    if (d0 < 0 || eft__mul_overflow_u64((uint64_t)d0, (uint64_t)(d1 < 0 ? 1 : d1), &n)) return UINT64_MAX;
+    return n;
+}
+
+/* A packed matrix [n, k] taken from the program, in place. */
+static bool prog_linear(builder *b, eft__sgemm_packed *out, const char *name, const char *suffix, int64_t n,
+                        int64_t k) {
+    if (n < 1 || k < 1 || n > ((int64_t)1 << 40) || k > ((int64_t)1 << 40)) {
+        eft__fail(b->err, EFT_ERR_FORMAT, "%s: config.json asks for a [%lld, %lld] matrix '%s%s%s'", b->m->path,
+                  (long long)n, (long long)k, b->prefix, name, suffix);
+        return false;
+    }
+    int64_t np = (n + EFT__SGEMM_NR - 1) / EFT__SGEMM_NR;
+    const eft__program_blob *bl = prog_blob(b, name, suffix, EFT_DTYPE_F16, elems_of(np * EFT__SGEMM_NR, k));
+    if (!bl) return false;
+    *out = (eft__sgemm_packed){.n = n, .k = k, .npanels = np, .dtype = bl->dtype, .data = (void *)bl->data,
+                               .borrowed = true};
+    b->e->wdtype = bl->dtype;
+    return true;
+}
+
+/* Packs w[n, k] f32 as the encoder's weight type. */
+static eft_status pack_as(builder *b, eft__sgemm_packed *out, const float *w, int64_t n, int64_t k) {
+    if (b->e->wdtype != EFT_DTYPE_F16) return eft__sgemm_pack(out, w, n, k, k, b->err);
+    uint16_t *h = eft__malloc_array((size_t)(n * k), sizeof(uint16_t));
+    if (!h) return eft__fail(b->err, EFT_ERR_OUT_OF_MEMORY, "out of memory");
+    for (int64_t i = 0; i < n * k; i++) h[i] = eft__f32_to_f16(w[i]);
+    eft_status s = eft__sgemm_pack_half(out, EFT_DTYPE_F16, h, n, k, k, b->err);
+    eft__free(h);
+    return s;
+}
+
+static bool record_linear(builder *b, const char *name, const char *suffix, const eft__sgemm_packed *pk) {
+    uint64_t bytes = (uint64_t)pk->npanels * EFT__SGEMM_NR * (uint64_t)pk->k * (pk->dtype == EFT_DTYPE_F32 ? 4 : 2);
+    return record(b, name, suffix, pk->dtype, pk->data, bytes);
+}
 
 static void shape_str(char *buf, size_t n, const int64_t *shape, int ndim) {
     size_t k = 0;
@@ -132,6 +241,10 @@ static const eft__tensor_view *want(builder *b, const char *name, int64_t d0, in
 
 /* A vector or small table converted to owned f32. */
 static float *want_f32(builder *b, const char *name, int64_t d0, int64_t d1) {
+    if (b->e->prog) {
+        const eft__program_blob *bl = prog_blob(b, name, "", EFT_DTYPE_F32, elems_of(d0, d1));
+        return bl ? (float *)bl->data : NULL;
+    }
     const eft__tensor_view *t = want(b, name, d0, d1);
     if (!t) return NULL;
     float *out = eft__malloc_array((size_t)t->n_elems, sizeof(float));
@@ -139,7 +252,8 @@ static float *want_f32(builder *b, const char *name, int64_t d0, int64_t d1) {
         eft__fail(b->err, EFT_ERR_OUT_OF_MEMORY, "out of memory converting '%s%s'", b->prefix, name);
         return NULL;
     }
-    if (eft__tensor_to_f32(t, out, t->n_elems, b->err) != EFT_OK) {
+    if (eft__tensor_to_f32(t, out, t->n_elems, b->err) != EFT_OK ||
+        !record(b, name, "", EFT_DTYPE_F32, out, t->n_elems * sizeof(float))) {
         eft__free(out);
         return NULL;
     }
@@ -147,17 +261,35 @@ static float *want_f32(builder *b, const char *name, int64_t d0, int64_t d1) {
 }
 
 static bool want_linear(builder *b, eft__sgemm_packed *out, const char *name, int64_t n, int64_t k) {
+    if (b->e->prog) return prog_linear(b, out, name, "", n, k);
     const eft__tensor_view *t = want(b, name, n, k);
     if (!t) return false;
-    if (eft__sgemm_pack_typed(out, t->dtype, t->data, n, k, k, b->err) != EFT_OK) {
+    eft_status s;
+    if (b->e->wdtype != EFT_DTYPE_F16) {
+        s = eft__sgemm_pack_typed(out, t->dtype, t->data, n, k, k, b->err);
+    } else if (t->dtype == EFT_DTYPE_F16) {
+        s = eft__sgemm_pack_half(out, EFT_DTYPE_F16, t->data, n, k, k, b->err);
+    } else {
+        float *w = eft__malloc_array((size_t)(n * k), sizeof(float));
+        s = w ? eft__tensor_to_f32(t, w, (uint64_t)(n * k), b->err) : eft__fail(b->err, EFT_ERR_OUT_OF_MEMORY, "out of memory");
+        if (s == EFT_OK) s = pack_as(b, out, w, n, k);
+        eft__free(w);
+    }
+    if (s != EFT_OK) {
         eft__error_prefix(b->err, "packing '%s%s'", b->prefix, name);
         return false;
     }
-    return true;
+    return record_linear(b, name, "", out);
 }
 
 /* Q, K and V stacked into one [3C, C] matrix (and [3C] bias), then packed: one GEMM instead of three. */
 static bool want_qkv(builder *b, enc_layer *ly, const char *const names[3], const char *const bnames[3], int64_t C) {
+    /* Saved under the query's names with "|qkv": the fused [3C, C] matrix and [3C] bias. */
+    if (b->e->prog) {
+        const eft__program_blob *bl = prog_blob(b, bnames[0], "|qkv", EFT_DTYPE_F32, elems_of(3 * C, -1));
+        ly->qkv_b = bl ? (float *)bl->data : NULL;
+        return bl && prog_linear(b, &ly->qkv, names[0], "|qkv", 3 * C, C);
+    }
     float *w = eft__malloc_array((size_t)(3 * C * C), sizeof(float));
     ly->qkv_b = eft__malloc_array((size_t)(3 * C), sizeof(float));
     bool ok = w && ly->qkv_b;
@@ -168,7 +300,8 @@ static bool want_qkv(builder *b, enc_layer *ly, const char *const names[3], cons
         ok = tb && eft__tensor_to_f32(t, w + i * C * C, (uint64_t)(C * C), b->err) == EFT_OK &&
              eft__tensor_to_f32(tb, ly->qkv_b + i * C, (uint64_t)C, b->err) == EFT_OK;
     }
-    ok = ok && eft__sgemm_pack(&ly->qkv, w, 3 * C, C, C, b->err) == EFT_OK;
+    ok = ok && pack_as(b, &ly->qkv, w, 3 * C, C) == EFT_OK && record_linear(b, names[0], "|qkv", &ly->qkv) &&
+         record(b, bnames[0], "|qkv", EFT_DTYPE_F32, ly->qkv_b, (uint64_t)(3 * C) * sizeof(float));
     eft__free(w);
     return ok;
 }
@@ -278,8 +411,20 @@ static eft_status plan(eft__encoder *e, const eft__encoder_params *p, eft__error
     return EFT_OK;
 }
 
+/* Clears the pointers into a program's mapping so that free leaves them alone. */
+static void forget_borrowed(eft__encoder *e) {
+    for (int64_t l = 0; e->layers && l < e->L; l++) {
+        enc_layer *ly = &e->layers[l];
+        ly->qkv_b = ly->o_b = ly->ln1_w = ly->ln1_b = ly->up_b = ly->down_b = ly->ln2_w = ly->ln2_b = NULL;
+    }
+    e->head_dense_b = e->head_out_b = e->wpe = e->wtt = e->emb_ln_w = e->emb_ln_b = e->rel_tab = NULL;
+}
+
 void eft__encoder_free(eft__encoder *e) {
     if (!e) return;
+    if (e->prog) forget_borrowed(e);
+    eft__free(e->recs);
+    eft__free(e->rel_tab);
     if (e->layers) {
         for (int64_t l = 0; l < e->L; l++) {
             enc_layer *ly = &e->layers[l];
@@ -345,6 +490,10 @@ static eft_status build(eft__encoder *e, const eft_model *m, const eft__encoder_
     if (p->max_batch < 1 || p->max_tokens < 1 || p->max_batch > (1 << 20) || p->max_tokens > (1 << 20))
         return eft__fail(err, EFT_ERR_INVALID_ARGUMENT, "encoder plan: max_batch %d and max_tokens %d must be "
                          "in [1, 2^20]", p->max_batch, p->max_tokens);
+    if (p->weight_dtype != EFT_DTYPE_F32 && p->weight_dtype != EFT_DTYPE_F16)
+        return eft__fail(err, EFT_ERR_UNSUPPORTED, "encoder: weights packed as %s; F32 and F16 are implemented",
+                         eft_dtype_name(p->weight_dtype));
+    e->wdtype = p->weight_dtype;
     e->arch = c->arch;
     e->C = c->hidden_size;
     e->NH = c->num_attention_heads;
@@ -375,7 +524,7 @@ static eft_status build(eft__encoder *e, const eft_model *m, const eft__encoder_
                          (long long)last_pos, (long long)e->P,
                          (long long)(e->P - (e->pos_from_pad ? e->pad_id + 1 : 0)));
 
-    builder b = {.m = m, .prefix = "", .err = err};
+    builder b = {.m = m, .prefix = "", .err = err, .e = e};
     if (!eft__model_find_tensor(m, "embeddings.word_embeddings.weight")) {
         char probe[96];
         snprintf(probe, sizeof probe, "%sembeddings.word_embeddings.weight", family_prefix(e->arch));
@@ -396,24 +545,21 @@ static eft_status build(eft__encoder *e, const eft_model *m, const eft__encoder_
         int64_t nb = c->relative_attention_num_buckets > 0 ? c->relative_attention_num_buckets : 32;
         float *tab = want_f32(&b, "encoder.relative_attention_bias.weight", nb, e->NH); /* [buckets, NH] */
         if (!tab) return err->status;
+        e->rel_tab = tab; /* kept: a program stores the table, not this plan's expansion of it */
         int64_t span = 2 * (int64_t)p->max_tokens - 1;
         e->rel_bias = eft__malloc_array((size_t)(e->NH * span), sizeof(float));
-        if (!e->rel_bias) {
-            eft__free(tab);
-            return eft__fail(err, EFT_ERR_OUT_OF_MEMORY, "out of memory");
-        }
+        if (!e->rel_bias) return eft__fail(err, EFT_ERR_OUT_OF_MEMORY, "out of memory");
         for (int64_t d = 0; d < span; d++) {
             int64_t bucket = mpnet_bucket(d - (p->max_tokens - 1), nb, 128);
             for (int64_t h = 0; h < e->NH; h++) e->rel_bias[h * span + d] = tab[bucket * e->NH + h];
         }
-        eft__free(tab);
     }
 
     if (c->task == EFT__TASK_SEQ_CLASSIFICATION) {
         e->num_labels = c->num_labels;
         if (e->num_labels < 1 || e->num_labels > (1 << 16))
             return eft__fail(err, EFT_ERR_FORMAT, "%s: num_labels %lld", m->path, (long long)e->num_labels);
-        builder hb = {.m = m, .prefix = "", .err = err};
+        builder hb = {.m = m, .prefix = "", .err = err, .e = e};
         /* BertForSequenceClassification classifies the pooler's output; RoBERTa, XLM-R and MPNet
          * have their own two-layer head (dense + tanh, out_proj) on the first token instead. */
         bool bert_head = e->arch == EFT__ARCH_BERT;
@@ -676,5 +822,174 @@ eft_status eft__encoder_classify(eft__encoder *e, const int32_t *ids, const int3
     eft__sgemm(e->kt, e->tp, e->head_h, C, e->head_in, C, B, &e->head_dense, e->head_dense_b);
     for (int64_t i = 0; i < B * C; i++) e->head_h[i] = tanhf(e->head_h[i]);
     eft__sgemm(e->kt, e->tp, logits, e->num_labels, e->head_h, C, B, &e->head_out, e->head_out_b);
+    return EFT_OK;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Compiled programs
+ * ------------------------------------------------------------------------------------------- */
+
+eft_status eft__encoder_model_hash(const eft_model *m, uint64_t *out, eft__error *err) {
+    if (m->is_gguf || !m->ckpt)
+        return eft__fail(err, EFT_ERR_UNSUPPORTED, "%s: encoders are read from safetensors folders only", m->path);
+    static const char *const fixed[] = {"config.json", "model.safetensors.index.json", "modules.json",
+                                        "sentence_bert_config.json"};
+    size_t nf = eft__st_checkpoint_file_count(m->ckpt), n = 0;
+    char **paths = eft__calloc(nf + 5, sizeof *paths);
+    bool ok = paths != NULL;
+    for (size_t i = 0; ok && i < 4; i++) ok = (paths[n++] = eft__path_join(m->path, fixed[i])) != NULL;
+    for (size_t i = 0; ok && i < nf; i++) ok = (paths[n++] = eft__strdup(eft__st_checkpoint_file_path(m->ckpt, i))) != NULL;
+    if (ok && m->has_st && m->st.pooling_path)
+        ok = (paths[n++] = eft__asprintf("%s/%s/config.json", m->path, m->st.pooling_path)) != NULL;
+    eft_status s = ok ? eft__program_hash_files((const char *const *)paths, n, out, err)
+                      : eft__fail(err, EFT_ERR_OUT_OF_MEMORY, "out of memory");
+    for (size_t i = 0; paths && i < n; i++) eft__free(paths[i]);
+    eft__free(paths);
+    return s;
+}
+
+eft_status eft__encoder_save(const eft__encoder *e, const eft_model *m, const char *header, const char *path,
+                             eft__error *err) {
+    uint64_t mh;
+    eft_status s = eft__encoder_model_hash(m, &mh, err);
+    if (s != EFT_OK) return s;
+    json_error_t je;
+    json_t *h = header ? eft__json_loadb(header, strlen(header), 0, &je) : json_object();
+    if (!json_is_object(h)) {
+        json_decref(h);
+        return eft__fail(err, EFT_ERR_INVALID_ARGUMENT, "eft__encoder_save: the header is not a JSON object");
+    }
+    /* The absolute folder, so a program found by path can reopen its model from anywhere. */
+    char *abs = realpath(m->path, NULL);
+    char hash[24];
+    snprintf(hash, sizeof hash, "%016llx", (unsigned long long)mh);
+    json_t *model = json_pack("{s:s, s:s, s:s}", "path", abs ? abs : m->path, "hash", hash, "model_type",
+                              m->cfg.model_type);
+    free(abs); /* realpath allocates with malloc */
+    json_t *cfg = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:b}", "hidden_size", (json_int_t)e->C,
+                            "num_hidden_layers", (json_int_t)e->L, "num_attention_heads", (json_int_t)e->NH,
+                            "intermediate_size", (json_int_t)e->I, "vocab_size", (json_int_t)e->V,
+                            "max_position_embeddings", (json_int_t)e->P, "type_vocab_size", (json_int_t)e->NT,
+                            "num_labels", (json_int_t)(e->has_head ? e->num_labels : 0), "normalize",
+                            (int)e->normalize, "classification_head", (int)e->has_head);
+    int fail = !model || !cfg;
+    fail |= json_object_set_new(h, "format", json_string("eft-program"));
+    fail |= json_object_set_new(h, "kind", json_string("encoder"));
+    fail |= json_object_set_new(h, "eft_version", json_string(eft_version()));
+    fail |= json_object_set_new(h, "model", model);
+    fail |= json_object_set_new(h, "architecture", json_string(eft__arch_name(e->arch)));
+    fail |= json_object_set_new(h, "config", cfg);
+    fail |= json_object_set_new(h, "weights", json_string(e->wdtype == EFT_DTYPE_F16 ? "f16" : "f32"));
+    /* The panel width: the one layout fact a blob's size does not always reveal (N = 384 fills
+     * 24 panels of 16 or 12 of 32 with the same bytes). */
+    fail |= json_object_set_new(h, "sgemm_panel_width", json_integer(EFT__SGEMM_NR));
+    char *text = fail ? NULL : json_dumps(h, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
+    json_decref(h);
+    if (!text) return eft__fail(err, EFT_ERR_OUT_OF_MEMORY, "out of memory writing the program header");
+    eft__program_writer *w = NULL;
+    s = eft__program_writer_new(&w, err);
+    for (int i = 0; s == EFT_OK && i < e->n_recs; i++)
+        s = eft__program_writer_add(w, e->recs[i].name, e->recs[i].dtype, e->recs[i].data, e->recs[i].size, err);
+    if (s == EFT_OK) s = eft__program_writer_write(w, path, text, err);
+    eft__program_writer_free(w);
+    eft__free(text);
+    return s;
+}
+
+eft_status eft__encoder_load(const eft_model *m, const eft__program *prog, const eft__encoder_params *p,
+                             eft__encoder **out, eft__error *err) {
+    *out = NULL;
+    eft__error local;
+    if (!err) err = &local;
+    eft__error_clear(err);
+    const json_t *h = eft__program_header(prog);
+    const char *kind = json_string_value(json_object_get(h, "kind"));
+    if (!kind || strcmp(kind, "encoder"))
+        return eft__fail(err, EFT_ERR_FORMAT, "%s: a program of kind '%s', not an encoder", eft__program_path(prog),
+                         kind ? kind : "(none)");
+    const char *want = json_string_value(json_object_get(json_object_get(h, "model"), "hash"));
+    uint64_t mh;
+    eft_status s = eft__encoder_model_hash(m, &mh, err);
+    if (s != EFT_OK) return s;
+    char have[24];
+    snprintf(have, sizeof have, "%016llx", (unsigned long long)mh);
+    if (!want || strcmp(want, have))
+        return eft__fail(err, EFT_ERR_FORMAT, "%s was compiled from model files with fingerprint %s, but %s now has "
+                         "%s (changed since): compile it again", eft__program_path(prog), want ? want : "(none)",
+                         m->path, have);
+    json_t *nr = json_object_get(h, "sgemm_panel_width");
+    if (!json_is_integer(nr) || json_integer_value(nr) != EFT__SGEMM_NR)
+        return eft__fail(err, EFT_ERR_FORMAT, "%s: packed for GEMM panels of %lld channels; this eft packs %d: compile "
+                         "it again", eft__program_path(prog), json_is_integer(nr) ? (long long)json_integer_value(nr) : -1LL,
+                         EFT__SGEMM_NR);
+    eft__encoder_params def = eft__encoder_params_default(), pp = p ? *p : def;
+    pp.weight_dtype = EFT_DTYPE_F32; /* the blobs carry their own type */
+    eft__encoder *e = eft__calloc(1, sizeof *e);
+    if (!e) return eft__fail(err, EFT_ERR_OUT_OF_MEMORY, "out of memory");
+    e->prog = prog;
+    s = build(e, m, &pp, err);
+    if (s != EFT_OK) {
+        eft__encoder_free(e);
+        return s;
+    }
+    *out = e;
+    return EFT_OK;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Reading the last forward pass (for callers that pool or post-process themselves)
+ * ------------------------------------------------------------------------------------------- */
+
+const float *eft__encoder_hidden_row(const eft__encoder *e, int b, int64_t *len) {
+    *len = e->off[b + 1] - e->off[b];
+    return e->x + (int64_t)e->off[b] * e->C;
+}
+
+void eft__encoder_pool_row(const eft__encoder *e, int b, float *out) {
+    const int64_t C = e->C, len = e->off[b + 1] - e->off[b];
+    if (len == 0) {
+        memset(out, 0, sizeof(float) * (size_t)(C * e->n_modes));
+        return;
+    }
+    for (int k = 0; k < e->n_modes; k++)
+        eft__pool(out + k * C, e->x + (int64_t)e->off[b] * C, C, len, C, NULL, e->modes[k]);
+}
+
+bool eft__encoder_normalizes(const eft__encoder *e) { return e->normalize; }
+
+eft_status eft__encoder_set_pooling(eft__encoder *e, const char *names, eft__error *err) {
+    /* QEfficient's names ("avg" is its mean) and sentence-transformers' ("mean_sqrt_len_tokens"). */
+    static const struct {
+        const char *name;
+        eft__pool_mode mode;
+    } k_names[] = {
+        {"mean", EFT__POOLOP_MEAN},           {"avg", EFT__POOLOP_MEAN},
+        {"cls", EFT__POOLOP_CLS},             {"max", EFT__POOLOP_MAX},
+        {"lasttoken", EFT__POOLOP_LASTTOKEN}, {"mean_sqrt_len_tokens", EFT__POOLOP_MEAN_SQRT_LEN},
+        {"weightedmean", EFT__POOLOP_WEIGHTEDMEAN},
+    };
+    eft__pool_mode modes[EFT__POOL_COUNT];
+    int n = 0;
+    const char *p = names ? names : "";
+    for (;;) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len == 0) return eft__fail(err, EFT_ERR_INVALID_ARGUMENT, "pooling '%s': an empty mode name", names ? names : "");
+        size_t i = 0;
+        while (i < sizeof k_names / sizeof k_names[0] && (strlen(k_names[i].name) != len || strncmp(k_names[i].name, p, len)))
+            i++;
+        if (i == sizeof k_names / sizeof k_names[0])
+            return eft__fail(err, EFT_ERR_INVALID_ARGUMENT, "pooling '%.*s' is not one of mean, avg, cls, max, lasttoken, "
+                             "mean_sqrt_len_tokens, weightedmean", (int)(len > 64 ? 64 : len), p);
+        for (int k = 0; k < n; k++)
+            if (modes[k] == k_names[i].mode)
+                return eft__fail(err, EFT_ERR_INVALID_ARGUMENT, "pooling '%s': mode '%.*s' given twice", names, (int)len, p);
+        if (n == EFT__POOL_COUNT) return eft__fail(err, EFT_ERR_INVALID_ARGUMENT, "pooling '%s': too many modes", names);
+        modes[n++] = k_names[i].mode;
+        if (!end) break;
+        p = end + 1;
+    }
+    memcpy(e->modes, modes, sizeof(modes[0]) * (size_t)n);
+    e->n_modes = n;
     return EFT_OK;
 }

@@ -22,6 +22,9 @@ typedef struct eft__encoder_params {
     int n_threads;  /* counts the caller; 1 = no extra threads */
     /* Kernel table to run on; NULL = eft__kernels_get() (the best ISA, or EFT_ISA). */
     const struct eft__kernels *kernels;
+    /* Element type of the packed matrices: EFT_DTYPE_F32 (the default) or EFT_DTYPE_F16 (half the
+     * bytes, widened in the GEMM micro-kernel; the weights are rounded to f16 once, at build). */
+    eft_dtype weight_dtype;
 } eft__encoder_params;
 
 /* max_batch 1, max_tokens 512 (capped by the model's positions at build), 1 thread. */
@@ -60,5 +63,47 @@ eft_status eft__encoder_embed(eft__encoder *enc, const int32_t *ids, const int32
  * logits [B, num_labels], raw (no sigmoid or softmax). EFT_ERR_UNSUPPORTED without a head. */
 eft_status eft__encoder_classify(eft__encoder *enc, const int32_t *ids, const int32_t *type_ids,
                                  const int32_t *lens, int B, int T, float *logits, eft__error *err);
+
+/* ---------------------------------------------------------------------------------------------
+ * Compiled programs (graph/program.h): an encoder's packed matrices and small vectors written
+ * once, then used in place from the mapped file by later starts.
+ * ------------------------------------------------------------------------------------------- */
+
+struct eft__program;
+
+/* Fingerprint (eft__program_hash_files) of the files an encoder reads from m's folder: config.json,
+ * the safetensors files (and their index), modules.json, sentence_bert_config.json and the
+ * Pooling module's config. */
+eft_status eft__encoder_model_hash(const eft_model *m, uint64_t *out, eft__error *err);
+
+/* Writes enc, built from m, as a program at path (atomically: see eft__program_writer_write).
+ * header is a JSON object's text with what the caller wants recorded (compile options, cache key);
+ * the encoder adds "kind", "model" (path and hash), "architecture", "config" and "weights", and
+ * the file gets every packed matrix and f32 vector the build made. */
+eft_status eft__encoder_save(const eft__encoder *enc, const eft_model *m, const char *header, const char *path,
+                             eft__error *err);
+
+/* Builds an encoder over m whose matrices and vectors are the program's own bytes, used in place
+ * (nothing is converted or packed; the program must stay open as long as the encoder). Only the
+ * word embeddings are read from m. p's weight_dtype is ignored (the program says). Refuses a
+ * program of another kind, one compiled from different model files (the fingerprints differ),
+ * and a missing blob or one of the wrong size (named). Outputs are bit-identical to
+ * eft__encoder_build's with the same params. */
+eft_status eft__encoder_load(const eft_model *m, const struct eft__program *prog, const eft__encoder_params *p,
+                             eft__encoder **out, eft__error *err);
+
+/* Reading the last forward pass (eft__encoder_forward, _embed or _classify) of rows b < its B:
+ * row b's last hidden states, [*len, C] contiguous, borrowed until the next call on enc. */
+const float *eft__encoder_hidden_row(const eft__encoder *enc, int b, int64_t *len);
+/* The folder's pooling of row b of the last forward into out [D], without Normalize (zeros for
+ * an empty row): for callers that decide normalisation per request. */
+void eft__encoder_pool_row(const eft__encoder *enc, int b, float *out);
+/* Whether the folder has a Normalize module (eft__encoder_embed applies it). */
+bool eft__encoder_normalizes(const eft__encoder *enc);
+/* Replaces the folder's pooling with names, a comma-separated list of modes concatenated in the
+ * order given ("mean", "avg" = mean, "cls", "max", "lasttoken", "mean_sqrt_len_tokens",
+ * "weightedmean"), keeping its Normalize. The embed size becomes C x the number of modes.
+ * Refuses an unknown or repeated name, leaving the pooling as it was. */
+eft_status eft__encoder_set_pooling(eft__encoder *enc, const char *names, eft__error *err);
 
 #endif /* EFT_MODELS_ENCODER_H */

@@ -2,23 +2,29 @@
 # test_embed.sh EFT SOURCE_DIR — `eft embed` end to end (tokenizer + encoder + pooling + Normalize)
 # against sentence-transformers' embeddings stored in tests/fixtures/ref (tolerance from each
 # file's metadata), and its length contract: over the limit is an error naming both lengths
-# unless --truncate is given.
+# unless --truncate is given. Also the output formats (JSON lines, --npy), inputs from --file and
+# stdin, --dimensions, --normalize/--no-normalize, --prompt-name and --seq-len (bucketing gives the
+# same vectors; lists that cannot be planned are refused).
 set -u
 EFT=$1
 SRC=$2
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
+export EFT_CACHE_DIR=$TMP/cache # compiled programs go to a scratch cache, not the user's
 pass=0
 fail=0
 ok() { pass=$((pass + 1)); echo "ok   $1"; }
 bad() { fail=$((fail + 1)); echo "FAIL $1"; }
 
-# compare MODEL REF: embeds every case text of REF and compares with case{i}.embedding.
+# compare NAME MODEL REF [KEY [EFT-OPTIONS...]]: embeds every case text of REF and compares with
+# case{i}.KEY (default embedding).
 compare() {
-  local name=$1 model=$2 ref=$3
-  python3 - "$EFT" "$model" "$ref" <<'PY'
+  local name=$1 model=$2 ref=$3 key=${4:-embedding}
+  shift 4 2>/dev/null || shift 3
+  python3 - "$EFT" "$model" "$ref" "$key" "$@" <<'PY'
 import json, struct, subprocess, sys
-eft, model, ref = sys.argv[1:4]
+eft, model, ref, key = sys.argv[1:5]
+opts = sys.argv[5:]
 raw = open(ref, "rb").read()
 n = struct.unpack("<Q", raw[:8])[0]
 hdr = json.loads(raw[8:8 + n])
@@ -28,14 +34,16 @@ tol = json.loads(meta["tolerance"]).get("embedding", 1e-4)
 def tensor(name):
     t = hdr[name]; b, e = t["data_offsets"]
     return struct.unpack("<%df" % ((e - b) // 4), raw[8 + n + b:8 + n + e])
-idx = [i for i in range(len(texts)) if "case%d.embedding" % i in hdr]
-out = subprocess.run([eft, "embed", model, "--"] + [texts[i] for i in idx], capture_output=True, text=True)
+idx = [i for i in range(len(texts)) if "case%d.%s" % (i, key) in hdr]
+out = subprocess.run([eft, "embed", model] + opts + ["--"] + [texts[i] for i in idx], capture_output=True, text=True)
 if out.returncode != 0:
     print("eft embed failed:", out.stderr.strip()); sys.exit(1)
-got = json.loads(out.stdout)
+got = [json.loads(l) for l in out.stdout.splitlines()]
+if len(got) != len(idx):
+    print("%d lines for %d texts" % (len(got), len(idx))); sys.exit(1)
 worst = 0.0
 for k, i in enumerate(idx):
-    want = tensor("case%d.embedding" % i)
+    want = tensor("case%d.%s" % (i, key))
     if len(got[k]) != len(want):
         print("case %d: %d dims, expected %d" % (i, len(got[k]), len(want))); sys.exit(1)
     worst = max(worst, max(abs(a - b) for a, b in zip(got[k], want)))
@@ -48,17 +56,89 @@ PY
 
 for m in bert roberta xlm-roberta mpnet; do
   compare "fixture $m vs sentence-transformers" "$SRC/tests/fixtures/models/$m" "$SRC/tests/fixtures/ref/$m.safetensors"
+  compare "fixture $m --seq-len 8,16,32,64 --batch 2" "$SRC/tests/fixtures/models/$m" "$SRC/tests/fixtures/ref/$m.safetensors" \
+    embedding --seq-len 8,16,32,64 --batch 2
+  compare "fixture $m --prompt-name query" "$SRC/tests/fixtures/models/$m" "$SRC/tests/fixtures/ref/$m.safetensors" \
+    query.embedding --prompt-name query --truncate right
+done
+BERT=$SRC/tests/fixtures/models/bert
+# bert pools mean + Normalize: --no-normalize gives the plain mean.
+compare "--no-normalize (bert: pooled mean)" "$BERT" "$SRC/tests/fixtures/ref/bert.safetensors" pooled.mean --no-normalize
+
+# Formats and sources: JSON lines from arguments, --file and stdin, and --npy, all the same vectors.
+printf 'Hello, world!\nA second line\n\nafter an empty line\n' >"$TMP/in.txt"
+"$EFT" embed "$BERT" -- "Hello, world!" "A second line" "" "after an empty line" >"$TMP/args.jsonl" 2>"$TMP/err" &&
+  "$EFT" embed "$BERT" --file "$TMP/in.txt" >"$TMP/file.jsonl" 2>>"$TMP/err" &&
+  "$EFT" embed "$BERT" <"$TMP/in.txt" >"$TMP/stdin.jsonl" 2>>"$TMP/err" &&
+  "$EFT" embed "$BERT" --file "$TMP/in.txt" --npy "$TMP/out.npy" >"$TMP/npy.stdout" 2>>"$TMP/err" &&
+  python3 - "$TMP" <<'PY'
+import json, struct, sys
+d = sys.argv[1]
+rows = [[json.loads(l) for l in open("%s/%s.jsonl" % (d, n))] for n in ("args", "file", "stdin")]
+assert len(rows[0]) == 4 and all(len(r) == 64 for r in rows[0]), "4 lines of 64 values expected"
+assert rows[0] == rows[1] == rows[2], "arguments, --file and stdin differ"
+raw = open(d + "/out.npy", "rb").read()
+assert raw[:8] == b"\x93NUMPY\x01\x00", "npy magic/version"
+hl = struct.unpack("<H", raw[8:10])[0]
+assert (10 + hl) % 64 == 0 and raw[10 + hl - 1:10 + hl] == b"\n", "npy header padding"
+import ast
+h = ast.literal_eval(raw[10:10 + hl].decode("latin1"))
+assert h == {"descr": "<f4", "fortran_order": False, "shape": (4, 64)}, h
+assert len(raw) == 10 + hl + 4 * 256, "npy data size"
+vals = struct.unpack("<256f", raw[10 + hl:])
+for i in range(4):
+    for k in range(64):
+        # %.9g round-trips float32: the JSON value rounded to float32 is the stored bits.
+        assert vals[i * 64 + k] == struct.unpack("<f", struct.pack("<f", rows[0][i][k]))[0], (i, k)
+assert open(d + "/npy.stdout").read() == ""
+PY
+[ $? -eq 0 ] && ok "JSON lines from arguments, --file and stdin; --npy float32 [4, 64]" || bad "formats: $(head -c 300 "$TMP/err")"
+
+# --dimensions: a Matryoshka cut, normalised again (bert normalises), or left as cut with --no-normalize.
+"$EFT" embed "$BERT" --dimensions 16 "Hello, world!" >"$TMP/d16" 2>"$TMP/err" &&
+  "$EFT" embed "$BERT" --dimensions 16 --no-normalize "Hello, world!" >"$TMP/d16raw" 2>>"$TMP/err" &&
+  "$EFT" embed "$BERT" --no-normalize "Hello, world!" >"$TMP/full_raw" 2>>"$TMP/err" &&
+  python3 - "$TMP" <<'PY'
+import json, math, sys
+d = sys.argv[1]
+a = json.loads(open(d + "/d16").read()); b = json.loads(open(d + "/d16raw").read())
+full = json.loads(open(d + "/full_raw").read())
+assert len(a) == 16 and len(b) == 16 and len(full) == 64
+assert abs(math.sqrt(sum(x * x for x in a)) - 1) < 1e-5, "not unit length"
+assert b == full[:16], "--no-normalize cut is not the first 16 values"
+n = math.sqrt(sum(x * x for x in b))
+assert max(abs(x / n - y) for x, y in zip(b, a)) < 1e-6
+PY
+[ $? -eq 0 ] && ok "--dimensions 16 (normalised again; raw with --no-normalize)" || bad "--dimensions: $(head -c 300 "$TMP/err")"
+"$EFT" embed "$BERT" --dimensions 65 "x" >/dev/null 2>"$TMP/err"
+[ $? -eq 1 ] && grep -q "dimensions 65" "$TMP/err" && ok "--dimensions over D refused" || bad "--dimensions 65: $(head -c 200 "$TMP/err")"
+
+# --seq-len: over the longest compiled length is refused naming both lengths; bad lists refused.
+blong=$(for i in $(seq 100); do printf 'word%d ' "$i"; done)
+"$EFT" embed "$BERT" --seq-len 16,32 "short" "$blong" >/dev/null 2>"$TMP/err"
+rc=$?
+if [ $rc -eq 1 ] && grep -q "input 1 has" "$TMP/err" && grep -q "limit of 32" "$TMP/err" && grep -q "model takes 64" "$TMP/err"; then
+  ok "--seq-len 16,32: over 32 refused, naming both lengths"
+else bad "--seq-len over the limit: rc=$rc $(head -c 300 "$TMP/err")"; fi
+"$EFT" embed "$BERT" --seq-len 16,32 --truncate right "$blong" >"$TMP/out" 2>"$TMP/err" && [ "$(wc -l <"$TMP/out")" -eq 1 ] &&
+  ok "--seq-len 16,32 --truncate right" || bad "--seq-len --truncate: $(head -c 300 "$TMP/err")"
+for spec in 32,16 0,16 16,128 16,,32 abc; do
+  "$EFT" embed "$BERT" --seq-len $spec "x" >/dev/null 2>"$TMP/err"
+  rc=$?
+  [ $rc -eq 1 ] && [ -s "$TMP/err" ] && ok "--seq-len $spec refused: $(head -c 120 "$TMP/err")" || bad "--seq-len $spec: rc=$rc"
 done
 MINILM=$SRC/models/all-MiniLM-L6-v2
 if [ -d "$MINILM" ]; then
   compare "all-MiniLM-L6-v2 vs sentence-transformers" "$MINILM" "$SRC/tests/fixtures/ref/all-MiniLM-L6-v2.safetensors"
   long=$(for i in $(seq 400); do printf 'word%d ' "$i"; done)
+  compare "all-MiniLM-L6-v2 --seq-len 16,32,64,128,256" "$MINILM" "$SRC/tests/fixtures/ref/all-MiniLM-L6-v2.safetensors" \
+    embedding --seq-len 16,32,64,128,256 --batch 4
   "$EFT" embed "$MINILM" "short" "$long" >/dev/null 2>"$TMP/err"
   rc=$?
   if [ $rc -eq 1 ] && grep -q "input 1 has" "$TMP/err" && grep -q "limit of 256" "$TMP/err"; then ok "over the limit is refused, naming both lengths"
   else bad "over the limit: rc=$rc $(head -c 300 "$TMP/err")"; fi
   for side in right left; do
-    if "$EFT" embed "$MINILM" --truncate $side "$long" >"$TMP/out" 2>"$TMP/err" && grep -q '^\[\[' "$TMP/out"; then ok "--truncate $side"
+    if "$EFT" embed "$MINILM" --truncate $side "$long" >"$TMP/out" 2>"$TMP/err" && grep -q '^\[' "$TMP/out"; then ok "--truncate $side"
     else bad "--truncate $side: $(head -c 300 "$TMP/err")"; fi
   done
   printf 'one\ntwo\n' | "$EFT" embed "$MINILM" >"$TMP/out" 2>"$TMP/err"

@@ -80,7 +80,7 @@ eft_status eft__sgemm_pack(eft__sgemm_packed *out, const float *w, int64_t n, in
 
 void eft__sgemm_packed_free(eft__sgemm_packed *p) {
     if (!p) return;
-    eft__free_aligned(p->data);
+    if (!p->borrowed) eft__free_aligned(p->data);
     memset(p, 0, sizeof *p);
 }
 

@@ -1,0 +1,88 @@
+/*
+ * cmd_compile.c — `eft compile MODEL [--seq-len 32,128,512] [--batch-size 8] [--num-cores 2]
+ * [--dtype f32|f16] -o DIR`: an encoder compiled into DIR/program.eft (eft_compile), which
+ * `eft embed DIR` then runs without checking or packing anything, and `eft info DIR` describes.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "cli.h"
+
+static const char *k_usage =
+    "usage: eft compile MODEL [--seq-len 32,128,512] [--batch-size N] [--num-cores N] [--dtype f32|f16] -o DIR\n"
+    "\n"
+    "Compiles an encoder (BERT, RoBERTa, XLM-RoBERTa, MPNet folder) for the given sequence lengths,\n"
+    "batch size and threads, with its weights packed for the kernels (f16 halves their size), into\n"
+    "DIR/program.eft. The program names MODEL's folder (absolute path) and a fingerprint of its files:\n"
+    "`eft embed DIR` reads the tokenizer and pooling from there and refuses a folder that changed.\n"
+    "Defaults: the model's length limit, batch 8, 1 thread, f32.\n";
+
+/* "32,128,512" -> lens (at most cap); returns the count, -1 when malformed. */
+static int parse_lens(const char *s, int *lens, int cap) {
+    int n = 0;
+    while (*s) {
+        char *end;
+        long v = strtol(s, &end, 10);
+        if (end == s || v < 1 || v > (1 << 20) || n == cap || (*end && *end != ',')) return -1;
+        lens[n++] = (int)v;
+        s = *end ? end + 1 : end;
+        if (*end && !*s) return -1; /* a trailing comma */
+    }
+    return n;
+}
+
+int eft_cmd_compile(int argc, char **argv) {
+    eft_compile_params p = eft_compile_params_default();
+    const char *model = NULL, *out = NULL;
+    int lens[64];
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            fputs(k_usage, stdout);
+            return 0;
+        } else if ((!strcmp(a, "-o") || !strcmp(a, "--output")) && v) {
+            out = argv[++i];
+        } else if (!strcmp(a, "--seq-len") && v) {
+            int n = parse_lens(argv[++i], lens, 64);
+            if (n < 1) return eft_cli_error("compile", "--seq-len takes up to 64 lengths like 32,128,512, not '%s'", v);
+            p.seq_lens = lens;
+            p.n_seq_lens = n;
+        } else if ((!strcmp(a, "--batch-size") || !strcmp(a, "--num-cores")) && v) {
+            char *end;
+            long n = strtol(argv[++i], &end, 10);
+            if (*end || end == v || n < 1 || n > 4096) return eft_cli_error("compile", "%s takes a number from 1 to 4096", a);
+            if (a[2] == 'b') p.batch_size = (int)n;
+            else p.num_cores = (int)n;
+        } else if (!strcmp(a, "--dtype") && v) {
+            ++i;
+            if (!strcmp(v, "f32")) p.dtype = EFT_DTYPE_F32;
+            else if (!strcmp(v, "f16")) p.dtype = EFT_DTYPE_F16;
+            else return eft_cli_error("compile", "--dtype takes f32 or f16, not '%s' (int8 encoders are not implemented)", v);
+        } else if (a[0] == '-' && a[1]) {
+            eft_cli_error("compile", "unknown option or missing value: '%s'\n%s", a, k_usage);
+            return 2;
+        } else if (!model) {
+            model = a;
+        } else {
+            return eft_cli_error("compile", "one model at a time ('%s' and '%s')", model, a);
+        }
+    }
+    if (!model || !out) {
+        fputs(k_usage, stderr);
+        return 2;
+    }
+    if (eft_compile(model, &p, out) != EFT_OK) return eft_cli_error("compile", "%s", eft_last_error());
+    /* One line for scripts: where it went and how big it is (read back, so it is checked too). */
+    char *info = eft_program_info_json(out);
+    json_t *j = info ? json_loads(info, 0, NULL) : NULL;
+    eft_free(info);
+    if (!j) return eft_cli_error("compile", "%s", eft_last_error());
+    printf("compiled %s -> %s (%lld bytes)\n", model, json_string_value(json_object_get(j, "file")),
+           (long long)json_integer_value(json_object_get(j, "size")));
+    json_decref(j);
+    return 0;
+}
