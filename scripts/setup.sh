@@ -3,7 +3,8 @@
 #   Debian packages through apt-get (only those not yet installed),
 #   a project-local Python virtual environment (.venv) for the fetch step's pip,
 #   the real models (scripts/fetch_models.py) into models/.
-# --test adds what the test suite needs on top (clang + its runtimes for fuzzing).
+# --test adds what the test suite needs on top (clang + its runtimes for fuzzing, OpenBLAS for the
+# kernel bench's peer, and the official openai client for the server's client test).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,6 +33,12 @@ fi
 if [ ! -x .venv/bin/python ]; then
   echo "setup: creating the project's Python environment in .venv" >&2
   python3 -m venv .venv
+fi
+
+# Pinned Python tooling of the tests: the openai client talks to `eft serve` in test_serve_openai.sh.
+if [ "${1:-}" = "--test" ] && ! .venv/bin/python -c 'import openai' 2>/dev/null; then
+  echo "setup: installing openai==3.51.0 into .venv (for the server's client test)" >&2
+  .venv/bin/python -m pip install -q openai==3.51.0 || echo "setup: openai not installable; its test will skip" >&2
 fi
 
 .venv/bin/python scripts/fetch_models.py
