@@ -169,8 +169,8 @@ void eft_model_close(eft_model *model);
 const char *eft_model_errmsg(const eft_model *model);
 
 /* A JSON document describing the model: architecture, sizes, files read, tensor count and dtypes,
- * tokenizer kind, pooling configuration. The caller frees it with eft_free. NULL on failure
- * (out of memory). */
+ * tokenizer kind, pooling configuration. The caller frees it with eft_free. NULL on failure: out
+ * of memory, or a tokenizer.json that cannot be read (eft_model_errmsg says which). */
 char *eft_model_info_json(eft_model *model);
 
 /* ---------------------------------------------------------------------------------------------
@@ -239,8 +239,8 @@ void eft_chat_template_close(eft_chat_template *t);
 /* ---------------------------------------------------------------------------------------------
  * Tokenizers
  *
- * A tokenizer reproduces Hugging Face `tokenizers` id for id: WordPiece, BPE (byte-level and
- * SentencePiece-style with byte fallback) and Unigram, with their normalizers, pre-tokenizers,
+ * A tokenizer reproduces Hugging Face `tokenizers` id for id: WordPiece, WordLevel, BPE (byte-level
+ * and SentencePiece-style with byte fallback) and Unigram, with their normalizers, pre-tokenizers,
  * post-processors, decoders and added tokens, loaded from tokenizer.json or a GGUF vocabulary.
  * An opened tokenizer is read-only: any number of threads may encode and decode with it at once,
  * which is why errors of those calls are reported through eft_last_error() (per thread).
@@ -342,8 +342,8 @@ void eft_detokenizer_close(eft_detokenizer *d); /* NULL is a no-op */
 
 /* Text to embedding vectors with an encoder model (BERT, RoBERTa, XLM-RoBERTa, MPNet): the
  * model's own tokenizer, its sentence-transformers pooling (mean when the folder has none) and
- * its Normalize module when present. The eager path: one planned buffer for max_batch inputs of
- * the model's full length; compiled programs with several sequence lengths come next. */
+ * its Normalize module when present. Activations are planned once for max_batch inputs of the
+ * longest compiled sequence length; inputs are bucketed by length (params.seq_lens). */
 typedef struct eft_embedder eft_embedder;
 
 typedef enum eft_truncate {
@@ -358,11 +358,36 @@ typedef struct eft_embedder_params {
     bool normalize;        /* L2-normalise even when the folder has no Normalize module */
     eft_truncate truncate; /* what to do with inputs over the limit; default NONE */
     int max_tokens;        /* a lower limit than the model's (0: the model's max_seq_length or positions) */
+    /* Compiled sequence lengths (QEfficient's seq_len=[...]), copied at open: strictly ascending,
+     * each in 1..the limit above, at most 64 of them; n_seq_lens 0 = just the limit. The longest
+     * becomes the embedder's limit. Inputs are sorted by length, each batch runs at the smallest
+     * length >= its longest input (up to max_batch inputs), results come back in input order. */
+    const int *seq_lens;
+    int n_seq_lens;
+    /* Compiled programs: a model folder's checked and packed weights are kept in a program file
+     * (see eft_compile) in the cache, keyed by a fingerprint of the model's files, dtype, eft's
+     * version and the CPU's instruction set, so the next open maps it instead of packing again.
+     * cache_dir NULL: $EFT_CACHE_DIR, else $XDG_CACHE_HOME/eft, else ~/.cache/eft. no_cache:
+     * neither read nor write it. A cache that cannot be written is a warning (EFT_LOG), not an
+     * error; an unreadable or corrupt cached program is compiled again. */
+    const char *cache_dir;
+    bool no_cache;
+    eft_dtype dtype; /* packed weights: EFT_DTYPE_F32 (default) or EFT_DTYPE_F16; a program's own wins */
+    /* Pooling instead of the folder's 1_Pooling config: one mode or several separated by commas,
+     * concatenated in that order: "mean" (QEfficient's "avg" too), "cls", "max", "lasttoken",
+     * "mean_sqrt_len_tokens", "weightedmean" — sentence-transformers' definitions. NULL: the
+     * folder's (mean without one). The folder's Normalize module still applies. */
+    const char *pooling;
 } eft_embedder_params;
 
 eft_embedder_params eft_embedder_params_default(void);
 
-/* model is what eft_model_open takes. On failure *out is NULL and eft_last_error() says why. */
+/* model is what eft_model_open takes, or a compiled program (a file written by eft_compile or
+ * the folder holding it): then the model folder the program names is opened for the tokenizer,
+ * pooling and word embeddings (and refused if its files changed since), the packed weights are
+ * used in place from the program, and the program's seq_lens, batch_size and num_cores are the
+ * plan unless params set them (n_seq_lens > 0, max_batch other than 8, n_threads other than 1;
+ * max_tokens lowers the limit as usual). On failure *out is NULL and eft_last_error() says why. */
 eft_status eft_embedder_open(const char *model, const eft_embedder_params *params, eft_embedder **out);
 void eft_embedder_close(eft_embedder *e); /* NULL is a no-op */
 
@@ -388,11 +413,20 @@ const char *eft_embedder_errmsg(const eft_embedder *e);
 /* The embedder's tokenizer, borrowed for the embedder's lifetime (read-only: safe from any thread). */
 const eft_tokenizer *eft_embedder_tokenizer(const eft_embedder *e);
 
+/* A caller-supplied pooling function (eft_embed_request.pool), called once per input on the
+ * calling thread: hidden [T, C] are the input's last hidden states padded to T, the compiled
+ * length it ran at (rows t >= its token count are zeros), and mask [T] is 1 for its tokens and 0
+ * for padding, as sentence-transformers hands a Pooling module token_embeddings and
+ * attention_mask. Writes out [pool_dim]. Both are borrowed for the call. Returns 0, or non-zero
+ * to fail the run (EFT_ERR_INVALID_ARGUMENT naming the input). */
+typedef int (*eft_pool_fn)(float *out, const float *hidden, const uint8_t *mask, int64_t T, int64_t C, void *user);
+
 /* One embedding call with per-request options: what servers need (OpenAI's /v1/embeddings and
  * TEI's /embed). Zero-initialise, or start from eft_embed_request_default(). */
 typedef struct eft_embed_request {
     /* The inputs: n texts (NUL-terminated UTF-8), or, when texts is NULL, n token-id sequences
-     * ids[i][0 .. n_ids[i]) used as given (no special tokens added, no prompt). */
+     * ids[i][0 .. n_ids[i]) used as given (no special tokens added; truncation cuts them as
+     * given). A prompt_name with ids is EFT_ERR_INVALID_ARGUMENT rather than silently unused. */
     const char *const *texts;
     const int32_t *const *ids;
     const size_t *n_ids;
@@ -400,19 +434,39 @@ typedef struct eft_embed_request {
     const char *prompt_name; /* as eft_embedder_embed_prompt; NULL: none */
     int normalize;           /* -1: the model's default (its Normalize module or params.normalize); 0 off; 1 on */
     eft_truncate truncate;   /* used as given for this call (the embedder's params.truncate is not consulted) */
-    /* Matryoshka: keep the first `dimensions` values of each embedding (0: all D), normalising
-     * after the cut when normalisation is on, as sentence-transformers' truncate_dim does. */
+    /* Matryoshka: keep the first `dimensions` values of each embedding (0: all of them). The cut
+     * comes after pooling; when normalisation is on (normalize 1, or -1 on a model with a
+     * Normalize module) the cut vector is then L2-normalised, so the result has norm 1. That is
+     * sentence-transformers' encode(truncate_dim=k, normalize_embeddings=True); its default
+     * normalize_embeddings=False on a Normalize model returns the first k values of the unit
+     * vector (norm < 1) instead: with eft, ask for the full normalised vector and cut it. */
     int64_t dimensions;
     size_t *n_tokens;        /* [n] optional out: tokens each input ran with (after truncation) */
+    /* Optional caller-supplied pooling instead of the model's (see eft_pool_fn): each embedding
+     * is then pool_dim values (before the dimensions cut and normalisation, which still apply). */
+    eft_pool_fn pool;
+    int64_t pool_dim;
+    void *pool_user;
 } eft_embed_request;
 
 eft_embed_request eft_embed_request_default(void); /* normalize -1, everything else 0/NULL */
 
-/* Runs a request: out[n, dimensions ? dimensions : D], in input order. A dimensions over D, an
- * empty token sequence or an id outside the vocabulary is EFT_ERR_INVALID_ARGUMENT; an input over
- * the limit without truncation is EFT_ERR_LIMIT naming both lengths. One call at a time per
- * embedder. */
+/* Runs a request: out[n, dimensions ? dimensions : D] (D = pool_dim with a pool function), in
+ * input order. A dimensions over D, an empty token sequence or an id outside the vocabulary is
+ * EFT_ERR_INVALID_ARGUMENT; an input over the limit without truncation is EFT_ERR_LIMIT naming
+ * both lengths. One call at a time per embedder. */
 eft_status eft_embedder_run(eft_embedder *e, const eft_embed_request *r, float *out);
+
+/* C, the hidden size: the width of eft_embedder_run_tokens' rows. */
+int64_t eft_embedder_hidden_size(const eft_embedder *e);
+
+/* Token-level output, no pooling (sentence-transformers' output_value="token_embeddings"): the
+ * last hidden states of r's single input (r->n must be 1; texts or ids, prompt_name, truncate and
+ * n_tokens as in eft_embedder_run), out [T, C] with T = the input's tokens. The caller owns out
+ * and sizes it for eft_embedder_max_tokens(e) x eft_embedder_hidden_size(e) floats. Pooling
+ * options (normalize 1, dimensions, pool) do not apply and are EFT_ERR_INVALID_ARGUMENT.
+ * *n_tokens_out (required) receives T. */
+eft_status eft_embedder_run_tokens(eft_embedder *e, const eft_embed_request *r, float *out, size_t *n_tokens_out);
 
 /* Outputs of the model's sequence-classification head per input (cross-encoders: 1 for most
  * rerankers), 0 when it has none. */
@@ -424,6 +478,41 @@ int64_t eft_embedder_num_labels(const eft_embedder *e);
  * the model has no classification head. */
 eft_status eft_embedder_score(eft_embedder *e, const char *query, const char *const *texts, size_t n,
                               eft_truncate truncate, float *scores, size_t *n_tokens);
+
+/* ---------------------------------------------------------------------------------------------
+ * Compiled programs
+ *
+ * QEfficient's model.compile(num_cores=, seq_len=[...], batch_size=) for encoders: the model's
+ * weights checked, converted and packed into the kernels' layout once, written as one mmap-able
+ * file, so that opening it later only maps it. A program is tied to the exact model files it came
+ * from: it records their folder (absolute path) and fingerprint, and opening it refuses a folder
+ * whose files changed. Programs run on any CPU (the packed layout is the same for every
+ * instruction set); the cache keys them by instruction set anyway, so that a layout that differs
+ * per ISA later needs no new format.
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct eft_compile_params {
+    const int *seq_lens; /* strictly ascending, each 1..the model's limit, at most 64; NULL/0: the limit */
+    int n_seq_lens;
+    int batch_size;      /* inputs per forward pass: default 8 */
+    int num_cores;       /* threads: default 1 */
+    eft_dtype dtype;     /* packed weights: EFT_DTYPE_F32 (default) or EFT_DTYPE_F16 */
+} eft_compile_params;
+
+eft_compile_params eft_compile_params_default(void);
+
+/* Compiles the encoder model (what eft_embedder_open takes) into the folder out_dir (created if
+ * needed) as out_dir/program.eft, replacing one that is there atomically. params may be NULL. */
+eft_status eft_compile(const char *model, const eft_compile_params *params, const char *out_dir);
+
+/* True when path is a program file or a folder holding program.eft (checks the magic only). */
+bool eft_is_program(const char *path);
+
+/* A JSON document describing the program at path (file or folder), after checking it completely:
+ * {"file", "size", "header": what was compiled (model path and fingerprint, architecture,
+ * options, ISA, eft version, cache key), "blobs": [{"name", "dtype", "bytes"}], "blob_bytes"}.
+ * The caller frees it with eft_free; NULL with eft_last_error() for a missing or bad program. */
+char *eft_program_info_json(const char *path);
 
 /* ---------------------------------------------------------------------------------------------
  * Text generation

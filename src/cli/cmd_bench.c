@@ -1,6 +1,8 @@
 /*
  * cmd_bench.c — `eft bench kernels [--threads N] [--seconds S] [--quick] [--no-peer]`: prints the
- * kernel benchmark of the public eft_bench_kernels() on stdout.
+ * kernel benchmark of the public eft_bench_kernels() on stdout. `eft bench embed`, `eft bench
+ * generate` and `eft bench tokenize` live in cmd_bench_embed.c, cmd_bench_generate.c and
+ * cmd_bench_tokenize.c.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,11 +17,14 @@ static void print_line(const char *line, void *user_data) {
 }
 
 static int usage(void) {
-    return eft_cli_error("bench", "usage: eft bench kernels [--threads N] [--seconds S] [--quick] [--no-peer] | eft bench embed MODEL [...]");
+    return eft_cli_error("bench", "usage: eft bench kernels [--threads N] [--seconds S] [--quick] [--no-peer] | eft bench embed|generate|tokenize MODEL [...] | eft bench serve [...]");
 }
 
 int eft_cmd_bench(int argc, char **argv) {
     if (argc >= 2 && !strcmp(argv[1], "embed")) return eft_cmd_bench_embed(argc - 1, argv + 1);
+    if (argc >= 2 && !strcmp(argv[1], "serve")) return eft_cmd_bench_serve(argc - 1, argv + 1);
+    if (argc >= 2 && !strcmp(argv[1], "generate")) return eft_cmd_bench_generate(argc - 1, argv + 1);
+    if (argc >= 2 && !strcmp(argv[1], "tokenize")) return eft_cmd_bench_tokenize(argc - 1, argv + 1);
     if (argc < 2 || strcmp(argv[1], "kernels") != 0) return usage();
     eft_bench_params p = eft_bench_params_default();
     for (int i = 2; i < argc; i++) {

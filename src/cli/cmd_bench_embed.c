@@ -31,12 +31,6 @@ static int usage(void) {
                                   "[--peer] [--python PATH]");
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
@@ -120,11 +114,11 @@ static eft_status run_ours(const char *model, shape *sh, int threads, double sec
     eft_tokenizer_close(tok);
     st = eft_embedder_embed(e, (const char *const *)texts, (size_t)sh->b, out); /* warm-up */
     int n = 0;
-    double start = now_s();
-    while (st == EFT_OK && n < MAX_REPS && (now_s() - start < seconds || n < 3)) {
-        double t0 = now_s();
+    double start = eft_cli_now_s();
+    while (st == EFT_OK && n < MAX_REPS && (eft_cli_now_s() - start < seconds || n < 3)) {
+        double t0 = eft_cli_now_s();
         st = eft_embedder_embed(e, (const char *const *)texts, (size_t)sh->b, out);
-        reps[n++] = now_s() - t0;
+        reps[n++] = eft_cli_now_s() - t0;
     }
     if (st == EFT_OK) {
         qsort(reps, (size_t)n, sizeof(double), cmp_double);
@@ -138,29 +132,10 @@ static eft_status run_ours(const char *model, shape *sh, int threads, double sec
     return st;
 }
 
-/* Where bench/peer_embed.py is: next to the source tree the binary was built from is unknown at
- * run time, so look relative to the current directory and to the executable. */
-static bool find_peer_script(char *buf, size_t n) {
-    const char *env = getenv("EFT_PEER_SCRIPT");
-    if (env && access(env, R_OK) == 0) return snprintf(buf, n, "%s", env) < (int)n;
-    if (access("bench/peer_embed.py", R_OK) == 0) return snprintf(buf, n, "bench/peer_embed.py") < (int)n;
-    char exe[4096];
-    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (len <= 0) return false;
-    exe[len] = '\0';
-    for (int up = 0; up < 3; up++) {
-        char *slash = strrchr(exe, '/');
-        if (!slash) return false;
-        *slash = '\0';
-        if (snprintf(buf, n, "%s/bench/peer_embed.py", exe) < (int)n && access(buf, R_OK) == 0) return true;
-    }
-    return false;
-}
-
 static void run_peers(const char *python, const char *model, shape *shapes, int n_shapes, int threads, double seconds,
                       char **texts, int n_texts) {
     char script[4096];
-    if (!find_peer_script(script, sizeof script)) {
+    if (!eft_cli_find_peer_script("peer_embed.py", script, sizeof script)) {
         for (int i = 0; i < n_shapes; i++) snprintf(shapes[i].peer_note, sizeof shapes[i].peer_note, "bench/peer_embed.py not found");
         return;
     }
@@ -175,14 +150,14 @@ static void run_peers(const char *python, const char *model, shape *shapes, int 
         size_t l = strlen(shapes_arg);
         snprintf(shapes_arg + l, sizeof shapes_arg - l, "%s%dx%d", i ? "," : "", shapes[i].b, shapes[i].t);
     }
-    char cmd[12288];
-    /* Arguments are quoted for the shell; a quote inside a path is refused rather than escaped. */
-    if (strchr(python, '\'') || strchr(model, '\'') || strchr(script, '\'')) {
+    char cmd[12288], qpy[1024], qscript[4200], qmodel[4200], qtexts[128];
+    if (!eft_cli_shell_quote(qpy, sizeof qpy, python) || !eft_cli_shell_quote(qscript, sizeof qscript, script) ||
+        !eft_cli_shell_quote(qmodel, sizeof qmodel, model) || !eft_cli_shell_quote(qtexts, sizeof qtexts, tmpl)) {
         unlink(tmpl);
         return;
     }
-    snprintf(cmd, sizeof cmd, "'%s' '%s' --model '%s' --texts '%s' --shapes %s --threads %d --seconds %g", python, script,
-             model, tmpl, shapes_arg, threads, seconds);
+    snprintf(cmd, sizeof cmd, "%s %s --model %s --texts %s --shapes %s --threads %d --seconds %g", qpy, qscript, qmodel,
+             qtexts, shapes_arg, threads, seconds);
     fprintf(stderr, "eft bench: running the peers: %s\n", cmd);
     FILE *pp = popen(cmd, "r");
     if (!pp) {
@@ -256,8 +231,7 @@ int eft_cmd_bench_embed(int argc, char **argv) {
         shapes[n_shapes++] = (shape){.b = 32, .t = 128};
         shapes[n_shapes++] = (shape){.b = 1, .t = 16};
     }
-    if (!python) python = getenv("EFT_PEER_PYTHON");
-    if (!python) python = access("tools/ref/.venv/bin/python", X_OK) == 0 ? "tools/ref/.venv/bin/python" : "python3";
+    python = eft_cli_peer_python(python);
 
     eft_model *m = NULL;
     if (eft_model_open(model, NULL, &m) != EFT_OK) return eft_cli_error("bench", "%s", eft_last_error());
@@ -288,12 +262,8 @@ int eft_cmd_bench_embed(int argc, char **argv) {
     }
 
     double peak = 0, triad = 0;
-    double load[3] = {-1, -1, -1};
-    FILE *lf = fopen("/proc/loadavg", "r");
-    if (lf) {
-        if (fscanf(lf, "%lf %lf %lf", &load[0], &load[1], &load[2]) != 3) load[0] = -1;
-        fclose(lf);
-    }
+    double load[3];
+    eft_cli_loadavg(load);
     if (eft_bench_machine(threads, 0.25, &peak, &triad) != EFT_OK) peak = 0;
     printf("eft %s bench embed — %s, %d threads, %.1f s per shape, load average %.2f %.2f %.2f\n", eft_version(), model,
            threads, seconds, load[0], load[1], load[2]);

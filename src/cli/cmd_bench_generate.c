@@ -1,0 +1,326 @@
+/*
+ * cmd_bench_generate.c — `eft bench generate MODEL`: prefill tokens/s and decode tokens/s at
+ * several batch sizes, per weight type, through the public generator (scheduler, sampler and
+ * detokenizer included). Decode is quoted against the machine's bandwidth ceiling measured in the
+ * same run (triad GB/s over the bytes of weights one step reads) and, with --peer, against
+ * transformers on PyTorch on the same model and threads (bench/peer_generate.py).
+ */
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+#define MAX_DTYPES 6
+#define MAX_BATCHES 8
+
+static int usage(void) {
+    return eft_cli_error("bench", "usage: eft bench generate MODEL [--threads N] [--seconds S] [--prefill 512] "
+                                  "[--decode 1,8] [--context 128] [--weight-dtype keep,f32,f16,bf16,int8,int4] "
+                                  "[--peer] [--python PATH]");
+}
+
+typedef struct wtype {
+    const char *name;
+    eft_dtype dtype;
+    double bytes_per_weight; /* 0: what the file stores */
+} wtype;
+
+static const wtype k_wtypes[] = {
+    {"keep", EFT_DTYPE_COUNT, 0},      {"f32", EFT_DTYPE_F32, 4.0},         {"f16", EFT_DTYPE_F16, 2.0},
+    {"bf16", EFT_DTYPE_BF16, 2.0},     {"int8", EFT_DTYPE_Q8_0, 34.0 / 32}, {"int4", EFT_DTYPE_Q4_0, 18.0 / 32},
+};
+
+static const wtype *find_wtype(const char *s) {
+    for (size_t i = 0; i < sizeof k_wtypes / sizeof k_wtypes[0]; i++)
+        if (!strcmp(s, k_wtypes[i].name)) return &k_wtypes[i];
+    return NULL;
+}
+
+/* Counts tokens as the callbacks see them. */
+typedef struct counter {
+    long tokens;
+    long first_tokens; /* sequences that produced their first token */
+} counter;
+
+static int on_event(const eft_gen_event *ev) {
+    counter *c = ev->user;
+    if (ev->token >= 0) {
+        c->tokens++;
+        if (ev->n_generated == 1) c->first_tokens++;
+    }
+    return 0;
+}
+
+static void fill_prompt(int32_t *ids, int n, int vocab, uint32_t seed) {
+    for (int i = 0; i < n; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        /* Skip the lowest ids, where the special tokens usually are. */
+        ids[i] = 256 + (int32_t)((seed >> 8) % (uint32_t)(vocab > 512 ? vocab - 256 : 1));
+        if (ids[i] >= vocab) ids[i] = vocab - 1;
+    }
+}
+
+typedef struct result {
+    double prefill_tps;
+    double decode_tps[MAX_BATCHES];
+} result;
+
+static eft_status run_dtype(const char *model, const wtype *w, int threads, double seconds, int prefill,
+                            const int *batches, int n_batches, int context, result *r) {
+    int max_b = 1;
+    for (int i = 0; i < n_batches; i++) max_b = batches[i] > max_b ? batches[i] : max_b;
+    eft_generator_params gp = eft_generator_params_default();
+    gp.n_threads = threads;
+    gp.full_batch_size = max_b;
+    gp.ctx_len = (prefill > context ? prefill : context) + 4096 / 16;
+    gp.prefill_seq_len = prefill < 128 ? prefill : 128;
+    gp.weight_dtype = w->dtype;
+    eft_generator *g = NULL;
+    eft_status st = eft_generator_open(model, &gp, &g);
+    if (st != EFT_OK) return st;
+    int vocab = (int)eft_tokenizer_vocab_size(eft_generator_tokenizer(g));
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)(prefill > context ? prefill : context));
+    if (!ids) {
+        eft_generator_close(g);
+        return EFT_ERR_OUT_OF_MEMORY;
+    }
+    counter c = {0};
+    eft_generate_params p = eft_generator_generate_params_default(g);
+    p.sampling = (eft_sampling_params){.temperature = 0, .top_p = 1, .repetition_penalty = 1};
+    p.ignore_eos = true;
+    p.stop = NULL, p.n_stop = 0;
+    p.callback = on_event;
+    p.user = &c;
+
+    /* Prefill: the time to the first token of one prompt, best of the repetitions. */
+    double best = 1e30, start = eft_cli_now_s();
+    for (int rep = 0; st == EFT_OK && (rep < 2 || eft_cli_now_s() - start < seconds); rep++) {
+        fill_prompt(ids, prefill, vocab, 17u + (uint32_t)rep);
+        p.max_tokens = 1;
+        uint64_t seq;
+        double t0 = eft_cli_now_s();
+        st = eft_generator_submit(g, ids, (size_t)prefill, &p, &seq);
+        while (st == EFT_OK && eft_generator_pending(g) > 0) st = eft_generator_step(g);
+        double t = eft_cli_now_s() - t0;
+        if (rep > 0 && t < best) best = t; /* repetition 0 warms up */
+    }
+    if (st == EFT_OK) r->prefill_tps = prefill / best;
+
+    /* Decode: b sequences with `context` prompt tokens each; after every one has its first
+     * token, time pure decode steps. */
+    for (int bi = 0; st == EFT_OK && bi < n_batches; bi++) {
+        int b = batches[bi];
+        uint64_t seqs[MAX_BATCHES * 64];
+        p.max_tokens = 1 << 20;
+        c.first_tokens = 0;
+        for (int s = 0; st == EFT_OK && s < b; s++) {
+            fill_prompt(ids, context, vocab, 1000u + (uint32_t)s);
+            st = eft_generator_submit(g, ids, (size_t)context, &p, &seqs[s]);
+        }
+        while (st == EFT_OK && c.first_tokens < b) st = eft_generator_step(g);
+        long tok0 = c.tokens;
+        double t0 = eft_cli_now_s();
+        int steps = 0;
+        while (st == EFT_OK && (steps < 4 || eft_cli_now_s() - t0 < seconds / 2) && steps < gp.ctx_len - context - 2) {
+            st = eft_generator_step(g);
+            steps++;
+        }
+        double t = eft_cli_now_s() - t0;
+        if (st == EFT_OK) r->decode_tps[bi] = (double)(c.tokens - tok0) / t;
+        for (int s = 0; s < b; s++) eft_generator_cancel(g, seqs[s]);
+        while (st == EFT_OK && eft_generator_pending(g) > 0) st = eft_generator_step(g);
+    }
+    if (st != EFT_OK) fprintf(stderr, "eft bench: %s\n", eft_generator_errmsg(g));
+    free(ids);
+    eft_generator_close(g);
+    return st;
+}
+
+/* The peer's figures, by what and batch. */
+typedef struct peer_figs {
+    double prefill_tps;
+    double decode_tps[MAX_BATCHES];
+    char note[256];
+} peer_figs;
+
+static void run_peer(const char *python, const char *model, int threads, double seconds, int prefill, const int *batches,
+                     int n_batches, int context, peer_figs *pf) {
+    char script[4096], cmd[12288], dec[128] = "", qpy[1024], qscript[4200], qmodel[4200];
+    if (!eft_cli_find_peer_script("peer_generate.py", script, sizeof script)) {
+        snprintf(pf->note, sizeof pf->note, "bench/peer_generate.py not found");
+        return;
+    }
+    if (!eft_cli_shell_quote(qpy, sizeof qpy, python) || !eft_cli_shell_quote(qscript, sizeof qscript, script) ||
+        !eft_cli_shell_quote(qmodel, sizeof qmodel, model))
+        return;
+    for (int i = 0; i < n_batches; i++) {
+        size_t l = strlen(dec);
+        snprintf(dec + l, sizeof dec - l, "%s%d", i ? "," : "", batches[i]);
+    }
+    snprintf(cmd, sizeof cmd, "TQDM_DISABLE=1 %s %s --model %s --threads %d --seconds %g --prefill %d --decode %s --context %d",
+             qpy, qscript, qmodel, threads, seconds, prefill, dec, context);
+    fprintf(stderr, "eft bench: running the peer: %s\n", cmd);
+    FILE *pp = popen(cmd, "r");
+    if (!pp) return;
+    char line[4096];
+    while (fgets(line, sizeof line, pp)) {
+        json_error_t jerr;
+        json_t *j = json_loads(line, 0, &jerr);
+        if (!json_is_object(j)) {
+            fputs(line, stderr);
+            json_decref(j);
+            continue;
+        }
+        const char *what = json_string_value(json_object_get(j, "what"));
+        const char *error = json_string_value(json_object_get(j, "error"));
+        int b = (int)json_integer_value(json_object_get(j, "batch"));
+        double tps = json_real_value(json_object_get(j, "tokens_per_s"));
+        if (error) snprintf(pf->note, sizeof pf->note, "torch: %s", error);
+        else if (what && !strcmp(what, "prefill")) pf->prefill_tps = tps;
+        else if (what && !strcmp(what, "decode"))
+            for (int i = 0; i < n_batches; i++)
+                if (batches[i] == b) pf->decode_tps[i] = tps;
+        json_decref(j);
+    }
+    int rc = pclose(pp);
+    if (rc != 0) fprintf(stderr, "eft bench: the peer script exited with status %d\n", rc);
+}
+
+static bool parse_list(const char *s, int *out, int max, int *n, int lo, int hi) {
+    *n = 0;
+    while (*s) {
+        char *end;
+        long v = strtol(s, &end, 10);
+        if (end == s || v < lo || v > hi || *n == max) return false;
+        out[(*n)++] = (int)v;
+        if (*end == ',') end++;
+        else if (*end) return false;
+        s = end;
+    }
+    return *n > 0;
+}
+
+int eft_cmd_bench_generate(int argc, char **argv) {
+    const char *model = NULL, *python = NULL;
+    int threads = (int)sysconf(_SC_NPROCESSORS_ONLN), prefill = 512, context = 128;
+    int batches[MAX_BATCHES] = {1, 8}, n_batches = 2;
+    const wtype *dtypes[MAX_DTYPES] = {&k_wtypes[0]};
+    int n_dtypes = 1;
+    double seconds = 3.0;
+    bool peer = false;
+    for (int i = 1; i < argc; i++) {
+        char *end = NULL;
+        if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
+            long v = strtol(argv[++i], &end, 10);
+            if (*end || v < 1 || v > 1024) return eft_cli_error("bench", "--threads wants 1..1024, got '%s'", argv[i]);
+            threads = (int)v;
+        } else if (!strcmp(argv[i], "--seconds") && i + 1 < argc) {
+            double v = strtod(argv[++i], &end);
+            if (*end || !(v > 0 && v <= 600)) return eft_cli_error("bench", "--seconds wants (0, 600], got '%s'", argv[i]);
+            seconds = v;
+        } else if (!strcmp(argv[i], "--prefill") && i + 1 < argc) {
+            long v = strtol(argv[++i], &end, 10);
+            if (*end || v < 1 || v > 32768) return eft_cli_error("bench", "--prefill wants 1..32768, got '%s'", argv[i]);
+            prefill = (int)v;
+        } else if (!strcmp(argv[i], "--context") && i + 1 < argc) {
+            long v = strtol(argv[++i], &end, 10);
+            if (*end || v < 1 || v > 32768) return eft_cli_error("bench", "--context wants 1..32768, got '%s'", argv[i]);
+            context = (int)v;
+        } else if (!strcmp(argv[i], "--decode") && i + 1 < argc) {
+            if (!parse_list(argv[++i], batches, MAX_BATCHES, &n_batches, 1, 64))
+                return eft_cli_error("bench", "--decode wants batch sizes 1..64 separated by commas, got '%s'", argv[i]);
+        } else if (!strcmp(argv[i], "--weight-dtype") && i + 1 < argc) {
+            char buf[256];
+            snprintf(buf, sizeof buf, "%s", argv[++i]);
+            n_dtypes = 0;
+            for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+                const wtype *w = find_wtype(tok);
+                if (!w || n_dtypes == MAX_DTYPES)
+                    return eft_cli_error("bench", "--weight-dtype wants keep, f32, f16, bf16, int8 or int4, got '%s'", tok);
+                dtypes[n_dtypes++] = w;
+            }
+        } else if (!strcmp(argv[i], "--peer")) {
+            peer = true;
+        } else if (!strcmp(argv[i], "--python") && i + 1 < argc) {
+            python = argv[++i];
+            peer = true;
+        } else if (argv[i][0] == '-' || model) {
+            return usage();
+        } else {
+            model = argv[i];
+        }
+    }
+    if (!model || n_dtypes == 0) return usage();
+    python = eft_cli_peer_python(python);
+
+    /* Weights read per decode step: every parameter except the embedding table (gathered, not
+     * read whole) — unless the output projection is tied to it, in which case it is read once. */
+    eft_model *m = NULL;
+    if (eft_model_open(model, NULL, &m) != EFT_OK) return eft_cli_error("bench", "%s", eft_last_error());
+    char *info = eft_model_info_json(m);
+    eft_model_close(m);
+    json_error_t jerr;
+    json_t *root = info ? json_loads(info, 0, &jerr) : NULL;
+    eft_free(info);
+    json_t *cfg = json_object_get(root, "config"), *tens = json_object_get(root, "tensors");
+    double params = (double)json_integer_value(json_object_get(tens, "parameters"));
+    double stored_bytes = (double)json_integer_value(json_object_get(tens, "bytes"));
+    double c = (double)json_integer_value(json_object_get(cfg, "hidden_size"));
+    double v = (double)json_integer_value(json_object_get(cfg, "vocab_size"));
+    bool tied = json_is_true(json_object_get(cfg, "tie_word_embeddings"));
+    double read_params = tied ? params : params - c * v;
+    json_decref(root);
+
+    double peak = 0, triad = 0;
+    double load[3];
+    eft_cli_loadavg(load);
+    if (eft_bench_machine(threads, 0.25, &peak, &triad) != EFT_OK) triad = 0;
+    printf("eft %s bench generate — %s, %d threads, prefill %d tokens, decode with %d cached tokens, load average "
+           "%.2f %.2f %.2f\n",
+           eft_version(), model, threads, prefill, context, load[0], load[1], load[2]);
+    printf("machine: peak fma %.1f GFLOPS, stream triad %.1f GB/s (measured now); %.0fM parameters\n\n", peak, triad,
+           params / 1e6);
+    fflush(stdout);
+
+    peer_figs pf = {0};
+    if (peer) run_peer(python, model, threads, seconds, prefill, batches, n_batches, context, &pf);
+
+    printf("%-7s %14s", "weights", "prefill tok/s");
+    for (int i = 0; i < n_batches; i++) printf("   decode b=%-2d tok/s %%ceil", batches[i]);
+    printf("\n");
+    int rc = 0;
+    for (int d = 0; d < n_dtypes; d++) {
+        result r = {0};
+        eft_status st = run_dtype(model, dtypes[d], threads, seconds, prefill, batches, n_batches, context, &r);
+        if (st != EFT_OK) {
+            printf("%-7s (failed: %s)\n", dtypes[d]->name, eft_last_error());
+            rc = 1;
+            continue;
+        }
+        /* Ceiling at batch 1: one full read of the weights per step. */
+        double bytes = dtypes[d]->bytes_per_weight > 0 ? read_params * dtypes[d]->bytes_per_weight
+                                                       : stored_bytes * (read_params / (params > 0 ? params : 1));
+        double ceil_tps = bytes > 0 ? triad * 1e9 / bytes : 0;
+        printf("%-7s %14.1f", dtypes[d]->name, r.prefill_tps);
+        for (int i = 0; i < n_batches; i++)
+            printf("   %16.1f %4.0f%%", r.decode_tps[i], ceil_tps > 0 ? 100 * r.decode_tps[i] / (ceil_tps * batches[i]) : 0);
+        printf("\n");
+        fflush(stdout);
+    }
+    if (peer) {
+        printf("%-7s %14.1f", "torch", pf.prefill_tps);
+        for (int i = 0; i < n_batches; i++) printf("   %16.1f %5s", pf.decode_tps[i], "");
+        printf("   (transformers, float32)\n");
+        if (pf.note[0]) printf("        (%s)\n", pf.note);
+    } else {
+        printf("\n(peer not run: add --peer, with a Python that has torch and transformers)\n");
+    }
+    printf("\n%%ceil: decode tokens/s over batch x (triad bandwidth / bytes of weights one step reads), the\n"
+           "memory-bound ceiling (KV cache reads and compute not counted, so 100%% is out of reach).\n");
+    return rc;
+}
