@@ -1,8 +1,8 @@
 /* test_kernels.c — holds every kernel table this CPU can run (scalar, AVX2, AVX-512) to the scalar
  * reference: row and elementwise kernels, the packed f32 GEMM on random odd shapes with and
- * without threads, the Q8_0 path, and flash attention with every mask. Tolerances are stated next
- * to each check and scale with the reduction length where one is involved. Guard elements past
- * every output catch tails written out of bounds. */
+ * without threads, the quantised-weight paths (int8 and f32 activations), and flash attention
+ * with every mask. Tolerances are stated next to each check and scale with the reduction length
+ * where one is involved. Guard elements past every output catch tails written out of bounds. */
 #include <math.h>
 #include <stdint.h>
 
@@ -458,6 +458,187 @@ static void test_q8_gemm(void) {
 }
 
 /* ---------------------------------------------------------------------------------------------
+ * Quantised weights, f32 activations
+ * ------------------------------------------------------------------------------------------- */
+
+static size_t q_block_bytes(eft_dtype wt) {
+    return wt == EFT_DTYPE_Q8_0 ? sizeof(eft__block_q8_0) : wt == EFT_DTYPE_Q4_0 ? sizeof(eft__block_q4_0) : sizeof(eft__block_q4_1);
+}
+
+/* n rows of k/32 raw blocks: random quants and random finite f16 scales over a wide range
+ * (subnormal f16 included, and Q4_1 minimums of either sign), so the exactness checks see scales
+ * a quantiser would never write as well as ordinary ones. */
+static void fill_raw_blocks(uint8_t *w, eft_dtype wt, int64_t n, int64_t k) {
+    size_t bb = q_block_bytes(wt), nbytes = bb * (size_t)(n * (k / 32));
+    for (size_t i = 0; i < nbytes; i++) w[i] = (uint8_t)rnd_u32();
+    for (size_t b = 0; b < nbytes / bb; b++) {
+        uint8_t *blk = w + b * bb;
+        float d = rnd_f(-1, 1) * powf(2.0f, (float)rnd_i(-26, 2));
+        uint16_t h = eft__f32_to_f16(d);
+        memcpy(blk, &h, 2);
+        if (wt == EFT_DTYPE_Q4_1) {
+            h = eft__f32_to_f16(rnd_f(-2, 2) * powf(2.0f, (float)rnd_i(-20, 0)));
+            memcpy(blk + 2, &h, 2);
+        }
+    }
+}
+
+/* The decoded weights must be eft__dequantize_row's to the bit: the panel kernel's output
+ * directly, and the GEMV's through one-hot activation rows (a sum with a single non-zero term is
+ * that term exactly). Weights start at an odd address, as they may in a GGUF mapping. */
+static void test_qgemm_f32_exact(void) {
+    static const eft_dtype wtypes[] = {EFT_DTYPE_Q8_0, EFT_DTYPE_Q4_0, EFT_DTYPE_Q4_1};
+    for (int it = 0; it < 24; it++) {
+        eft_dtype wt = wtypes[it % 3];
+        int64_t n = rnd_i(1, 16), k = 32 * rnd_i(1, 24), nb = k / 32;
+        size_t bb = q_block_bytes(wt), rb = bb * (size_t)nb;
+        uint8_t *buf = eft__malloc(rb * (size_t)n + 1), *w = buf + 1;
+        float *wd = eft__malloc(sizeof(float) * n * k), *a = eft__malloc(sizeof(float) * 4 * k);
+        float *wp = eft__malloc_aligned(sizeof(float) * 16 * k), *c = eft__malloc(sizeof(float) * 4 * n);
+        fill_raw_blocks(w, wt, n, k);
+        for (int64_t j = 0; j < n; j++) CHECK(eft__dequantize_row(wt, w + j * rb, wd + j * k, k));
+        for (int t = 0; t < g_ntables; t++) {
+            const eft__kernels *kt = g_tables[t];
+            /* A slice that starts past the first block when there is more than one. */
+            int64_t k0 = nb > 1 ? 32 * rnd_i(0, (int)nb - 1) : 0, kc = k - k0;
+            for (int64_t i = 0; i < 16 * kc; i++) wp[i] = GUARD;
+            kt->qpanel_f32(wp, wt, w, rb, (int)n, k0, kc);
+            int bad = 0;
+            for (int64_t e = 0; e < kc; e++)
+                for (int64_t j = 0; j < 16; j++) {
+                    float want = j < n ? wd[j * k + k0 + e] : 0.0f, got = wp[e * 16 + j];
+                    if (memcmp(&got, &want, sizeof got) != 0 && bad++ < 3)
+                        fprintf(stderr, "  qpanel_f32 %s [%s] n=%lld k=%lld k0=%lld: wp[%lld][%lld] = %.9g, want %.9g\n",
+                                eft_dtype_name(wt), eft__isa_name(kt->isa), (long long)n, (long long)k, (long long)k0,
+                                (long long)e, (long long)j, got, want);
+                }
+            CHECK(bad == 0);
+            for (int rep = 0; rep < 4; rep++) {
+                int m = rnd_i(1, 4);
+                int64_t hot[4];
+                memset(a, 0, sizeof(float) * 4 * k);
+                for (int i = 0; i < m; i++) a[i * k + (hot[i] = rnd_i(0, (int)k - 1))] = 1.0f;
+                kt->qgemv_f32(c, n, a, k, m, wt, w, rb, n, k, NULL);
+                bad = 0;
+                for (int i = 0; i < m; i++)
+                    for (int64_t j = 0; j < n; j++) {
+                        float want = wd[j * k + hot[i]], got = c[i * n + j];
+                        /* -0 + +0 sums to +0: compare values, not bits, for zeros. */
+                        if (!(got == want) && bad++ < 3)
+                            fprintf(stderr, "  qgemv_f32 %s [%s] k=%lld: row %lld at %lld = %.9g, want %.9g\n",
+                                    eft_dtype_name(wt), eft__isa_name(kt->isa), (long long)k, (long long)j,
+                                    (long long)hot[i], got, want);
+                    }
+                CHECK(bad == 0);
+            }
+        }
+        eft__free(buf); eft__free(wd); eft__free(a); eft__free_aligned(wp); eft__free(c);
+    }
+}
+
+/* One shape against the reference: eft__dequantize_row, then a product accumulated in double.
+ * Every table, 1 and 2 threads, with and without bias; odd row strides, activations and weights
+ * at unaligned addresses, and guards in c's padding columns and after its last row. */
+static void check_qgemm_f32(eft__threadpool *tp, eft_dtype wt, int64_t m, int64_t n, int64_t k) {
+    int64_t nb = k / 32, lda = k + rnd_i(0, 3), ldc = n + rnd_i(0, 5);
+    size_t bb = q_block_bytes(wt), rb = bb * (size_t)nb;
+    float *abuf = eft__malloc(sizeof(float) * (m * lda + 1)), *a = abuf + 1;
+    float *w = eft__malloc(sizeof(float) * n * k), *wd = eft__malloc(sizeof(float) * n * k);
+    float *bias = eft__malloc(sizeof(float) * n), *c = eft__malloc(sizeof(float) * (m * ldc + 1));
+    double *ref = eft__malloc(sizeof(double) * m * n), *sabs = eft__malloc(sizeof(double) * m * n);
+    uint8_t *qbuf = eft__malloc(rb * (size_t)n + 3), *q = qbuf + 3;
+    size_t ws = eft__qgemm_f32_work_size(m, k, 2);
+    uint8_t *work = eft__malloc(ws + 4);
+    fill(abuf, m * lda + 1, -2, 2);
+    fill(w, n * k, -0.5f, 0.5f);
+    fill(bias, n, -1, 1);
+    /* Quantise into an aligned scratch (the quantisers write whole structs), then move it to the
+     * odd address the kernels must cope with. */
+    void *qa = eft__malloc(rb * (size_t)n);
+    if (wt == EFT_DTYPE_Q8_0) eft__quantize_q8_0(qa, w, n, k);
+    else if (wt == EFT_DTYPE_Q4_0) eft__quantize_q4_0(qa, w, n, k);
+    else eft__quantize_q4_1(qa, w, n, k);
+    memcpy(q, qa, rb * (size_t)n);
+    eft__free(qa);
+    for (int64_t j = 0; j < n; j++) eft__dequantize_row(wt, q + j * rb, wd + j * k, k);
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < n; j++) {
+            double s = 0, sa = 0;
+            for (int64_t kk = 0; kk < k; kk++) {
+                double p = (double)a[i * lda + kk] * wd[j * k + kk];
+                s += p;
+                sa += fabs(p);
+            }
+            ref[i * n + j] = s;
+            sabs[i * n + j] = sa;
+        }
+    for (int t = 0; t < g_ntables; t++)
+        for (int thr = 0; thr < 2; thr++)
+            for (int wb = 0; wb < 2; wb++) {
+                for (int64_t i = 0; i < m * ldc + 1; i++) c[i] = GUARD;
+                CHECK(eft__qgemm_f32(g_tables[t], thr ? tp : NULL, c, ldc, a, lda, m, wt, q, n, k, wb ? bias : NULL,
+                                     work + 4 /* unaligned: the driver aligns its panels itself */));
+                int bad = 0;
+                for (int64_t i = 0; i < m; i++)
+                    for (int64_t j = 0; j < ldc; j++) {
+                        float got = c[i * ldc + j];
+                        if (j >= n) {
+                            if (got != GUARD && bad++ < 3) fprintf(stderr, "  qgemm_f32 wrote padding column %lld\n", (long long)j);
+                            continue;
+                        }
+                        double want = ref[i * n + j] + (wb ? bias[j] : 0.0);
+                        /* Float sums in another order than the double reference: 1e-5 of the sum of
+                         * magnitudes, about 170 float roundings, far below the one weight's share
+                         * (1/K of it) that a decoding mistake would cost, and below the int8 path's
+                         * error by orders of magnitude. */
+                        double tol = 1e-5 * (sabs[i * n + j] + (wb ? fabs(bias[j]) : 0.0)) + 1e-7;
+                        if (!(fabs(got - want) <= tol) && bad++ < 3)
+                            fprintf(stderr, "  qgemm_f32 %s [%s, %d thr%s] M=%lld N=%lld K=%lld c[%lld,%lld] = %.9g, want %.9g (tol %.3g)\n",
+                                    eft_dtype_name(wt), eft__isa_name(g_tables[t]->isa), thr ? 2 : 1, wb ? ", bias" : "",
+                                    (long long)m, (long long)n, (long long)k, (long long)i, (long long)j, got, want, tol);
+                    }
+                CHECK(c[m * ldc] == GUARD);
+                CHECK(bad == 0);
+            }
+    eft__free(abuf); eft__free(w); eft__free(wd); eft__free(bias); eft__free(c); eft__free(ref); eft__free(sabs);
+    eft__free(qbuf); eft__free(work);
+}
+
+static void test_qgemm_f32(void) {
+    eft__threadpool *tp = NULL;
+    eft__error err = {0};
+    CHECK(eft__threadpool_create(2, &tp, &err) == EFT_OK);
+    static const eft_dtype wtypes[] = {EFT_DTYPE_Q8_0, EFT_DTYPE_Q4_0, EFT_DTYPE_Q4_1};
+    /* Fixed edges: one channel, one block, the GEMV/panel boundary, a partial last panel, a row
+     * count splitting into uneven micro-tiles, K over one panel slice. */
+    static const int64_t fixed[][3] = {{1, 1, 32},  {4, 17, 64},   {5, 17, 64},    {9, 33, 288},
+                                       {70, 15, 96}, {17, 49, 544}, {2, 1, 4096},  {1, 301, 576}};
+    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
+        for (int t = 0; t < 3; t++) check_qgemm_f32(tp, wtypes[t], fixed[i][0], fixed[i][1], fixed[i][2]);
+    /* Random shapes: M in 1..9 (decode, and just past the GEMV) or 17..70 (prefill), odd N, K in
+     * 32..4096, with M N K capped so the double reference stays quick under the sanitizers. */
+    for (int it = 0; it < 36; it++) {
+        int64_t m = it % 2 ? rnd_i(1, 9) : rnd_i(17, 70);
+        int64_t k = 32 * (int64_t)rnd_i(1, 128);
+        int64_t nmax = 3000000 / (m * k);
+        if (nmax < 1) nmax = 1;
+        if (nmax > 300) nmax = 300;
+        int64_t n = rnd_i(1, (int)nmax) | 1;
+        check_qgemm_f32(tp, wtypes[it % 3], m, n, k);
+    }
+    /* Refusals, never a crash: a type it does not read, K not whole blocks, no panel scratch. */
+    float c1 = 0, a1[64] = {0};
+    eft__block_q8_0 q1[2] = {{0}};
+    CHECK(!eft__qgemm_f32(NULL, NULL, &c1, 1, a1, 64, 1, EFT_DTYPE_Q5_0, q1, 1, 64, NULL, NULL));
+    CHECK(!eft__qgemm_f32(NULL, NULL, &c1, 1, a1, 33, 1, EFT_DTYPE_Q8_0, q1, 1, 33, NULL, NULL));
+    CHECK(!eft__qgemm_f32(NULL, NULL, &c1, 1, a1, 1, 8, EFT_DTYPE_Q8_0, q1, 1, 32, NULL, NULL));
+    CHECK(eft__qgemm_f32(NULL, NULL, &c1, 1, a1, 64, 0, EFT_DTYPE_Q8_0, q1, 1, 64, NULL, NULL));
+    CHECK(eft__qgemm_f32(NULL, NULL, &c1, 1, a1, 64, 1, EFT_DTYPE_Q8_0, q1, 1, 64, NULL, NULL) && c1 == 0.0f);
+    CHECK(eft__qgemm_f32_work_size(EFT__QGEMV_MAX_M, 4096, 8) == 0);
+    eft__threadpool_free(tp);
+}
+
+/* ---------------------------------------------------------------------------------------------
  * Attention
  * ------------------------------------------------------------------------------------------- */
 
@@ -528,6 +709,21 @@ static void test_attention(void) {
         p.kv_len = rnd_i(0, 2) == 0 ? rnd_i(1, (int)p.tk) : 0;
         check_attention(it % 2 ? tp : NULL, p, rnd_i(0, 2) == 0);
     }
+    /* Gemma 2's logit soft-capping: scores (|q.k| scale up to ~15 here) are bent by a cap of 5,
+     * so a kernel that skipped or misplaced the cap (before the scale) is far off. */
+    for (int it = 0; it < 12; it++) {
+        eft__attn_params p = base;
+        p.nkv = rnd_i(1, 2);
+        p.nh = p.nkv * rnd_i(1, 3);
+        p.hs = it % 2 ? 16 : 64;
+        p.tk = rnd_i(1, 150);
+        p.t = it % 3 == 0 ? 1 : rnd_i(1, (int)p.tk);
+        p.causal = true;
+        p.q_pos0 = p.tk - p.t;
+        p.window = it % 4 == 1 ? rnd_i(1, 40) : 0;
+        p.softcap = 5.0f;
+        check_attention(it % 2 ? tp : NULL, p, false);
+    }
     eft__threadpool_free(tp);
 }
 
@@ -554,6 +750,7 @@ static void test_attention_decode(void) {
         int64_t kw = (int64_t)p.nkv * p.hs;
         p.ldk = p.ldv = kw;
         p.scale = 1.0f / sqrtf((float)p.hs);
+        p.softcap = it % 4 == 3 ? 5.0f : 0.0f; /* Gemma 2's soft-capping in decode too */
         eft_dtype dt = types[it % 3];
         float *q = eft__malloc(sizeof(float) * p.t * p.ldq), *kf = eft__malloc(sizeof(float) * p.tk * kw);
         float *vf = eft__malloc(sizeof(float) * p.tk * kw), *o = eft__malloc(sizeof(float) * p.t * p.ldo);
@@ -620,6 +817,8 @@ int main(void) {
     RUN(test_q8_from_int8);
     RUN(test_q4_quantize_and_dot);
     RUN(test_q8_gemm);
+    RUN(test_qgemm_f32_exact);
+    RUN(test_qgemm_f32);
     RUN(test_attention);
     RUN(test_attention_decode);
     return test_summary();

@@ -99,6 +99,13 @@ static inline void visible_range(const eft__attn_params *p, int64_t kvlen, int64
     *hi = h;
 }
 
+/* Gemma 2's attention logit soft-capping, cap * tanh(s / cap), applied after the scale as
+ * transformers does. tanh is bounded, so the online softmax needs nothing else. */
+static void softcap_row(float *s, float cap, int64_t n) {
+    const float inv = 1.0f / cap;
+    for (int64_t j = 0; j < n; j++) s[j] = cap * tanhf(s[j] * inv);
+}
+
 static void attn_tile(attn_ctx *x, float *work, int h, int64_t q0) {
     const eft__attn_params *p = x->p;
     const eft__kernels *kt = x->kt;
@@ -145,6 +152,7 @@ static void attn_tile(attn_ctx *x, float *work, int h, int64_t q0) {
             for (int64_t j = 0; j < lo; j++) s[j] = -INFINITY;
             for (int64_t j = hi; j < nk; j++) s[j] = -INFINITY;
             kt->scale_f32(s + lo, p->scale, hi - lo);
+            if (p->softcap > 0) softcap_row(s + lo, p->softcap, hi - lo);
             if (p->key_mask)
                 for (int64_t j = lo; j < hi; j++)
                     if (!p->key_mask[j0 + j]) s[j] = -INFINITY;
@@ -224,6 +232,7 @@ void eft__attention_ref(float *out, const float *q, const float *k, const float 
                 double d = 0;
                 for (int e = 0; e < p->hs; e++) d += (double)qi[e] * kj[e];
                 s[j] = d * p->scale;
+                if (p->softcap > 0) s[j] = p->softcap * tanh(s[j] / p->softcap);
                 if (s[j] > mx) mx = s[j];
             }
             for (int64_t j = 0; j < p->tk; j++) {
@@ -298,6 +307,7 @@ static void dec_task(void *arg, int ith, int nth) {
         float mx = -INFINITY;
         for (int64_t j = 0; j < p->tk; j++) {
             s[j] = visible(p, kvlen, i, j) ? kv_dot(kt, qi, x->k, j, kvh, p->hs) * p->scale : -INFINITY;
+            if (p->softcap > 0 && s[j] != -INFINITY) s[j] = p->softcap * tanhf(s[j] / p->softcap);
             mx = s[j] > mx ? s[j] : mx;
         }
         memset(o, 0, sizeof(float) * (size_t)p->hs);

@@ -206,6 +206,12 @@ static void run_q8(void *p) {
     eft__q8_0_gemm(r->b->kt, r->b->tp, r->c, r->n, r->a, r->k, r->m, r->qw, r->n, r->k, NULL, r->qwork);
 }
 
+/* The same Q8_0 weights with f32 activations (eft__qgemm_f32): qwork is sized for both. */
+static void run_q8f(void *p) {
+    gemm_run *r = p;
+    eft__qgemm_f32(r->b->kt, r->b->tp, r->c, r->n, r->a, r->k, r->m, EFT_DTYPE_Q8_0, r->qw, r->n, r->k, NULL, r->qwork);
+}
+
 static eft_status bench_gemm(bench *b, blas *bl) {
     static const shape full[] = {
         {"MiniLM qkv      T=128", 128, 1152, 384},    {"MiniLM ffn up   T=128", 128, 1536, 384},
@@ -218,8 +224,8 @@ static eft_status bench_gemm(bench *b, blas *bl) {
     const shape *sh = b->p.quick ? quick : full;
     size_t ns = b->p.quick ? sizeof quick / sizeof quick[0] : sizeof full / sizeof full[0];
     emit(b, "%s", "");
-    emit(b, "GEMM  C[M,N] = A[M,K] W[N,K]^T, GFLOPS      eft f32  %%peak  OpenBLAS  eft/OBLAS  eft q8_0");
-    double ours[16], peer[16], q8[16];
+    emit(b, "GEMM  C[M,N] = A[M,K] W[N,K]^T, GFLOPS      eft f32  %%peak  OpenBLAS  eft/OBLAS  eft q8_0  q8_0 f32a");
+    double ours[16], peer[16], q8[16], q8f[16];
     for (int pass = 0; pass < 2; pass++) {
         /* All of ours first, then all of OpenBLAS: its idle threads spin for a while after each
          * call and would steal cycles from our pool if the two alternated. */
@@ -243,12 +249,15 @@ static eft_status bench_gemm(bench *b, blas *bl) {
             if (pass == 0) {
                 ours[i] = flops / best_time(b, run_ours, &r) * 1e-9;
                 eft__block_q8_0 *qw = eft__malloc_aligned(sizeof(eft__block_q8_0) * s->n * (s->k / 32));
-                void *qwork = eft__malloc_aligned(eft__q8_0_gemm_work_size(s->m, s->k));
-                q8[i] = 0;
+                size_t w8 = eft__q8_0_gemm_work_size(s->m, s->k);
+                size_t wf = eft__qgemm_f32_work_size(s->m, s->k, b->tp ? eft__threadpool_size(b->tp) : 1);
+                void *qwork = eft__malloc_aligned(w8 > wf ? w8 : wf);
+                q8[i] = q8f[i] = 0;
                 if (qw && qwork) {
                     eft__quantize_q8_0(qw, w, s->n, s->k);
                     r.qw = qw, r.qwork = qwork;
                     q8[i] = flops / best_time(b, run_q8, &r) * 1e-9;
+                    q8f[i] = flops / best_time(b, run_q8f, &r) * 1e-9;
                 }
                 eft__free_aligned(qw), eft__free_aligned(qwork);
             } else {
@@ -263,11 +272,12 @@ static eft_status bench_gemm(bench *b, blas *bl) {
         char dims[64];
         snprintf(dims, sizeof dims, "%s %lldx%lldx%lld", s->name, (long long)s->m, (long long)s->n, (long long)s->k);
         if (bl->dl && !b->p.no_peer)
-            emit(b, "  %-40s %7.1f  %4.0f%%  %8.1f  %8.2fx  %8.1f", dims, ours[i], 100 * ours[i] / b->peak_gflops, peer[i],
-                 ours[i] / peer[i], q8[i]);
-        else emit(b, "  %-40s %7.1f  %4.0f%%  %8s  %9s  %8.1f", dims, ours[i], 100 * ours[i] / b->peak_gflops, "n/a", "",
-                  q8[i]);
+            emit(b, "  %-40s %7.1f  %4.0f%%  %8.1f  %8.2fx  %8.1f  %8.1f", dims, ours[i], 100 * ours[i] / b->peak_gflops,
+                 peer[i], ours[i] / peer[i], q8[i], q8f[i]);
+        else emit(b, "  %-40s %7.1f  %4.0f%%  %8s  %9s  %8.1f  %8.1f", dims, ours[i], 100 * ours[i] / b->peak_gflops, "n/a",
+                  "", q8[i], q8f[i]);
     }
+    emit(b, "  (q8_0 f32a: the same Q8_0 weights with f32 activations, eft__qgemm_f32)");
     if (b->p.no_peer) emit(b, "  (OpenBLAS comparison skipped on request)");
     else if (!bl->dl) emit(b, "  (OpenBLAS not found: install libopenblas0 to compare)");
     else if (bl->get_config) emit(b, "  (peer: %s)", bl->get_config());
@@ -275,12 +285,13 @@ static eft_status bench_gemm(bench *b, blas *bl) {
 }
 
 /* ---------------------------------------------------------------------------------------------
- * GEMV: bandwidth per weight type (f32, f16, Q8_0, Q4_0), over enough copies of the matrix to defeat the caches
+ * GEMV: bandwidth per weight type (f32, f16, Q8_0, Q4_0; the quantised ones with int8 and with f32
+ * activations), over enough copies of the matrix to defeat the caches
  * ------------------------------------------------------------------------------------------- */
 
 typedef struct gemv_run {
     bench *b;
-    int copies, type; /* 0 f32, 1 q8_0, 2 q4_0, 3 f16 */
+    int copies, type; /* 0 f32, 1 q8_0, 2 q4_0, 3 f16, 4 q8_0 f32 activations, 5 q4_0 f32 activations */
     eft__sgemm_packed *pk;
     void **qw;
     const float *x;
@@ -292,9 +303,10 @@ typedef struct gemv_run {
 static void run_gemv(void *p) {
     gemv_run *r = p;
     for (int i = 0; i < r->copies; i++) {
+        eft_dtype qt = r->type == 1 || r->type == 4 ? EFT_DTYPE_Q8_0 : EFT_DTYPE_Q4_0;
         if (r->type == 0 || r->type == 3) eft__sgemm(r->b->kt, r->b->tp, r->y, r->n, r->x, r->k, 1, &r->pk[i], NULL);
-        else eft__qgemm(r->b->kt, r->b->tp, r->y, r->n, r->x, r->k, 1, r->type == 1 ? EFT_DTYPE_Q8_0 : EFT_DTYPE_Q4_0,
-                        r->qw[i], r->n, r->k, NULL, r->qwork);
+        else if (r->type >= 4) eft__qgemm_f32(r->b->kt, r->b->tp, r->y, r->n, r->x, r->k, 1, qt, r->qw[i], r->n, r->k, NULL, NULL);
+        else eft__qgemm(r->b->kt, r->b->tp, r->y, r->n, r->x, r->k, 1, qt, r->qw[i], r->n, r->k, NULL, r->qwork);
     }
 }
 
@@ -322,13 +334,14 @@ static eft_status bench_gemv(bench *b) {
             return EFT_ERR_OUT_OF_MEMORY;
         }
         for (int64_t e = 0; e < s->n * s->k; e++) wh[e] = eft__f32_to_f16(w[e]);
-        static const int order[] = {0, 3, 1, 2};
-        for (int oi = 0; oi < 4; oi++) {
+        static const int order[] = {0, 3, 1, 4, 2, 5};
+        for (int oi = 0; oi < 6; oi++) {
             int type = order[oi];
-            static const char *names[] = {"f32", "q8_0", "q4_0", "f16"};
+            static const char *names[] = {"f32", "q8_0", "q4_0", "f16", "q8_0 f32a", "q4_0 f32a"};
+            bool q8 = type == 1 || type == 4;
             double bytes = type == 0   ? 4.0 * s->n * s->k
                            : type == 3 ? 2.0 * s->n * s->k
-                           : type == 1 ? (double)sizeof(eft__block_q8_0) * s->n * (s->k / 32)
+                           : q8        ? (double)sizeof(eft__block_q8_0) * s->n * (s->k / 32)
                                        : (double)sizeof(eft__block_q4_0) * s->n * (s->k / 32);
             int copies = (int)ceil(target / bytes);
             eft__sgemm_packed *pk = eft__calloc((size_t)copies, sizeof *pk);
@@ -340,15 +353,15 @@ static eft_status bench_gemv(bench *b) {
                 else {
                     qw[c] = eft__malloc_aligned((size_t)bytes);
                     ok = qw[c] != NULL;
-                    if (ok && type == 1) eft__quantize_q8_0(qw[c], w, s->n, s->k);
-                    if (ok && type == 2) eft__quantize_q4_0(qw[c], w, s->n, s->k);
+                    if (ok && q8) eft__quantize_q8_0(qw[c], w, s->n, s->k);
+                    if (ok && !q8) eft__quantize_q4_0(qw[c], w, s->n, s->k);
                 }
             }
             if (ok) {
                 gemv_run r = {b, copies, type, pk, qw, x, y, qwork, s->n, s->k};
                 double t = best_time(b, run_gemv, &r) / copies;
                 char dims[64];
-                snprintf(dims, sizeof dims, "%s %-5s %lldx%lld", s->name, names[type], (long long)s->n,
+                snprintf(dims, sizeof dims, "%s %-9s %lldx%lld", s->name, names[type], (long long)s->n,
                          (long long)s->k);
                 emit(b, "  %-44s %7.1f  %6.1f%%  %7.1f", dims, bytes / t * 1e-9, 100 * bytes / t * 1e-9 / b->triad_gbs,
                      2.0 * s->n * s->k / t * 1e-9);

@@ -125,6 +125,16 @@ typedef struct eft__kernels {
     float (*dot_q4_0_q8_a)(const eft__block_q4_0 *w, const eft__block_q8_a *a, int64_t nb);
     float (*dot_q4_1_q8_a)(const eft__block_q4_1 *w, const eft__block_q8_a *a, int64_t nb);
 
+    /* f32 activations times quantised weights (Q8_0, Q4_0 or Q4_1 rows of k/32 blocks, row_bytes
+     * apart, any alignment), each weight widened exactly as eft__dequantize_row widens it.
+     * qgemv_f32: c[i * ldc + j] = a[i * lda ..] . dequant(w_j) (+ bias[j]) for i < m (1..4) and
+     * j < nrows, every weight row decoded once for all m activation rows.
+     * qpanel_f32: the sgemm panel wp[kc][16] (64-byte aligned, as the micro-kernel reads it) of
+     * rows 0..nr-1 (1..16), elements k0 .. k0+kc (both multiples of 32), zeros past nr. */
+    void (*qgemv_f32)(float *c, int64_t ldc, const float *a, int64_t lda, int m, eft_dtype wtype, const void *w,
+                      size_t row_bytes, int64_t nrows, int64_t k, const float *bias);
+    void (*qpanel_f32)(float *wp, eft_dtype wtype, const void *w, size_t row_bytes, int nr, int64_t k0, int64_t kc);
+
     /* Peak-rate probe for the benchmark: runs iters iterations of independent FMA chains and
      * returns the floating-point operations performed. */
     double (*fma_probe)(int64_t iters);
@@ -157,7 +167,8 @@ typedef struct eft__sgemm_packed {
     int64_t n, k;     /* logical N and K */
     int64_t npanels;  /* ceil(N / 16) */
     eft_dtype dtype;  /* element type of data: F32, F16 or BF16 */
-    void *data;       /* [npanels][K][16], 64-byte aligned, owned */
+    void *data;       /* [npanels][K][16], 64-byte aligned, owned unless borrowed */
+    bool borrowed;    /* data lives in someone else's memory (a mapped program): free leaves it */
 } eft__sgemm_packed;
 
 /* Packs w[N, K] (row stride ldw >= K). */
@@ -211,6 +222,21 @@ void eft__quantize_q4_1(eft__block_q4_1 *out, const float *w, int64_t n, int64_t
 bool eft__qgemm(const eft__kernels *kt, eft__threadpool *tp, float *c, int64_t ldc, const float *a, int64_t lda,
                 int64_t m, eft_dtype wtype, const void *w, int64_t n, int64_t k, const float *bias, void *work);
 
+/* The same product with the activations kept in f32: each weight is widened to f32 exactly as
+ * eft__dequantize_row widens it and multiplied in f32, so the result is "dequantise, then an f32
+ * GEMM" up to the order of the float sums (what Hugging Face transformers computes from a GGUF).
+ * Few rows (decode) stream each weight row once through FMAs against all of them; more rows
+ * decode 16-channel panels into work and run the f32 GEMM micro-kernel over every row, so each
+ * weight is decoded once per call. Returns false for another type, K % 32 != 0, or no work when
+ * the panel path needs it. work: eft__qgemm_f32_work_size bytes for nth workers (the thread
+ * pool's size, 1 without one). */
+bool eft__qgemm_f32(const eft__kernels *kt, eft__threadpool *tp, float *c, int64_t ldc, const float *a, int64_t lda,
+                    int64_t m, eft_dtype wtype, const void *w, int64_t n, int64_t k, const float *bias, void *work);
+size_t eft__qgemm_f32_work_size(int64_t m, int64_t k, int nth);
+/* Rows up to which eft__qgemm_f32 takes the streaming (GEMV) path: on Zen 3 (SmolLM2's shapes,
+ * Q4_1 and Q8_0) it is 1.2-1.6x faster than the panel path up to 4 rows, and slower from 5. */
+#define EFT__QGEMV_MAX_M 4
+
 /* Scratch bytes eft__q8_0_gemm and eft__qgemm need for m rows of k. */
 size_t eft__q8_0_gemm_work_size(int64_t m, int64_t k);
 /* c[M, N] (ldc) = a[M, K] (lda) . dequant(W[N, K])^T + bias. K % 32 == 0. work is scratch of
@@ -236,6 +262,7 @@ typedef struct eft__attn_params {
     int64_t window;      /* > 0: sliding window, key j visible only when |q_pos - j| < window */
     int64_t kv_len;      /* keys at j >= kv_len are padding (masked); <= 0 means tk */
     const uint8_t *key_mask; /* [tk] optional: 0 masks key j (padding inside a batch row) */
+    float softcap;       /* > 0: scores become softcap * tanh(score / softcap) after scaling (Gemma 2) */
 } eft__attn_params;
 
 /* Scratch floats eft__attention needs with nth workers (the threadpool's size, 1 without one):

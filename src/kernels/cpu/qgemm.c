@@ -5,10 +5,14 @@
  * weights stream at one byte per element plus 2/32 for the scale. The 4-bit GGUF blocks (Q4_0,
  * Q4_1) take the same path with their nibbles unpacked in registers. Holds the quantisers, the
  * scalar dots, the thread-pool driver for GEMV (decode, 1-8 rows) and GEMM (prefill).
+ * The second half keeps the activations in f32 (eft__qgemm_f32): each weight is widened exactly as
+ * the reference dequantizer widens it, so the product is "dequantise, then an f32 GEMM" up to the
+ * order of the sums, which is what the reference implementation computes from a GGUF file.
  */
 #include <math.h>
 #include <string.h>
 
+#include "core/quant.h"
 #include "kernels.h"
 
 void eft__quantize_q8_0(eft__block_q8_0 *out, const float *w, int64_t n, int64_t k) {
@@ -134,11 +138,54 @@ static float dot_q4_1_q8_a(const eft__block_q4_1 *w, const eft__block_q8_a *a, i
     return s;
 }
 
+/* The f32-activation kernels widen the weights with the reference dequantizer itself, a chunk of
+ * a row at a time, so the scalar level cannot disagree with it about a single weight. */
+enum { DQ_CHUNK = 256 };
+
+static size_t block_bytes(eft_dtype wtype) {
+    switch (wtype) {
+    case EFT_DTYPE_Q8_0: return sizeof(eft__block_q8_0);
+    case EFT_DTYPE_Q4_0: return sizeof(eft__block_q4_0);
+    case EFT_DTYPE_Q4_1: return sizeof(eft__block_q4_1);
+    default: return 0;
+    }
+}
+
+static void qgemv_f32(float *c, int64_t ldc, const float *a, int64_t lda, int m, eft_dtype wtype, const void *w,
+                      size_t row_bytes, int64_t nrows, int64_t k, const float *bias) {
+    const size_t bb = block_bytes(wtype);
+    float x[DQ_CHUNK];
+    for (int64_t j = 0; j < nrows; j++) {
+        const uint8_t *wr = (const uint8_t *)w + (size_t)j * row_bytes;
+        float s[EFT__QGEMV_MAX_M] = {0};
+        for (int64_t k0 = 0; k0 < k; k0 += DQ_CHUNK) {
+            int64_t kc = k - k0 < DQ_CHUNK ? k - k0 : DQ_CHUNK;
+            eft__dequantize_row(wtype, wr + (size_t)(k0 / EFT__QK) * bb, x, kc);
+            for (int i = 0; i < m; i++)
+                for (int64_t e = 0; e < kc; e++) s[i] += a[i * lda + k0 + e] * x[e];
+        }
+        for (int i = 0; i < m; i++) c[i * ldc + j] = bias ? s[i] + bias[j] : s[i];
+    }
+}
+
+static void qpanel_f32(float *wp, eft_dtype wtype, const void *w, size_t row_bytes, int nr, int64_t k0, int64_t kc) {
+    const size_t bb = block_bytes(wtype);
+    float x[DQ_CHUNK];
+    for (int j = 0; j < EFT__SGEMM_NR; j++)
+        for (int64_t e0 = 0; e0 < kc; e0 += DQ_CHUNK) {
+            int64_t n = kc - e0 < DQ_CHUNK ? kc - e0 : DQ_CHUNK;
+            if (j < nr) eft__dequantize_row(wtype, (const uint8_t *)w + (size_t)j * row_bytes + (size_t)((k0 + e0) / EFT__QK) * bb, x, n);
+            for (int64_t e = 0; e < n; e++) wp[(e0 + e) * EFT__SGEMM_NR + j] = j < nr ? x[e] : 0.0f;
+        }
+}
+
 void eft__kernels_fill_q8_scalar(eft__kernels *k) {
     k->quantize_row_q8_a = quantize_row_q8_a;
     k->dot_q8_0_q8_a = dot_q8_0_q8_a;
     k->dot_q4_0_q8_a = dot_q4_0_q8_a;
     k->dot_q4_1_q8_a = dot_q4_1_q8_a;
+    k->qgemv_f32 = qgemv_f32;
+    k->qpanel_f32 = qpanel_f32;
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -214,4 +261,107 @@ void eft__q8_0_gemm(const eft__kernels *kt, eft__threadpool *tp, float *c, int64
                     int64_t lda, int64_t m, const eft__block_q8_0 *w, int64_t n, int64_t k,
                     const float *bias, void *work) {
     eft__qgemm(kt, tp, c, ldc, a, lda, m, EFT_DTYPE_Q8_0, w, n, k, bias, work);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * f32 activations: the driver
+ * ------------------------------------------------------------------------------------------- */
+
+/* KQ: the k-slice of one decoded panel (16 KiB, half of L1d) that the micro-kernel sweeps over the
+ * rows; MQ: rows per pass. Every weight is decoded once per pass, so MQ is large: the MQ x KQ
+ * block of activations (up to 240 KiB) stays in L2 while this worker's panels go by. */
+enum { KQ = 256, MQ = 240 };
+_Static_assert(KQ % EFT__QK == 0, "the panel slice must hold whole blocks");
+_Static_assert(MQ % EFT__SGEMM_MR == 0, "MQ must be a multiple of the micro-kernel's rows");
+
+/* One decoded slice per worker, on its own cache lines. */
+#define PANEL_FLOATS ((size_t)KQ * EFT__SGEMM_NR)
+
+size_t eft__qgemm_f32_work_size(int64_t m, int64_t k, int nth) {
+    (void)k;
+    if (m <= EFT__QGEMV_MAX_M) return 0;
+    return (size_t)(nth > 0 ? nth : 1) * PANEL_FLOATS * sizeof(float) + 64;
+}
+
+typedef struct qf32_ctx {
+    const eft__kernels *kt;
+    float *c;
+    int64_t ldc, lda, m, n, k;
+    const float *a, *bias;
+    eft_dtype wtype;
+    const uint8_t *w;
+    size_t row_bytes;
+    float *panels; /* [nth][PANEL_FLOATS], 64-byte aligned */
+} qf32_ctx;
+
+/* Few rows: split the output channels (in whole cache lines of c) and stream each weight row once
+ * against up to four activation rows at a time. */
+static void qf32_gemv(const qf32_ctx *x, int ith, int nth) {
+    int64_t g0, g1;
+    eft__split_range((x->n + 15) / 16, ith, nth, &g0, &g1);
+    int64_t j0 = g0 * 16, j1 = g1 * 16 < x->n ? g1 * 16 : x->n;
+    if (j0 >= j1) return;
+    for (int64_t i = 0; i < x->m; i += EFT__QGEMV_MAX_M) {
+        int mm = (int)(x->m - i < EFT__QGEMV_MAX_M ? x->m - i : EFT__QGEMV_MAX_M);
+        x->kt->qgemv_f32(x->c + i * x->ldc + j0, x->ldc, x->a + i * x->lda, x->lda, mm, x->wtype,
+                         x->w + (size_t)j0 * x->row_bytes, x->row_bytes, j1 - j0, x->k, x->bias ? x->bias + j0 : NULL);
+    }
+}
+
+/* Many rows: decode a KQ x 16 panel slice, run the micro-kernel over every row of the pass, move
+ * on. The split follows eft__sgemm_worker: channels when there are panels for everyone, else rows
+ * (each worker then decodes the same panels, which only happens for small N). */
+static void qf32_panels(const qf32_ctx *x, int ith, int nth) {
+    const int64_t NR = EFT__SGEMM_NR, MR = EFT__SGEMM_MR, K = x->k;
+    const int64_t np = (x->n + NR - 1) / NR;
+    int64_t p0 = 0, p1 = np, m0 = 0, m1 = x->m;
+    if (np >= 2 * nth || x->m < 2 * MR * nth) {
+        eft__split_range(np, ith, nth, &p0, &p1);
+    } else {
+        int64_t mb = (x->m + MR - 1) / MR, b0, b1;
+        eft__split_range(mb, ith, nth, &b0, &b1);
+        m0 = b0 * MR;
+        m1 = b1 * MR < x->m ? b1 * MR : x->m;
+    }
+    if (p0 >= p1 || m0 >= m1) return;
+    float *wp = x->panels + (size_t)ith * PANEL_FLOATS;
+    for (int64_t i0 = m0; i0 < m1; i0 += MQ) {
+        int64_t i1 = i0 + MQ < m1 ? i0 + MQ : m1;
+        for (int64_t k0 = 0; k0 < K; k0 += KQ) {
+            int64_t kc = K - k0 < KQ ? K - k0 : KQ;
+            bool acc = k0 > 0;
+            for (int64_t p = p0; p < p1; p++) {
+                int64_t j = p * NR;
+                int nr = (int)(x->n - j < NR ? x->n - j : NR);
+                x->kt->qpanel_f32(wp, x->wtype, x->w + (size_t)j * x->row_bytes, x->row_bytes, nr, k0, kc);
+                const float *bp = (!acc && x->bias) ? x->bias + j : NULL;
+                for (int64_t i = i0; i < i1; i += MR) {
+                    int mr = (int)(i1 - i < MR ? i1 - i : MR);
+                    x->kt->sgemm_ukernel(x->c + i * x->ldc + j, x->ldc, x->a + i * x->lda + k0, x->lda, wp, kc, mr, nr,
+                                         bp, acc);
+                }
+            }
+        }
+    }
+}
+
+static void qf32_task(void *p, int ith, int nth) {
+    qf32_ctx *x = p;
+    if (x->m <= EFT__QGEMV_MAX_M) qf32_gemv(x, ith, nth);
+    else qf32_panels(x, ith, nth);
+}
+
+bool eft__qgemm_f32(const eft__kernels *kt, eft__threadpool *tp, float *c, int64_t ldc, const float *a, int64_t lda,
+                    int64_t m, eft_dtype wtype, const void *w, int64_t n, int64_t k, const float *bias, void *work) {
+    size_t bb = block_bytes(wtype);
+    if (bb == 0 || k % EFT__QK != 0) return false;
+    if (m <= 0 || n <= 0 || k <= 0) return true;
+    if (m > EFT__QGEMV_MAX_M && !work) return false;
+    /* work need not be aligned: the panels start at its first 64-byte boundary (the work size
+     * counts the slack), where the micro-kernel's aligned loads want them. */
+    float *panels = work ? (float *)(((uintptr_t)work + 63) & ~(uintptr_t)63) : NULL;
+    qf32_ctx x = {kt ? kt : eft__kernels_get(), c, ldc, lda, m, n, k, a, bias, wtype, w, bb * (size_t)(k / EFT__QK), panels};
+    if (tp && eft__threadpool_size(tp) > 1) eft__threadpool_run(tp, qf32_task, &x);
+    else qf32_task(&x, 0, 1);
+    return true;
 }

@@ -3,8 +3,11 @@
  * dot uses the sign trick: |w| as unsigned bytes times sign(w)*a as signed bytes through
  * vpmaddubsw (pairs fit int16: 2 * 128 * 127 < 32768), then vpmaddwd to int32, one FMA per block.
  * Q4_0 and Q4_1 unpack their nibbles to the same 32-byte form first; Q4_1's unsigned nibbles go
- * straight into vpmaddubsw (2 * 15 * 127 fits too).
+ * straight into vpmaddubsw (2 * 15 * 127 fits too). The f32-activation kernels at the end widen
+ * each block to four vectors of floats instead and multiply in f32.
  */
+#include <string.h>
+
 #include "kernels.h"
 #include "simd_avx2.h"
 
@@ -92,9 +95,173 @@ static float dot_q4_1_q8_a(const eft__block_q4_1 *w, const eft__block_q8_a *a, i
     return eft__hsum256(_mm256_add_ps(acc0, acc1)) + mins;
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * f32 activations: weights widened in registers
+ * ------------------------------------------------------------------------------------------- */
+
+enum { WQ8_0, WQ4_0, WQ4_1 }; /* weight type, a compile-time constant at every call site */
+
+/* Block scales sit at any address in a mapped file (GGUF may align to 1 byte). Q4_1's d and m are
+ * adjacent, so one 32-bit load and one conversion widen both. */
+static inline __m128 load_halves(const uint8_t *p, const int two) {
+    uint32_t h = 0;
+    memcpy(&h, p, two ? 4 : 2);
+    return _mm_cvtph_ps(_mm_cvtsi32_si128((int)h));
+}
+
+/* One block of 32 weights as four vectors of eight f32 (elements 0-7, 8-15, 16-23, 24-31). The
+ * values are exactly eft__dequantize_row's: d and m are f16 (11 significant bits) and q has at
+ * most 8, so d q is exact in f32 and the fused d q + m of Q4_1 rounds once, as the reference's
+ * separate multiply and add do. */
+static inline __attribute__((always_inline)) void decode_block(__m256 w[4], const uint8_t *blk, const int WT) {
+    const __m128 dm = load_halves(blk, WT == WQ4_1);
+    const __m256 d = _mm256_broadcastss_ps(dm);
+    if (WT == WQ8_0) {
+        const uint8_t *qs = blk + 2;
+        for (int e = 0; e < 4; e++)
+            w[e] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(qs + 8 * e)))));
+        return;
+    }
+    const __m128i m4 = _mm_set1_epi8(15);
+    __m128i v = _mm_loadu_si128((const __m128i *)(blk + (WT == WQ4_0 ? 2 : 4)));
+    __m128i lo = _mm_and_si128(v, m4), hi = _mm_and_si128(_mm_srli_epi16(v, 4), m4);
+    __m256i q[4];
+    if (WT == WQ4_0) {
+        /* q - 8 in bytes, then sign-extended: the same integers the reference converts. */
+        lo = _mm_sub_epi8(lo, _mm_set1_epi8(8));
+        hi = _mm_sub_epi8(hi, _mm_set1_epi8(8));
+        q[0] = _mm256_cvtepi8_epi32(lo), q[1] = _mm256_cvtepi8_epi32(_mm_unpackhi_epi64(lo, lo));
+        q[2] = _mm256_cvtepi8_epi32(hi), q[3] = _mm256_cvtepi8_epi32(_mm_unpackhi_epi64(hi, hi));
+        for (int e = 0; e < 4; e++) w[e] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(q[e]));
+    } else {
+        const __m256 mn = _mm256_broadcastss_ps(_mm_movehdup_ps(dm));
+        q[0] = _mm256_cvtepu8_epi32(lo), q[1] = _mm256_cvtepu8_epi32(_mm_unpackhi_epi64(lo, lo));
+        q[2] = _mm256_cvtepu8_epi32(hi), q[3] = _mm256_cvtepu8_epi32(_mm_unpackhi_epi64(hi, hi));
+        for (int e = 0; e < 4; e++) w[e] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(q[e]), mn);
+    }
+}
+
+static inline size_t wq_bytes(const int WT) {
+    return WT == WQ8_0 ? sizeof(eft__block_q8_0) : WT == WQ4_0 ? sizeof(eft__block_q4_0) : sizeof(eft__block_q4_1);
+}
+
+/* M activation rows against each weight row. One row gets four partial sums (one per vector of
+ * the block) so consecutive blocks' FMAs do not wait on each other's 4-cycle latency; three or
+ * four rows get two each, which with the block's four weight vectors fills the 16 registers. */
+static inline __attribute__((always_inline)) void gemv(float *c, int64_t ldc, const float *a, int64_t lda, const int M,
+                                                       const uint8_t *w, size_t row_bytes, int64_t nrows, int64_t nb,
+                                                       const float *bias, const int WT) {
+    const int NA = M <= 2 ? 4 : 2;
+    const size_t bb = wq_bytes(WT);
+    for (int64_t j = 0; j < nrows; j++) {
+        const uint8_t *wr = w + (size_t)j * row_bytes;
+        __m256 acc[4][4];
+#pragma GCC unroll 4
+        for (int i = 0; i < M; i++)
+            for (int u = 0; u < NA; u++) acc[i][u] = _mm256_setzero_ps();
+        for (int64_t b = 0; b < nb; b++) {
+            __m256 wv[4];
+            decode_block(wv, wr + (size_t)b * bb, WT);
+#pragma GCC unroll 4
+            for (int i = 0; i < M; i++) {
+                const float *ai = a + i * lda + 32 * b;
+#pragma GCC unroll 4
+                for (int e = 0; e < 4; e++) acc[i][e % NA] = _mm256_fmadd_ps(_mm256_loadu_ps(ai + 8 * e), wv[e], acc[i][e % NA]);
+            }
+        }
+#pragma GCC unroll 4
+        for (int i = 0; i < M; i++) {
+            __m256 s = _mm256_add_ps(acc[i][0], acc[i][1]);
+            if (NA == 4) s = _mm256_add_ps(s, _mm256_add_ps(acc[i][2], acc[i][3]));
+            float v = eft__hsum256(s);
+            c[i * ldc + j] = bias ? v + bias[j] : v;
+        }
+    }
+}
+
+#define GEMV_M(WT)                                                                                  \
+    switch (m) {                                                                                    \
+    case 1: gemv(c, ldc, a, lda, 1, w, row_bytes, nrows, nb, bias, WT); break;                      \
+    case 2: gemv(c, ldc, a, lda, 2, w, row_bytes, nrows, nb, bias, WT); break;                      \
+    case 3: gemv(c, ldc, a, lda, 3, w, row_bytes, nrows, nb, bias, WT); break;                      \
+    default: gemv(c, ldc, a, lda, 4, w, row_bytes, nrows, nb, bias, WT); break;                     \
+    }
+
+static void qgemv_f32(float *c, int64_t ldc, const float *a, int64_t lda, int m, eft_dtype wtype, const void *wv,
+                      size_t row_bytes, int64_t nrows, int64_t k, const float *bias) {
+    const uint8_t *w = wv;
+    const int64_t nb = k / EFT__QK;
+    if (m < 1) return;
+    switch (wtype) {
+    case EFT_DTYPE_Q8_0: GEMV_M(WQ8_0); break;
+    case EFT_DTYPE_Q4_0: GEMV_M(WQ4_0); break;
+    case EFT_DTYPE_Q4_1: GEMV_M(WQ4_1); break;
+    default: break;
+    }
+}
+
+/* r[q] becomes column q of the 8 x 8 block of rows r[0..7]. */
+static inline __attribute__((always_inline)) void transpose8(__m256 r[8]) {
+    __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xee);
+    __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xee);
+    __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xee);
+    __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xee);
+    r[0] = _mm256_permute2f128_ps(s0, s4, 0x20), r[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
+    r[2] = _mm256_permute2f128_ps(s2, s6, 0x20), r[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
+    r[4] = _mm256_permute2f128_ps(s0, s4, 0x31), r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
+    r[6] = _mm256_permute2f128_ps(s2, s6, 0x31), r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
+}
+
+/* Per block and half-panel of 8 channels: decode the 8 rows' blocks into a 1 KiB row-major tile
+ * (L1, and store-to-load forwarded), then write it out k-major through four 8 x 8 transposes,
+ * whole 32-byte aligned stores into the panel. */
+static inline __attribute__((always_inline)) void panel(float *wp, const uint8_t *w, size_t row_bytes, int nr,
+                                                        int64_t k0, int64_t kc, const int WT) {
+    const size_t bb = wq_bytes(WT);
+    _Alignas(32) float t[8][EFT__QK];
+    for (int64_t kb = 0; kb < kc; kb += EFT__QK) {
+        const size_t boff = (size_t)((k0 + kb) / EFT__QK) * bb;
+        float *out = wp + kb * EFT__SGEMM_NR;
+        for (int h = 0; h < 2; h++) {
+            int rows = nr - 8 * h;
+            if (rows <= 0) {
+                for (int q = 0; q < EFT__QK; q++) _mm256_store_ps(out + q * EFT__SGEMM_NR + 8 * h, _mm256_setzero_ps());
+                continue;
+            }
+            for (int r = 0; r < 8; r++) {
+                __m256 v[4];
+                if (r < rows) decode_block(v, w + (size_t)(8 * h + r) * row_bytes + boff, WT);
+                else v[0] = v[1] = v[2] = v[3] = _mm256_setzero_ps();
+                for (int e = 0; e < 4; e++) _mm256_store_ps(t[r] + 8 * e, v[e]);
+            }
+            for (int e = 0; e < 4; e++) {
+                __m256 r8[8];
+                for (int r = 0; r < 8; r++) r8[r] = _mm256_load_ps(t[r] + 8 * e);
+                transpose8(r8);
+                for (int q = 0; q < 8; q++) _mm256_store_ps(out + (8 * e + q) * EFT__SGEMM_NR + 8 * h, r8[q]);
+            }
+        }
+    }
+}
+
+static void qpanel_f32(float *wp, eft_dtype wtype, const void *w, size_t row_bytes, int nr, int64_t k0, int64_t kc) {
+    switch (wtype) {
+    case EFT_DTYPE_Q8_0: panel(wp, w, row_bytes, nr, k0, kc, WQ8_0); break;
+    case EFT_DTYPE_Q4_0: panel(wp, w, row_bytes, nr, k0, kc, WQ4_0); break;
+    case EFT_DTYPE_Q4_1: panel(wp, w, row_bytes, nr, k0, kc, WQ4_1); break;
+    default: break;
+    }
+}
+
 void eft__kernels_fill_q8_avx2(eft__kernels *k) {
     k->quantize_row_q8_a = quantize_row_q8_a;
     k->dot_q8_0_q8_a = dot_q8_0_q8_a;
     k->dot_q4_0_q8_a = dot_q4_0_q8_a;
     k->dot_q4_1_q8_a = dot_q4_1_q8_a;
+    k->qgemv_f32 = qgemv_f32;
+    k->qpanel_f32 = qpanel_f32;
 }
