@@ -26,10 +26,15 @@ typedef struct eft__decoder_params {
     eft_dtype kv_dtype;     /* EFT_DTYPE_F32, F16 or I8 */
     /* Kernel table to run on; NULL = eft__kernels_get() (the best ISA, or EFT_ISA). */
     const struct eft__kernels *kernels;
+    /* Quantised weights (Q8_0/Q4_0/Q4_1 kept as blocks) multiply activations quantised to int8
+     * blocks (eft__qgemm) instead of f32 activations (eft__qgemm_f32, the default, which matches
+     * "dequantise, then multiply in f32" as Hugging Face transformers does). For comparison. */
+    bool int8_activations;
 } eft__decoder_params;
 
 /* 1 slot, ctx_len 0 (the model's, capped at 4096), 128 tokens per call, 1 thread, weights kept,
- * f32 cache. */
+ * f32 cache, f32 activations (int8 when the environment has EFT_QGEMM=int8, so the benchmarks
+ * can compare the two without a flag of their own). */
 eft__decoder_params eft__decoder_params_default(void);
 
 /* Builds a decoder over the weights of m (which must outlive it). Refuses a model that is not a
@@ -51,8 +56,9 @@ int eft__decoder_max_tokens(const eft__decoder *d);
  * position, and each token attends to its slot's cache at positions 0 .. pos[i] (with the model's
  * sliding window where it has one), so positions below a slot's first token in this call must have
  * been written by earlier calls. logits[n_logits, V] receives the final logits (softcapping
- * applied) of the tokens logit_rows[0 .. n_logits). Fails, changing nothing, on an id outside the
- * vocabulary, a slot or position out of range, or n over max_tokens. */
+ * applied) of the tokens logit_rows[0 .. n_logits) (zeros for a padding row). Fails, changing
+ * nothing, on an id outside the vocabulary, a slot or position out of range, n over max_tokens, a
+ * slot's positions not increasing, or a slot's tokens not consecutive. */
 eft_status eft__decoder_forward(eft__decoder *d, const int32_t *ids, const int32_t *slot, const int32_t *pos,
                                 int n, const int32_t *logit_rows, int n_logits, float *logits, eft__error *err);
 

@@ -1,0 +1,988 @@
+/*
+ * decoder.c — the causal-LM forward pass (Llama, Mistral, Qwen2/3, Gemma 2/3, Phi-3, GPT-2) over a
+ * Hugging Face folder or a GGUF file: weights checked and converted once at build (quantised GGUF
+ * blocks kept and multiplied by f32 activations, K-quants repacked into the block types the kernels
+ * read), the KV cache and every activation buffer planned once, and a forward pass over a ragged
+ * batch of (slot, position) tokens that allocates nothing and only computes logits for the rows
+ * asked for.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/cpu/kernels.h"
+
+#include "api/model_internal.h"
+#include "formats/safetensors.h"
+
+#include "models/decoder.h"
+
+/* ---------------------------------------------------------------------------------------------
+ * The decoder
+ * ------------------------------------------------------------------------------------------- */
+
+/* One Linear y = x W^T + b, W [N, K], in whichever form its kernel reads. */
+typedef struct lin {
+    int64_t n, k;
+    eft_dtype qt;          /* EFT_DTYPE_COUNT: packed for eft__sgemm; else Q8_0/Q4_0/Q4_1 rows in q */
+    eft__sgemm_packed p;
+    const void *q;         /* [N][K/32] blocks: borrowed from the file mapping, or q_owned */
+    void *q_owned;
+    float *b;              /* [N] or NULL */
+} lin;
+
+typedef struct dec_layer {
+    lin qkv[3];   /* q, k, v (n_qkv = 3), or one fused [QD + 2 KD, C] (n_qkv = 1) */
+    int n_qkv;
+    lin o;        /* [C, QD] */
+    lin gu[2];    /* gate, up (n_gu = 2), one fused [2I, C] (n_gu = 1), or GPT-2's up alone */
+    int n_gu;
+    lin down;     /* [C, I] */
+    float *attn_norm_w, *attn_norm_b;   /* [C]: before attention */
+    float *post_attn_w;                 /* [C]: Gemma's norm of the attention output, or NULL */
+    float *ffn_norm_w, *ffn_norm_b;     /* [C]: before the MLP */
+    float *post_ffn_w;                  /* [C]: Gemma's norm of the MLP output, or NULL */
+    float *q_norm, *k_norm;             /* [HS]: per-head RMSNorm (qwen3, gemma3), or NULL */
+    const eft__rope_table *rope;        /* NULL for GPT-2 */
+    int64_t window;                     /* sliding window of this layer, 0 = full */
+    float scale;
+} dec_layer;
+
+struct eft__decoder {
+    eft__arch arch;
+    int64_t C, NH, NKV, HS, QD, KD, QW, I, L, V, P; /* QD = NH HS, KD = NKV HS, QW = QD + 2 KD */
+    float eps, norm_off, embed_scale, final_softcap, attn_softcap;
+    eft__norm norm;
+    eft__act act;
+    bool gated;          /* act(gate) * up; GPT-2 has act(up) */
+    eft__rope_layout rope_layout;
+
+    const eft__tensor_view *wte; /* [V, C], read in place: plain rows gathered, quantised rows dequantised */
+    uint64_t wte_row_bytes;
+    float *wpe;                  /* GPT-2: [P, C] */
+    dec_layer *layers;
+    float *out_norm_w, *out_norm_b; /* [C] */
+    lin head;                    /* [V, C] */
+    eft__rope_table rope_global, rope_local;
+    bool has_rope_local;
+
+    /* KV cache: [slots][L][ctx][KD] for K and for V, and for int8 [slots][L][ctx][NKV] scales. */
+    int slots;
+    int64_t ctx;
+    eft_dtype kv_dtype;
+    void *kc, *vc;
+    float *ks, *vs;
+
+    /* The plan: buffers for max_tokens rows. */
+    int maxT, nth;
+    const eft__kernels *kt;
+    eft__threadpool *tp;
+    float *x;      /* [maxT, C] residual stream of the active rows */
+    float *h;      /* [maxT, C] normed input of a block */
+    float *qkv;    /* [maxT, QW] */
+    float *att;    /* [maxT, QD] */
+    float *tmp;    /* [maxT, C] */
+    float *ff;     /* [maxT, 2I] */
+    void *qwork;   /* eft__qgemm or eft__qgemm_f32 scratch */
+    bool int8_act; /* quantised weights through eft__qgemm (int8 activations) */
+    float *attn_work;  /* eft__attention or eft__attention_decode scratch */
+    float *kf, *vf;    /* [ctx, KD] f32 copies of a half/int8 cache for the flash kernel, or NULL */
+    int32_t *a_ids, *a_pos, *a_slot; /* [maxT] active rows */
+    int32_t *row_of;   /* [maxT] input index -> active row, -1 for padding */
+};
+
+enum { DECODE_ROWS = 4 }; /* groups up to this many tokens attend with the cache-reading kernel */
+
+eft__decoder_params eft__decoder_params_default(void) {
+    const char *q = getenv("EFT_QGEMM");
+    eft__decoder_params p = {.n_slots = 1, .ctx_len = 0, .max_tokens = 128, .n_threads = 1,
+                             .weight_dtype = EFT_DTYPE_COUNT, .kv_dtype = EFT_DTYPE_F32, .kernels = NULL,
+                             .int8_activations = q && !strcmp(q, "int8")};
+    return p;
+}
+
+int64_t eft__decoder_vocab_size(const eft__decoder *d) { return d->V; }
+int64_t eft__decoder_ctx_len(const eft__decoder *d) { return d->ctx; }
+int eft__decoder_slots(const eft__decoder *d) { return d->slots; }
+int eft__decoder_max_tokens(const eft__decoder *d) { return d->maxT; }
+
+/* ---------------------------------------------------------------------------------------------
+ * Build: finding, checking and converting weights
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct builder {
+    const eft_model *m;
+    eft_dtype want;  /* the caller's weight_dtype */
+    eft__error *err;
+} builder;
+
+static void shape_str(char *buf, size_t n, const int64_t *shape, int ndim) {
+    size_t k = (size_t)snprintf(buf, n, "[");
+    for (int i = 0; i < ndim && k < n; i++)
+        k += (size_t)snprintf(buf + k, n - k, "%s%lld", i ? ", " : "", (long long)shape[i]);
+    if (k < n) snprintf(buf + k, n - k, "]");
+}
+
+static bool is_plain(eft_dtype t) { return t == EFT_DTYPE_F32 || t == EFT_DTYPE_F16 || t == EFT_DTYPE_BF16; }
+static bool is_kernel_q(eft_dtype t) { return t == EFT_DTYPE_Q8_0 || t == EFT_DTYPE_Q4_0 || t == EFT_DTYPE_Q4_1; }
+static bool is_block_q(eft_dtype t) {
+    return t >= EFT_DTYPE_Q4_0 && t <= EFT_DTYPE_Q8_K;
+}
+
+/* The tensor name, shaped [d0] (d1 < 0) or [d0, d1]; NULL and a message when missing or wrong.
+ * optional: a missing tensor is no error (NULL with err untouched). */
+static const eft__tensor_view *want(builder *b, const char *name, int64_t d0, int64_t d1, bool optional) {
+    const eft__tensor_view *t = eft__model_find_tensor(b->m, name);
+    int64_t shape[2] = {d0, d1};
+    int ndim = d1 < 0 ? 1 : 2;
+    char ws[64], gs[160];
+    shape_str(ws, sizeof ws, shape, ndim);
+    if (!t) {
+        if (!optional) eft__fail(b->err, EFT_ERR_NOT_FOUND, "%s: tensor '%s' %s is missing", b->m->path, name, ws);
+        return NULL;
+    }
+    if (t->ndim != ndim || t->shape[0] != d0 || (ndim == 2 && t->shape[1] != d1)) {
+        shape_str(gs, sizeof gs, t->shape, t->ndim);
+        eft__fail(b->err, EFT_ERR_FORMAT, "%s: tensor '%s' has shape %s, expected %s", b->m->path, name, gs, ws);
+        return NULL;
+    }
+    if (!is_plain(t->dtype) && !is_block_q(t->dtype)) {
+        eft__fail(b->err, EFT_ERR_UNSUPPORTED, "%s: tensor '%s' has type %s; the decoder reads F32, F16, BF16 "
+                  "and GGUF block types", b->m->path, name, eft_dtype_name(t->dtype));
+        return NULL;
+    }
+    uint64_t need;
+    if (!eft__dtype_nbytes(t->dtype, t->n_elems, &need) || need > t->nbytes) {
+        eft__fail(b->err, EFT_ERR_FORMAT, "%s: tensor '%s' of type %s holds %llu bytes, too few for %s", b->m->path,
+                  name, eft_dtype_name(t->dtype), (unsigned long long)t->nbytes, ws);
+        return NULL;
+    }
+    return t;
+}
+
+/* All of t as owned f32 (plain types converted, block types dequantised). */
+static float *view_f32(builder *b, const eft__tensor_view *t) {
+    float *out = eft__malloc_array((size_t)t->n_elems, sizeof(float));
+    if (!out) {
+        eft__fail(b->err, EFT_ERR_OUT_OF_MEMORY, "out of memory converting '%s'", t->name);
+        return NULL;
+    }
+    if (is_plain(t->dtype)) {
+        if (eft__tensor_to_f32(t, out, t->n_elems, b->err) == EFT_OK) return out;
+    } else if (eft__dequantize_row(t->dtype, t->data, out, (int64_t)t->n_elems)) {
+        return out;
+    } else {
+        eft__fail(b->err, EFT_ERR_UNSUPPORTED, "%s: cannot dequantize '%s' of type %s", b->m->path, t->name,
+                  eft_dtype_name(t->dtype));
+    }
+    eft__free(out);
+    return NULL;
+}
+
+/* A small vector (norm weight, bias) as owned f32; NULL for a missing optional one. */
+static float *want_vec(builder *b, const char *name, int64_t n, bool optional, bool *ok) {
+    const eft__tensor_view *t = want(b, name, n, -1, optional);
+    if (!t) {
+        if (!optional || b->err->status != EFT_OK) *ok = false;
+        return NULL;
+    }
+    float *v = view_f32(b, t);
+    if (!v) *ok = false;
+    return v;
+}
+
+/* Q4_K super-block -> 8 Q4_1 blocks: each sub-block of 32 has x = d sc q - dmin m, which is Q4_1's
+ * x = d' q + m' with d' = d sc and m' = -dmin m rounded to f16 (2^-11 relative), and nibbles
+ * re-ordered from Q4_K's (sub-blocks 2j and 2j+1 share bytes, low and high) to Q4_1's (elements
+ * 0-15 low, 16-31 high). */
+static void q4k_to_q4_1(eft__block_q4_1 *out, const eft__block_q4_k *in) {
+    const float d = eft__f16_to_f32(in->d), dmin = eft__f16_to_f32(in->dmin);
+    const uint8_t *s = in->scales;
+    for (int j = 0; j < 8; j++) {
+        int sc, mn;
+        if (j < 4) {
+            sc = s[j] & 63;
+            mn = s[j + 4] & 63;
+        } else {
+            sc = (s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4);
+            mn = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+        }
+        const uint8_t *q = in->qs + 32 * (j / 2);
+        int shift = (j % 2) * 4;
+        eft__block_q4_1 *o = &out[j];
+        o->d = eft__f32_to_f16(d * (float)sc);
+        o->m = eft__f32_to_f16(-dmin * (float)mn);
+        for (int i = 0; i < 16; i++) {
+            uint8_t lo = (q[i] >> shift) & 0xF, hi = (q[i + 16] >> shift) & 0xF;
+            o->qs[i] = (uint8_t)(lo | (hi << 4));
+        }
+    }
+}
+
+/* Q5_0 -> Q8_0 exactly: x = d (q - 16) with q < 32 is d times an int8. The 5-bit values are read
+ * back from the reference dequantizer, so the bit layout lives in one place. */
+static void q5_0_to_q8_0(eft__block_q8_0 *out, const eft__block_q5_0 *in) {
+    float x[EFT__QK];
+    eft__dequantize_row(EFT_DTYPE_Q5_0, in, x, EFT__QK);
+    float d = eft__f16_to_f32(in->d);
+    out->d = in->d;
+    for (int i = 0; i < EFT__QK; i++) out->qs[i] = (int8_t)(d != 0.0f ? lrintf(x[i] / d) : 0);
+}
+
+static bool lin_alloc_q(builder *b, lin *l, eft_dtype qt, const char *name) {
+    uint64_t bytes;
+    if (!eft__dtype_nbytes(qt, (uint64_t)(l->n * l->k), &bytes) || !(l->q_owned = eft__malloc(bytes))) {
+        eft__fail(b->err, EFT_ERR_OUT_OF_MEMORY, "out of memory converting '%s'", name);
+        return false;
+    }
+    l->q = l->q_owned;
+    l->qt = qt;
+    return true;
+}
+
+/* Packs f32 w[N, K] for the wanted type (F32 also for COUNT; F16/BF16 kept 16-bit; Q types
+ * quantised). */
+static bool lin_from_f32(builder *b, lin *l, const float *w, eft_dtype want, const char *name) {
+    const int64_t n = l->n, k = l->k;
+    if (is_kernel_q(want)) {
+        if (k % EFT__QK != 0)
+            return eft__fail(b->err, EFT_ERR_UNSUPPORTED, "%s: '%s' has %lld input channels, not a multiple of 32, "
+                             "so it cannot be quantised to %s", b->m->path, name, (long long)k, eft_dtype_name(want)),
+                   false;
+        if (!lin_alloc_q(b, l, want, name)) return false;
+        if (want == EFT_DTYPE_Q8_0) eft__quantize_q8_0(l->q_owned, w, n, k);
+        else if (want == EFT_DTYPE_Q4_0) eft__quantize_q4_0(l->q_owned, w, n, k);
+        else eft__quantize_q4_1(l->q_owned, w, n, k);
+        return true;
+    }
+    l->qt = EFT_DTYPE_COUNT;
+    eft_status s;
+    if (want == EFT_DTYPE_F16 || want == EFT_DTYPE_BF16) {
+        uint16_t *h = eft__malloc_array((size_t)(n * k), sizeof(uint16_t));
+        if (!h) return eft__fail(b->err, EFT_ERR_OUT_OF_MEMORY, "out of memory converting '%s'", name), false;
+        for (int64_t i = 0; i < n * k; i++) h[i] = want == EFT_DTYPE_F16 ? eft__f32_to_f16(w[i]) : eft__f32_to_bf16(w[i]);
+        s = eft__sgemm_pack_half(&l->p, want, h, n, k, k, b->err);
+        eft__free(h);
+    } else {
+        s = eft__sgemm_pack(&l->p, w, n, k, k, b->err);
+    }
+    if (s != EFT_OK) eft__error_prefix(b->err, "packing '%s'", name);
+    return s == EFT_OK;
+}
+
+/* Converts the tensor t, holding W [N, K] (or W^T [K, N] when transposed, GPT-2's Conv1D), to the
+ * kernels' form: quantised GGUF rows stay as they are when the caller keeps the weights. */
+static bool lin_from_view(builder *b, lin *l, const eft__tensor_view *t, int64_t n, int64_t k, bool transposed) {
+    l->n = n;
+    l->k = k;
+    eft_dtype want = b->want, src = t->dtype;
+    if (!transposed && (want == EFT_DTYPE_COUNT || want == src) && is_kernel_q(src)) {
+        if (k % EFT__QK != 0)
+            return eft__fail(b->err, EFT_ERR_FORMAT, "%s: '%s' is %s with %lld input channels", b->m->path, t->name,
+                             eft_dtype_name(src), (long long)k), false;
+        l->qt = src;
+        l->q = t->data;
+        return true;
+    }
+    if (!transposed && want == EFT_DTYPE_COUNT && is_plain(src)) {
+        l->qt = EFT_DTYPE_COUNT;
+        eft_status s = src == EFT_DTYPE_F32 ? eft__sgemm_pack_typed(&l->p, src, t->data, n, k, k, b->err)
+                                            : eft__sgemm_pack_half(&l->p, src, t->data, n, k, k, b->err);
+        if (s != EFT_OK) eft__error_prefix(b->err, "packing '%s'", t->name);
+        return s == EFT_OK;
+    }
+    if (!transposed && want == EFT_DTYPE_COUNT && src == EFT_DTYPE_Q4_K) {
+        if (!lin_alloc_q(b, l, EFT_DTYPE_Q4_1, t->name)) return false;
+        const eft__block_q4_k *in = t->data;
+        for (uint64_t i = 0; i < t->n_elems / EFT__QK_K; i++) q4k_to_q4_1((eft__block_q4_1 *)l->q_owned + 8 * i, &in[i]);
+        return true;
+    }
+    if (!transposed && want == EFT_DTYPE_COUNT && src == EFT_DTYPE_Q5_0) {
+        if (!lin_alloc_q(b, l, EFT_DTYPE_Q8_0, t->name)) return false;
+        const eft__block_q5_0 *in = t->data;
+        for (uint64_t i = 0; i < t->n_elems / EFT__QK; i++) q5_0_to_q8_0((eft__block_q8_0 *)l->q_owned + i, &in[i]);
+        return true;
+    }
+    /* Everything else goes through f32 once: other K-quants become Q8_0 (dequantise, requantise:
+     * well inside int8's error for 5- and 6-bit values), plain weights take the wanted type. */
+    float *w = view_f32(b, t);
+    if (!w) return false;
+    if (transposed) {
+        float *wt = eft__malloc_array((size_t)(n * k), sizeof(float));
+        if (!wt) {
+            eft__free(w);
+            return eft__fail(b->err, EFT_ERR_OUT_OF_MEMORY, "out of memory transposing '%s'", t->name), false;
+        }
+        for (int64_t i = 0; i < k; i++)
+            for (int64_t j = 0; j < n; j++) wt[j * k + i] = w[i * n + j];
+        eft__free(w);
+        w = wt;
+    }
+    if (want == EFT_DTYPE_COUNT) want = is_block_q(src) ? EFT_DTYPE_Q8_0 : EFT_DTYPE_F32;
+    if (is_kernel_q(want) && k % EFT__QK != 0 && is_plain(src)) want = EFT_DTYPE_F32; /* cannot block it */
+    bool ok = lin_from_f32(b, l, w, want, t->name);
+    eft__free(w);
+    return ok;
+}
+
+static bool want_lin(builder *b, lin *l, const char *name, int64_t n, int64_t k, bool transposed) {
+    const eft__tensor_view *t = transposed ? want(b, name, k, n, false) : want(b, name, n, k, false);
+    return t && lin_from_view(b, l, t, n, k, transposed);
+}
+
+static void lin_free(lin *l) {
+    eft__sgemm_packed_free(&l->p);
+    eft__free(l->q_owned);
+    eft__free(l->b);
+    memset(l, 0, sizeof *l);
+}
+
+/* The names of one layer's tensors in the file's convention. */
+typedef struct names {
+    char q[160], k[160], v[160], qkv[160], o[160], gate[160], up[160], gate_up[160], down[160];
+    char q_b[160], k_b[160], v_b[160], qkv_b[160], o_b[160], up_b[160], down_b[160];
+    char attn_norm[160], attn_norm_b[160], post_attn[160], ffn_norm[160], ffn_norm_b[160], post_ffn[160];
+    char q_norm[160], k_norm[160];
+} names;
+
+static void layer_names(const eft_model *m, eft__arch arch, int64_t l, names *n) {
+    long long i = (long long)l;
+#define NM(field, ...) snprintf(n->field, sizeof n->field, __VA_ARGS__)
+    if (m->is_gguf) {
+        NM(q, "blk.%lld.attn_q.weight", i); NM(k, "blk.%lld.attn_k.weight", i); NM(v, "blk.%lld.attn_v.weight", i);
+        NM(qkv, "blk.%lld.attn_qkv.weight", i); NM(o, "blk.%lld.attn_output.weight", i);
+        NM(gate, "blk.%lld.ffn_gate.weight", i); NM(up, "blk.%lld.ffn_up.weight", i);
+        NM(gate_up, "blk.%lld.ffn_up.weight", i); NM(down, "blk.%lld.ffn_down.weight", i);
+        NM(q_b, "blk.%lld.attn_q.bias", i); NM(k_b, "blk.%lld.attn_k.bias", i); NM(v_b, "blk.%lld.attn_v.bias", i);
+        NM(qkv_b, "blk.%lld.attn_qkv.bias", i); NM(o_b, "blk.%lld.attn_output.bias", i);
+        NM(up_b, "blk.%lld.ffn_up.bias", i); NM(down_b, "blk.%lld.ffn_down.bias", i);
+        NM(attn_norm, "blk.%lld.attn_norm.weight", i); NM(attn_norm_b, "blk.%lld.attn_norm.bias", i);
+        NM(post_attn, "blk.%lld.post_attention_norm.weight", i);
+        NM(ffn_norm, "blk.%lld.ffn_norm.weight", i); NM(ffn_norm_b, "blk.%lld.ffn_norm.bias", i);
+        NM(post_ffn, "blk.%lld.post_ffw_norm.weight", i);
+        NM(q_norm, "blk.%lld.attn_q_norm.weight", i); NM(k_norm, "blk.%lld.attn_k_norm.weight", i);
+    } else if (arch == EFT__ARCH_GPT2) {
+        NM(qkv, "transformer.h.%lld.attn.c_attn.weight", i); NM(qkv_b, "transformer.h.%lld.attn.c_attn.bias", i);
+        NM(o, "transformer.h.%lld.attn.c_proj.weight", i); NM(o_b, "transformer.h.%lld.attn.c_proj.bias", i);
+        NM(up, "transformer.h.%lld.mlp.c_fc.weight", i); NM(up_b, "transformer.h.%lld.mlp.c_fc.bias", i);
+        NM(down, "transformer.h.%lld.mlp.c_proj.weight", i); NM(down_b, "transformer.h.%lld.mlp.c_proj.bias", i);
+        NM(attn_norm, "transformer.h.%lld.ln_1.weight", i); NM(attn_norm_b, "transformer.h.%lld.ln_1.bias", i);
+        NM(ffn_norm, "transformer.h.%lld.ln_2.weight", i); NM(ffn_norm_b, "transformer.h.%lld.ln_2.bias", i);
+    } else {
+        const char *p = "model.layers";
+        bool gemma = arch == EFT__ARCH_GEMMA2 || arch == EFT__ARCH_GEMMA3;
+        NM(q, "%s.%lld.self_attn.q_proj.weight", p, i); NM(k, "%s.%lld.self_attn.k_proj.weight", p, i);
+        NM(v, "%s.%lld.self_attn.v_proj.weight", p, i); NM(qkv, "%s.%lld.self_attn.qkv_proj.weight", p, i);
+        NM(o, "%s.%lld.self_attn.o_proj.weight", p, i);
+        NM(gate, "%s.%lld.mlp.gate_proj.weight", p, i); NM(up, "%s.%lld.mlp.up_proj.weight", p, i);
+        NM(gate_up, "%s.%lld.mlp.gate_up_proj.weight", p, i); NM(down, "%s.%lld.mlp.down_proj.weight", p, i);
+        NM(q_b, "%s.%lld.self_attn.q_proj.bias", p, i); NM(k_b, "%s.%lld.self_attn.k_proj.bias", p, i);
+        NM(v_b, "%s.%lld.self_attn.v_proj.bias", p, i); NM(qkv_b, "%s.%lld.self_attn.qkv_proj.bias", p, i);
+        NM(o_b, "%s.%lld.self_attn.o_proj.bias", p, i);
+        NM(up_b, "%s.%lld.mlp.up_proj.bias", p, i); NM(down_b, "%s.%lld.mlp.down_proj.bias", p, i);
+        NM(attn_norm, "%s.%lld.input_layernorm.weight", p, i); NM(attn_norm_b, "%s.%lld.input_layernorm.bias", p, i);
+        NM(post_attn, "%s.%lld.post_attention_layernorm.weight", p, i);
+        /* Gemma's post_attention_layernorm normalises the attention output; the others' is the
+         * norm before the MLP. */
+        NM(ffn_norm, gemma ? "%s.%lld.pre_feedforward_layernorm.weight" : "%s.%lld.post_attention_layernorm.weight", p, i);
+        NM(ffn_norm_b, "%s.%lld.post_attention_layernorm.bias", p, i);
+        NM(post_ffn, "%s.%lld.post_feedforward_layernorm.weight", p, i);
+        NM(q_norm, "%s.%lld.self_attn.q_norm.weight", p, i); NM(k_norm, "%s.%lld.self_attn.k_norm.weight", p, i);
+    }
+#undef NM
+}
+
+static bool load_layer(builder *b, eft__decoder *d, int64_t l, dec_layer *ly) {
+    const eft__model_config *c = &b->m->cfg;
+    const int64_t C = d->C, QD = d->QD, KD = d->KD, I = d->I, HS = d->HS;
+    names n;
+    layer_names(b->m, d->arch, l, &n);
+    bool gpt2 = d->arch == EFT__ARCH_GPT2, gemma = d->arch == EFT__ARCH_GEMMA2 || d->arch == EFT__ARCH_GEMMA3;
+    bool ok = true;
+    /* Attention projections: separate q, k, v, or one fused tensor (Phi-3, GPT-2, GGUF attn_qkv). */
+    if (gpt2 || eft__model_find_tensor(b->m, n.qkv)) {
+        ly->n_qkv = 1;
+        ok = want_lin(b, &ly->qkv[0], n.qkv, d->QW, C, gpt2 && !b->m->is_gguf);
+        if (ok && (c->qkv_bias || gpt2)) ly->qkv[0].b = want_vec(b, n.qkv_b, d->QW, false, &ok);
+    } else {
+        ly->n_qkv = 3;
+        ok = want_lin(b, &ly->qkv[0], n.q, QD, C, false) && want_lin(b, &ly->qkv[1], n.k, KD, C, false) &&
+             want_lin(b, &ly->qkv[2], n.v, KD, C, false);
+        if (ok && c->qkv_bias) {
+            ly->qkv[0].b = want_vec(b, n.q_b, QD, false, &ok);
+            if (ok) ly->qkv[1].b = want_vec(b, n.k_b, KD, false, &ok);
+            if (ok) ly->qkv[2].b = want_vec(b, n.v_b, KD, false, &ok);
+        }
+    }
+    if (!ok) return false;
+    if (!want_lin(b, &ly->o, n.o, C, QD, gpt2 && !b->m->is_gguf)) return false;
+    if (c->o_bias || gpt2) ly->o.b = want_vec(b, n.o_b, C, false, &ok);
+    if (!ok) return false;
+    /* MLP. */
+    if (gpt2) {
+        ly->n_gu = 1;
+        ok = want_lin(b, &ly->gu[0], n.up, I, C, !b->m->is_gguf);
+        if (ok) ly->gu[0].b = want_vec(b, n.up_b, I, false, &ok);
+    } else if (!b->m->is_gguf && eft__model_find_tensor(b->m, n.gate_up)) {
+        ly->n_gu = 1;
+        ok = want_lin(b, &ly->gu[0], n.gate_up, 2 * I, C, false);
+    } else if (b->m->is_gguf && !eft__model_find_tensor(b->m, n.gate)) {
+        ly->n_gu = 1; /* llama.cpp's phi3: gate and up fused in ffn_up */
+        ok = want_lin(b, &ly->gu[0], n.gate_up, 2 * I, C, false);
+    } else {
+        ly->n_gu = 2;
+        ok = want_lin(b, &ly->gu[0], n.gate, I, C, false) && want_lin(b, &ly->gu[1], n.up, I, C, false);
+        if (ok && c->mlp_bias) ly->gu[1].b = want_vec(b, n.up_b, I, false, &ok);
+    }
+    if (!ok || !want_lin(b, &ly->down, n.down, C, I, gpt2 && !b->m->is_gguf)) return false;
+    if (c->mlp_bias || gpt2) ly->down.b = want_vec(b, n.down_b, C, false, &ok);
+    if (!ok) return false;
+    /* Norms. */
+    bool ln = d->norm == EFT__NORM_LAYERNORM;
+    ly->attn_norm_w = want_vec(b, n.attn_norm, C, false, &ok);
+    if (ok && ln) ly->attn_norm_b = want_vec(b, n.attn_norm_b, C, false, &ok);
+    if (ok) ly->ffn_norm_w = want_vec(b, n.ffn_norm, C, false, &ok);
+    if (ok && ln) ly->ffn_norm_b = want_vec(b, n.ffn_norm_b, C, false, &ok);
+    if (ok && gemma) ly->post_attn_w = want_vec(b, n.post_attn, C, false, &ok);
+    if (ok && gemma) ly->post_ffn_w = want_vec(b, n.post_ffn, C, false, &ok);
+    if (ok && c->qk_norm) ly->q_norm = want_vec(b, n.q_norm, HS, false, &ok);
+    if (ok && c->qk_norm) ly->k_norm = want_vec(b, n.k_norm, HS, false, &ok);
+    if (!ok) return false;
+    bool sliding = c->sliding_window > 0 && c->is_sliding && c->is_sliding[l];
+    ly->window = sliding ? c->sliding_window : 0;
+    ly->rope = gpt2 ? NULL : (d->has_rope_local && sliding) ? &d->rope_local : &d->rope_global;
+    ly->scale = (float)(c->attn_scale > 0 ? c->attn_scale : 1.0 / sqrt((double)HS));
+    if (gpt2 && c->scale_attn_by_inverse_layer_idx) ly->scale /= (float)(l + 1);
+    return true;
+}
+
+static eft_status rope_init(eft__decoder *d, eft__rope_table *t, const eft__rope *r, const eft__model_config *c,
+                            eft__error *err) {
+    eft__rope_params p = {0};
+    p.rot_dims = (int)((double)d->HS * (r->partial_rotary_factor > 0 ? r->partial_rotary_factor : 1.0));
+    p.rot_dims &= ~1;
+    p.base = (float)r->theta;
+    p.factor = (float)r->factor;
+    p.original_max_pos = r->original_max_position_embeddings;
+    p.max_pos = c->max_position_embeddings;
+    p.ctx_len = d->ctx;
+    p.low_freq_factor = (float)r->low_freq_factor;
+    p.high_freq_factor = (float)r->high_freq_factor;
+    p.beta_fast = (float)r->beta_fast;
+    p.beta_slow = (float)r->beta_slow;
+    p.mscale = (float)r->mscale;
+    p.mscale_all_dim = (float)r->mscale_all_dim;
+    p.attention_factor = r->type == EFT__ROPE_YARN || r->type == EFT__ROPE_LONGROPE ? (float)r->attention_factor : 0;
+    p.short_factor = r->short_factor;
+    p.long_factor = r->long_factor;
+    switch (r->type) {
+    case EFT__ROPE_DEFAULT: p.scaling = EFT__ROPE_SCALING_NONE; break;
+    case EFT__ROPE_LINEAR: p.scaling = EFT__ROPE_SCALING_LINEAR; break;
+    case EFT__ROPE_LLAMA3: p.scaling = EFT__ROPE_SCALING_LLAMA3; break;
+    case EFT__ROPE_YARN: p.scaling = EFT__ROPE_SCALING_YARN; break;
+    case EFT__ROPE_LONGROPE: p.scaling = EFT__ROPE_SCALING_LONGROPE; break;
+    case EFT__ROPE_DYNAMIC:
+        /* Dynamic NTK only changes the frequencies past max_position_embeddings. */
+        if (d->ctx > c->max_position_embeddings)
+            return eft__fail(err, EFT_ERR_UNSUPPORTED, "rope_type dynamic with ctx_len %lld over "
+                             "max_position_embeddings %lld is not supported", (long long)d->ctx,
+                             (long long)c->max_position_embeddings);
+        p.scaling = EFT__ROPE_SCALING_NONE;
+        break;
+    default: return eft__fail(err, EFT_ERR_UNSUPPORTED, "rope type %d is not supported", (int)r->type);
+    }
+    if (r->type == EFT__ROPE_LONGROPE && (!r->short_factor || (int64_t)r->n_short_factor < p.rot_dims / 2))
+        return eft__fail(err, EFT_ERR_FORMAT, "longrope: short_factor has %zu entries, %d needed", r->n_short_factor,
+                         p.rot_dims / 2);
+    return eft__rope_table_init(t, &p, d->ctx, err);
+}
+
+static void *alloc_buf(size_t count, size_t size, bool *ok) {
+    size_t n;
+    if (__builtin_mul_overflow(count, size, &n)) {
+        *ok = false;
+        return NULL;
+    }
+    void *p = eft__malloc_aligned(n ? n : 64);
+    if (!p) *ok = false;
+    return p;
+}
+
+static eft_status plan(eft__decoder *d, const eft__decoder_params *p, eft__error *err) {
+    const int64_t T = p->max_tokens;
+    d->maxT = p->max_tokens;
+    d->nth = p->n_threads > 0 ? p->n_threads : 1;
+    if (d->nth > 1) {
+        eft_status s = eft__threadpool_create(d->nth, &d->tp, err);
+        if (s != EFT_OK) return s;
+    }
+    bool ok = true;
+    size_t es = d->kv_dtype == EFT_DTYPE_F32 ? 4 : d->kv_dtype == EFT_DTYPE_F16 ? 2 : 1;
+    uint64_t rows; /* slots x layers x ctx */
+    if (__builtin_mul_overflow((uint64_t)d->slots, (uint64_t)d->L, &rows) ||
+        __builtin_mul_overflow(rows, (uint64_t)d->ctx, &rows) || rows > ((uint64_t)1 << 40))
+        return eft__fail(err, EFT_ERR_LIMIT, "KV cache: %d slots x %lld layers x %lld positions overflows", d->slots,
+                         (long long)d->L, (long long)d->ctx);
+    d->kc = alloc_buf((size_t)rows, (size_t)d->KD * es, &ok);
+    d->vc = alloc_buf((size_t)rows, (size_t)d->KD * es, &ok);
+    if (d->kv_dtype == EFT_DTYPE_I8) {
+        d->ks = alloc_buf((size_t)rows, sizeof(float) * (size_t)d->NKV, &ok);
+        d->vs = alloc_buf((size_t)rows, sizeof(float) * (size_t)d->NKV, &ok);
+    }
+    if (!ok)
+        return eft__fail(err, EFT_ERR_OUT_OF_MEMORY, "out of memory for the KV cache: %d slots x %lld layers x %lld "
+                         "positions x %lld values x 2", d->slots, (long long)d->L, (long long)d->ctx, (long long)d->KD);
+    int64_t maxk = d->C > d->QD ? d->C : d->QD;
+    if (d->I > maxk) maxk = d->I;
+    eft__attn_params ap = {.t = T, .tk = d->ctx, .nh = (int)d->NH, .nkv = (int)d->NKV, .hs = (int)d->HS};
+    size_t flash = eft__attention_work_floats(&ap, d->nth);
+    size_t dec = (size_t)d->nth * eft__attention_decode_work_floats(&ap);
+    d->x = alloc_buf((size_t)T, sizeof(float) * (size_t)d->C, &ok);
+    d->h = alloc_buf((size_t)T, sizeof(float) * (size_t)d->C, &ok);
+    d->qkv = alloc_buf((size_t)T, sizeof(float) * (size_t)d->QW, &ok);
+    d->att = alloc_buf((size_t)T, sizeof(float) * (size_t)d->QD, &ok);
+    d->tmp = alloc_buf((size_t)T, sizeof(float) * (size_t)d->C, &ok);
+    d->ff = alloc_buf((size_t)T, sizeof(float) * 2 * (size_t)d->I, &ok);
+    size_t qw8 = eft__q8_0_gemm_work_size(T, maxk), qwf = eft__qgemm_f32_work_size(T, maxk, d->nth);
+    d->qwork = alloc_buf(qw8 > qwf ? qw8 : qwf, 1, &ok);
+    d->attn_work = alloc_buf(flash > dec ? flash : dec, sizeof(float), &ok);
+    if (d->kv_dtype != EFT_DTYPE_F32) {
+        d->kf = alloc_buf((size_t)d->ctx, sizeof(float) * (size_t)d->KD, &ok);
+        d->vf = alloc_buf((size_t)d->ctx, sizeof(float) * (size_t)d->KD, &ok);
+    }
+    d->a_ids = alloc_buf((size_t)T, sizeof(int32_t), &ok);
+    d->a_pos = alloc_buf((size_t)T, sizeof(int32_t), &ok);
+    d->a_slot = alloc_buf((size_t)T, sizeof(int32_t), &ok);
+    d->row_of = alloc_buf((size_t)T, sizeof(int32_t), &ok);
+    if (!ok) return eft__fail(err, EFT_ERR_OUT_OF_MEMORY, "out of memory planning activations for %d tokens", p->max_tokens);
+    return EFT_OK;
+}
+
+void eft__decoder_free(eft__decoder *d) {
+    if (!d) return;
+    if (d->layers) {
+        for (int64_t l = 0; l < d->L; l++) {
+            dec_layer *ly = &d->layers[l];
+            for (int i = 0; i < 3; i++) lin_free(&ly->qkv[i]);
+            lin_free(&ly->o);
+            lin_free(&ly->gu[0]);
+            lin_free(&ly->gu[1]);
+            lin_free(&ly->down);
+            float *v[] = {ly->attn_norm_w, ly->attn_norm_b, ly->post_attn_w, ly->ffn_norm_w, ly->ffn_norm_b,
+                          ly->post_ffn_w, ly->q_norm, ly->k_norm};
+            for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) eft__free(v[i]);
+        }
+        eft__free(d->layers);
+    }
+    lin_free(&d->head);
+    eft__free(d->wpe);
+    eft__free(d->out_norm_w);
+    eft__free(d->out_norm_b);
+    eft__rope_table_free(&d->rope_global);
+    eft__rope_table_free(&d->rope_local);
+    eft__threadpool_free(d->tp);
+    void *bufs[] = {d->kc, d->vc, d->ks, d->vs, d->x, d->h, d->qkv, d->att, d->tmp, d->ff, d->qwork, d->attn_work,
+                    d->kf, d->vf, d->a_ids, d->a_pos, d->a_slot, d->row_of};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) eft__free_aligned(bufs[i]);
+    eft__free(d);
+}
+
+static eft_status build(eft__decoder *d, const eft_model *m, const eft__decoder_params *p, eft__error *err) {
+    const eft__model_config *c = &m->cfg;
+    eft__arch a = c->arch;
+    bool supported = a == EFT__ARCH_LLAMA || a == EFT__ARCH_MISTRAL || a == EFT__ARCH_QWEN2 || a == EFT__ARCH_QWEN3 ||
+                     a == EFT__ARCH_GEMMA2 || a == EFT__ARCH_GEMMA3 || a == EFT__ARCH_PHI3 || a == EFT__ARCH_GPT2;
+    if (!m->has_cfg || c->is_encoder || !supported)
+        return eft__fail(err, EFT_ERR_UNSUPPORTED, "%s: model_type '%s' is not a causal LM eft implements (llama, "
+                         "mistral, qwen2, qwen3, gemma2, gemma3, phi3, gpt2)", m->path, m->has_cfg ? c->model_type : "?");
+    if (m->is_gguf && (a == EFT__ARCH_PHI3 || a == EFT__ARCH_GPT2))
+        return eft__fail(err, EFT_ERR_UNSUPPORTED, "%s: GGUF files of %s are not supported yet (use the Hugging Face "
+                         "folder)", m->path, c->model_type);
+    if (c->use_bidirectional_attention)
+        return eft__fail(err, EFT_ERR_UNSUPPORTED, "%s: use_bidirectional_attention is set; this is not a causal LM",
+                         m->path);
+    if (c->rope_factor_tensors)
+        return eft__fail(err, EFT_ERR_UNSUPPORTED, "%s: rope frequency-factor tensors (rope_freqs.weight) are not "
+                         "supported yet", m->path);
+    if (p->n_slots < 1 || p->n_slots > 4096 || p->max_tokens < 1 || p->max_tokens > (1 << 20) || p->ctx_len < 0 ||
+        p->n_threads > 1024)
+        return eft__fail(err, EFT_ERR_INVALID_ARGUMENT, "decoder plan: n_slots %d (1..4096), max_tokens %d "
+                         "(1..2^20), ctx_len %lld (>= 0), n_threads %d", p->n_slots, p->max_tokens,
+                         (long long)p->ctx_len, p->n_threads);
+    if (p->kv_dtype != EFT_DTYPE_F32 && p->kv_dtype != EFT_DTYPE_F16 && p->kv_dtype != EFT_DTYPE_I8)
+        return eft__fail(err, EFT_ERR_UNSUPPORTED, "decoder plan: kv_dtype %s; the cache holds F32, F16 or I8",
+                         eft_dtype_name(p->kv_dtype));
+    eft_dtype wd = p->weight_dtype;
+    if (wd != EFT_DTYPE_COUNT && !is_plain(wd) && !is_kernel_q(wd))
+        return eft__fail(err, EFT_ERR_UNSUPPORTED, "decoder plan: weight_dtype %s; choose F32, F16, BF16, Q8_0, "
+                         "Q4_0, Q4_1 or keep", eft_dtype_name(wd));
+    d->arch = a;
+    d->C = c->hidden_size;
+    d->NH = c->num_attention_heads;
+    d->NKV = c->num_key_value_heads;
+    d->HS = c->head_dim;
+    d->L = c->num_hidden_layers;
+    d->I = c->intermediate_size;
+    d->V = c->vocab_size;
+    d->P = c->max_position_embeddings;
+    if (d->C <= 0 || d->NH <= 0 || d->NKV <= 0 || d->NH % d->NKV || d->HS <= 0 || d->L <= 0 || d->I <= 0 ||
+        d->V <= 0 || d->V > INT32_MAX || d->P <= 0)
+        return eft__fail(err, EFT_ERR_FORMAT, "%s: hidden %lld, heads %lld/%lld, head_dim %lld, layers %lld, "
+                         "intermediate %lld, vocab %lld do not make a decoder", m->path, (long long)d->C,
+                         (long long)d->NH, (long long)d->NKV, (long long)d->HS, (long long)d->L, (long long)d->I,
+                         (long long)d->V);
+    d->QD = d->NH * d->HS;
+    d->KD = d->NKV * d->HS;
+    d->QW = d->QD + 2 * d->KD;
+    d->eps = (float)c->norm_eps;
+    d->norm = c->norm;
+    d->norm_off = c->norm_add_one ? 1.0f : 0.0f;
+    d->act = c->hidden_act;
+    d->gated = a != EFT__ARCH_GPT2;
+    d->embed_scale = (float)(c->embed_scale > 0 ? c->embed_scale : 1.0);
+    d->final_softcap = (float)c->final_logit_softcapping;
+    d->attn_softcap = (float)c->attn_logit_softcapping;
+    /* llama.cpp's converter permutes the rows of attn_q/attn_k of llama-family models so that its
+     * interleaved ("normal") rope gives Hugging Face's rotate_half result: on those weights the
+     * GPT-J pairing is the same rotation. */
+    d->rope_layout = m->is_gguf && (a == EFT__ARCH_LLAMA || a == EFT__ARCH_MISTRAL) ? EFT__ROPE_GPTJ : EFT__ROPE_NEOX;
+    if (d->act != EFT__ACT_SILU && d->act != EFT__ACT_GELU_TANH && d->act != EFT__ACT_GELU)
+        return eft__fail(err, EFT_ERR_UNSUPPORTED, "%s: activation %s is not supported by the decoder", m->path,
+                         eft__act_name(d->act));
+    d->slots = p->n_slots;
+    d->kv_dtype = p->kv_dtype;
+    int64_t cap = d->P < 4096 ? d->P : 4096;
+    d->ctx = p->ctx_len > 0 ? p->ctx_len : cap;
+    if (d->ctx > ((int64_t)1 << 24) || (a == EFT__ARCH_GPT2 && d->ctx > d->P))
+        return eft__fail(err, EFT_ERR_LIMIT, "%s: ctx_len %lld is over what the positions allow (%lld)", m->path,
+                         (long long)d->ctx, (long long)(a == EFT__ARCH_GPT2 ? d->P : ((int64_t)1 << 24)));
+    if (a != EFT__ARCH_GPT2) {
+        if (!c->has_rope) return eft__fail(err, EFT_ERR_FORMAT, "%s: the model has no rope parameters", m->path);
+        eft_status s = rope_init(d, &d->rope_global, &c->rope, c, err);
+        if (s == EFT_OK && c->has_rope_local) {
+            s = rope_init(d, &d->rope_local, &c->rope_local, c, err);
+            d->has_rope_local = true;
+        }
+        if (s != EFT_OK) return eft__error_prefix(err, "%s", m->path);
+    }
+
+    builder b = {.m = m, .want = wd, .err = err};
+    bool gg = m->is_gguf, gpt2 = a == EFT__ARCH_GPT2, ok = true;
+    const char *emb = gg ? "token_embd.weight" : gpt2 ? "transformer.wte.weight" : "model.embed_tokens.weight";
+    if (!(d->wte = want(&b, emb, d->V, d->C, false))) return err->status;
+    if (!eft__dtype_nbytes(d->wte->dtype, (uint64_t)d->C, &d->wte_row_bytes))
+        return eft__fail(err, EFT_ERR_UNSUPPORTED, "%s: '%s' is %s, whose blocks do not divide its rows of %lld", m->path,
+                         emb, eft_dtype_name(d->wte->dtype), (long long)d->C);
+    if (gpt2) {
+        const eft__tensor_view *t = want(&b, "transformer.wpe.weight", d->P, d->C, false);
+        if (!t || !(d->wpe = view_f32(&b, t))) return err->status;
+    }
+    d->layers = eft__calloc((size_t)d->L, sizeof(dec_layer));
+    if (!d->layers) return eft__fail(err, EFT_ERR_OUT_OF_MEMORY, "out of memory");
+    for (int64_t l = 0; l < d->L; l++)
+        if (!load_layer(&b, d, l, &d->layers[l])) return err->status;
+    const char *on = gg ? "output_norm.weight" : gpt2 ? "transformer.ln_f.weight" : "model.norm.weight";
+    d->out_norm_w = want_vec(&b, on, d->C, false, &ok);
+    if (ok && d->norm == EFT__NORM_LAYERNORM)
+        d->out_norm_b = want_vec(&b, gg ? "output_norm.bias" : "transformer.ln_f.bias", d->C, false, &ok);
+    if (!ok) return err->status;
+    const char *hn = gg ? "output.weight" : "lm_head.weight";
+    const eft__tensor_view *ht = eft__model_find_tensor(m, hn);
+    if (ht || !c->tie_word_embeddings) {
+        if (!want_lin(&b, &d->head, hn, d->V, d->C, false)) return err->status;
+    } else if (!lin_from_view(&b, &d->head, d->wte, d->V, d->C, false)) {
+        return eft__error_prefix(err, "tied output embeddings");
+    }
+    d->kt = p->kernels ? p->kernels : eft__kernels_get();
+    d->int8_act = p->int8_activations;
+    return plan(d, p, err);
+}
+
+eft_status eft__decoder_build(const eft_model *m, const eft__decoder_params *p, eft__decoder **out, eft__error *err) {
+    *out = NULL;
+    eft__error local;
+    if (!err) err = &local;
+    eft__error_clear(err);
+    eft__decoder_params def = eft__decoder_params_default();
+    if (!p) p = &def;
+    if (!m) return eft__fail(err, EFT_ERR_INVALID_ARGUMENT, "decoder: no model");
+    eft__decoder *d = eft__calloc(1, sizeof *d);
+    if (!d) return eft__fail(err, EFT_ERR_OUT_OF_MEMORY, "out of memory");
+    eft_status s = build(d, m, p, err);
+    if (s != EFT_OK) {
+        eft__decoder_free(d);
+        return s;
+    }
+    *out = d;
+    return EFT_OK;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Forward
+ * ------------------------------------------------------------------------------------------- */
+
+static void lin_run(eft__decoder *d, float *c, int64_t ldc, const float *a, int64_t lda, int64_t m, const lin *l) {
+    if (l->qt == EFT_DTYPE_COUNT) eft__sgemm(d->kt, d->tp, c, ldc, a, lda, m, &l->p, l->b);
+    else if (d->int8_act) eft__qgemm(d->kt, d->tp, c, ldc, a, lda, m, l->qt, l->q, l->n, l->k, l->b, d->qwork);
+    else eft__qgemm_f32(d->kt, d->tp, c, ldc, a, lda, m, l->qt, l->q, l->n, l->k, l->b, d->qwork);
+}
+
+static void norm_rows(const eft__decoder *d, float *out, const float *x, int64_t m, const float *w, const float *b) {
+    for (int64_t i = 0; i < m; i++) {
+        if (d->norm == EFT__NORM_RMSNORM) d->kt->rmsnorm(out + i * d->C, x + i * d->C, w, d->C, d->eps, d->norm_off);
+        else d->kt->layernorm(out + i * d->C, x + i * d->C, w, b, d->C, d->eps);
+    }
+}
+
+static void act(const eft__decoder *d, float *x, int64_t n) {
+    switch (d->act) {
+    case EFT__ACT_GELU_TANH: d->kt->gelu_tanh(x, x, n); break;
+    case EFT__ACT_GELU: d->kt->gelu_erf(x, x, n); break;
+    default: d->kt->silu(x, x, n); break;
+    }
+}
+
+static inline size_t kv_row(const eft__decoder *d, int64_t slot, int64_t l, int64_t pos) {
+    return (size_t)(((slot * d->L + l) * d->ctx) + pos);
+}
+
+/* Writes K and V of the m active rows (already normed and rotated) into the cache of layer l. */
+static void cache_write(eft__decoder *d, int64_t l, int64_t m) {
+    const int64_t KD = d->KD, HS = d->HS;
+    for (int64_t r = 0; r < m; r++) {
+        size_t row = kv_row(d, d->a_slot[r], l, d->a_pos[r]);
+        const float *k = d->qkv + r * d->QW + d->QD, *v = k + KD;
+        switch (d->kv_dtype) {
+        case EFT_DTYPE_F16: {
+            uint16_t *kc = (uint16_t *)d->kc + row * KD, *vc = (uint16_t *)d->vc + row * KD;
+            for (int64_t e = 0; e < KD; e++) kc[e] = eft__f32_to_f16(k[e]), vc[e] = eft__f32_to_f16(v[e]);
+            break;
+        }
+        case EFT_DTYPE_I8: {
+            int8_t *kc = (int8_t *)d->kc + row * KD, *vc = (int8_t *)d->vc + row * KD;
+            for (int64_t h = 0; h < d->NKV; h++) {
+                d->ks[row * d->NKV + h] = eft__kv_quantize_i8(kc + h * HS, k + h * HS, HS);
+                d->vs[row * d->NKV + h] = eft__kv_quantize_i8(vc + h * HS, v + h * HS, HS);
+            }
+            break;
+        }
+        default:
+            memcpy((float *)d->kc + row * KD, k, sizeof(float) * (size_t)KD);
+            memcpy((float *)d->vc + row * KD, v, sizeof(float) * (size_t)KD);
+            break;
+        }
+    }
+}
+
+/* A half or int8 cache's rows 0..tk of (slot, l) widened into kf/vf for the flash kernel. */
+static void cache_widen(eft__decoder *d, int64_t slot, int64_t l, int64_t tk) {
+    const int64_t KD = d->KD, HS = d->HS;
+    size_t row0 = kv_row(d, slot, l, 0);
+    for (int64_t j = 0; j < tk; j++) {
+        size_t row = row0 + (size_t)j;
+        float *kf = d->kf + j * KD, *vf = d->vf + j * KD;
+        if (d->kv_dtype == EFT_DTYPE_F16) {
+            const uint16_t *kc = (const uint16_t *)d->kc + row * KD, *vc = (const uint16_t *)d->vc + row * KD;
+            for (int64_t e = 0; e < KD; e++) kf[e] = eft__f16_to_f32(kc[e]), vf[e] = eft__f16_to_f32(vc[e]);
+        } else {
+            const int8_t *kc = (const int8_t *)d->kc + row * KD, *vc = (const int8_t *)d->vc + row * KD;
+            for (int64_t h = 0; h < d->NKV; h++) {
+                float sk = d->ks[row * d->NKV + h], sv = d->vs[row * d->NKV + h];
+                for (int64_t e = 0; e < HS; e++) kf[h * HS + e] = sk * kc[h * HS + e], vf[h * HS + e] = sv * vc[h * HS + e];
+            }
+        }
+    }
+}
+
+/* Attention of the active rows r0 .. r0+t (one slot, consecutive positions from pos0) against
+ * the slot's cache rows 0 .. pos0+t. */
+static void attend_group(eft__decoder *d, int64_t l, const dec_layer *ly, int64_t r0, int64_t t) {
+    const int64_t slot = d->a_slot[r0], pos0 = d->a_pos[r0], tk = pos0 + t;
+    eft__attn_params ap = {.t = t, .tk = tk, .nh = (int)d->NH, .nkv = (int)d->NKV, .hs = (int)d->HS,
+                           .ldq = d->QW, .ldk = d->KD, .ldv = d->KD, .ldo = d->QD, .q_pos0 = pos0,
+                           .scale = ly->scale, .causal = true, .window = ly->window, .softcap = d->attn_softcap};
+    const float *q = d->qkv + r0 * d->QW;
+    float *o = d->att + r0 * d->QD;
+    size_t row0 = kv_row(d, slot, l, 0);
+    if (t <= DECODE_ROWS) {
+        size_t es = d->kv_dtype == EFT_DTYPE_F32 ? 4 : d->kv_dtype == EFT_DTYPE_F16 ? 2 : 1;
+        eft__kv_view kv = {d->kv_dtype, (const char *)d->kc + row0 * d->KD * es, d->KD,
+                           d->ks ? d->ks + row0 * d->NKV : NULL, d->NKV};
+        eft__kv_view vv = {d->kv_dtype, (const char *)d->vc + row0 * d->KD * es, d->KD,
+                           d->vs ? d->vs + row0 * d->NKV : NULL, d->NKV};
+        eft__attention_decode(d->kt, d->tp, o, q, &kv, &vv, &ap, d->attn_work);
+        return;
+    }
+    const float *k, *v;
+    if (d->kv_dtype == EFT_DTYPE_F32) {
+        k = (const float *)d->kc + row0 * d->KD;
+        v = (const float *)d->vc + row0 * d->KD;
+    } else {
+        cache_widen(d, slot, l, tk);
+        k = d->kf;
+        v = d->vf;
+    }
+    eft__attention(d->kt, d->tp, o, q, k, v, &ap, d->attn_work);
+}
+
+static void layer_forward(eft__decoder *d, int64_t l, int64_t m) {
+    const dec_layer *ly = &d->layers[l];
+    const int64_t C = d->C, QW = d->QW, HS = d->HS, I = d->I;
+    norm_rows(d, d->h, d->x, m, ly->attn_norm_w, ly->attn_norm_b);
+    if (ly->n_qkv == 1) {
+        lin_run(d, d->qkv, QW, d->h, C, m, &ly->qkv[0]);
+    } else {
+        lin_run(d, d->qkv, QW, d->h, C, m, &ly->qkv[0]);
+        lin_run(d, d->qkv + d->QD, QW, d->h, C, m, &ly->qkv[1]);
+        lin_run(d, d->qkv + d->QD + d->KD, QW, d->h, C, m, &ly->qkv[2]);
+    }
+    for (int64_t r = 0; r < m && ly->q_norm; r++) {
+        float *q = d->qkv + r * QW, *k = q + d->QD;
+        for (int64_t h = 0; h < d->NH; h++) d->kt->rmsnorm(q + h * HS, q + h * HS, ly->q_norm, HS, d->eps, d->norm_off);
+        for (int64_t h = 0; h < d->NKV; h++) d->kt->rmsnorm(k + h * HS, k + h * HS, ly->k_norm, HS, d->eps, d->norm_off);
+    }
+    if (ly->rope) {
+        eft__rope_apply(ly->rope, d->rope_layout, d->qkv, QW, m, (int)d->NH, (int)HS, d->a_pos);
+        eft__rope_apply(ly->rope, d->rope_layout, d->qkv + d->QD, QW, m, (int)d->NKV, (int)HS, d->a_pos);
+    }
+    cache_write(d, l, m);
+    for (int64_t r0 = 0; r0 < m;) {
+        int64_t t = 1;
+        while (r0 + t < m && d->a_slot[r0 + t] == d->a_slot[r0] && d->a_pos[r0 + t] == d->a_pos[r0] + t) t++;
+        attend_group(d, l, ly, r0, t);
+        r0 += t;
+    }
+    lin_run(d, d->tmp, C, d->att, d->QD, m, &ly->o);
+    if (ly->post_attn_w) norm_rows(d, d->tmp, d->tmp, m, ly->post_attn_w, NULL);
+    d->kt->add(d->x, d->x, d->tmp, m * C);
+
+    norm_rows(d, d->h, d->x, m, ly->ffn_norm_w, ly->ffn_norm_b);
+    const int64_t ldf = 2 * I;
+    if (ly->n_gu == 2) {
+        lin_run(d, d->ff, ldf, d->h, C, m, &ly->gu[0]);
+        lin_run(d, d->ff + I, ldf, d->h, C, m, &ly->gu[1]);
+    } else {
+        lin_run(d, d->ff, ldf, d->h, C, m, &ly->gu[0]);
+    }
+    for (int64_t r = 0; r < m; r++) {
+        float *g = d->ff + r * ldf;
+        if (!d->gated) act(d, g, I);
+        else if (d->act == EFT__ACT_SILU) d->kt->swiglu(g, g, g + I, I);
+        else {
+            act(d, g, I);
+            for (int64_t e = 0; e < I; e++) g[e] *= g[I + e];
+        }
+    }
+    lin_run(d, d->tmp, C, d->ff, ldf, m, &ly->down);
+    if (ly->post_ffn_w) norm_rows(d, d->tmp, d->tmp, m, ly->post_ffn_w, NULL);
+    d->kt->add(d->x, d->x, d->tmp, m * C);
+}
+
+/* Checks the whole call before anything changes; fills the active rows. */
+static eft_status check_inputs(eft__decoder *d, const int32_t *ids, const int32_t *slot, const int32_t *pos, int n,
+                               const int32_t *logit_rows, int n_logits, const float *logits, int64_t *m_out,
+                               eft__error *err) {
+    if (n < 0 || n > d->maxT)
+        return eft__fail(err, EFT_ERR_INVALID_ARGUMENT, "decoder: %d tokens in one call; the plan holds 0..%d "
+                         "(max_tokens)", n, d->maxT);
+    if (n > 0 && (!ids || !slot || !pos))
+        return eft__fail(err, EFT_ERR_INVALID_ARGUMENT, "decoder: ids, slot and pos must be given");
+    if (n_logits < 0 || n_logits > n || (n_logits > 0 && (!logit_rows || !logits)))
+        return eft__fail(err, EFT_ERR_INVALID_ARGUMENT, "decoder: %d logit rows of %d tokens (and logit_rows and "
+                         "logits must be given)", n_logits, n);
+    int64_t m = 0;
+    int32_t prev_slot = -1, prev_pos = -1;
+    for (int i = 0; i < n; i++) {
+        d->row_of[i] = -1;
+        if (pos[i] == -1) continue;
+        if (pos[i] < 0 || pos[i] >= d->ctx)
+            return eft__fail(err, EFT_ERR_INVALID_ARGUMENT, "decoder: token %d has position %d, outside 0..%lld "
+                             "(ctx_len %lld; -1 is padding)", i, pos[i], (long long)d->ctx - 1, (long long)d->ctx);
+        if (slot[i] < 0 || slot[i] >= d->slots)
+            return eft__fail(err, EFT_ERR_INVALID_ARGUMENT, "decoder: token %d is in slot %d, outside 0..%d", i,
+                             slot[i], d->slots - 1);
+        if (ids[i] < 0 || ids[i] >= d->V)
+            return eft__fail(err, EFT_ERR_INVALID_ARGUMENT, "decoder: token %d has id %d, outside the vocabulary "
+                             "of %lld", i, ids[i], (long long)d->V);
+        if (slot[i] == prev_slot && pos[i] <= prev_pos)
+            return eft__fail(err, EFT_ERR_INVALID_ARGUMENT, "decoder: token %d of slot %d is at position %d after "
+                             "position %d; a slot's positions must increase", i, slot[i], pos[i], prev_pos);
+        if (slot[i] != prev_slot)
+            for (int64_t r = 0; r < m; r++)
+                if (d->a_slot[r] == slot[i])
+                    return eft__fail(err, EFT_ERR_INVALID_ARGUMENT, "decoder: token %d of slot %d is not next to "
+                                     "the slot's other tokens; a slot's tokens must be consecutive", i, slot[i]);
+        d->a_ids[m] = ids[i];
+        d->a_pos[m] = pos[i];
+        d->a_slot[m] = slot[i];
+        d->row_of[i] = (int32_t)m++;
+        prev_slot = slot[i];
+        prev_pos = pos[i];
+    }
+    for (int j = 0; j < n_logits; j++)
+        if (logit_rows[j] < 0 || logit_rows[j] >= n)
+            return eft__fail(err, EFT_ERR_INVALID_ARGUMENT, "decoder: logit row %d is %d, outside 0..%d", j,
+                             logit_rows[j], n - 1);
+    *m_out = m;
+    return EFT_OK;
+}
+
+static void embed(eft__decoder *d, int64_t m) {
+    const int64_t C = d->C;
+    const eft__tensor_view *t = d->wte;
+    if (is_plain(t->dtype)) {
+        eft__embedding_gather(d->x, C, t->data, t->dtype, d->V, C, C, d->a_ids, m);
+    } else {
+        for (int64_t r = 0; r < m; r++)
+            eft__dequantize_row(t->dtype, (const uint8_t *)t->data + (uint64_t)d->a_ids[r] * d->wte_row_bytes,
+                                d->x + r * C, C);
+    }
+    if (d->embed_scale != 1.0f) d->kt->scale_f32(d->x, d->embed_scale, m * C);
+    if (d->wpe)
+        for (int64_t r = 0; r < m; r++) d->kt->add(d->x + r * C, d->x + r * C, d->wpe + (int64_t)d->a_pos[r] * C, C);
+}
+
+eft_status eft__decoder_forward(eft__decoder *d, const int32_t *ids, const int32_t *slot, const int32_t *pos, int n,
+                                const int32_t *logit_rows, int n_logits, float *logits, eft__error *err) {
+    eft__error local;
+    if (!err) err = &local;
+    int64_t m = 0;
+    eft_status s = check_inputs(d, ids, slot, pos, n, logit_rows, n_logits, logits, &m, err);
+    if (s != EFT_OK) return s;
+    const int64_t C = d->C;
+    if (m > 0) {
+        embed(d, m);
+        for (int64_t l = 0; l < d->L; l++) layer_forward(d, l, m);
+    }
+    if (n_logits == 0) return EFT_OK;
+    /* The final norm and the head only for the rows asked for; a padding row's logits are 0. */
+    int64_t k = 0;
+    for (int j = 0; j < n_logits; j++) {
+        int32_t r = d->row_of[logit_rows[j]];
+        if (r < 0) continue;
+        norm_rows(d, d->h + k * C, d->x + (int64_t)r * C, 1, d->out_norm_w, d->out_norm_b);
+        k++;
+    }
+    /* Rows are computed packed into ff-sized scratch only when some are padding; usually the head
+     * writes straight into logits. */
+    if (k == n_logits) {
+        lin_run(d, logits, d->V, d->h, C, k, &d->head);
+    } else {
+        int64_t kk = k;
+        for (int j = n_logits - 1; j >= 0; j--) {
+            float *row = logits + (int64_t)j * d->V;
+            if (d->row_of[logit_rows[j]] < 0) {
+                memset(row, 0, sizeof(float) * (size_t)d->V);
+                continue;
+            }
+            kk--;
+            lin_run(d, row, d->V, d->h + kk * C, C, 1, &d->head);
+        }
+    }
+    if (d->final_softcap > 0) {
+        const float cap = d->final_softcap, inv = 1.0f / cap;
+        for (int64_t i = 0; i < (int64_t)n_logits * d->V; i++) logits[i] = cap * tanhf(logits[i] * inv);
+    }
+    return EFT_OK;
+}
