@@ -560,7 +560,7 @@ static bool encode_seq(const eft_tokenizer *t, const char *text, size_t len, pcr
     wc_init(&wc, ok ? final->n : 0);
     for (size_t i = 0; ok && i < final->n; i++) {
         eft__piece pc = final->p[i];
-        const eft__span *al = final->text.al + pc.off;
+        const eft__span *al = final->text.al ? final->text.al + pc.off : NULL; /* NULL only for empty text */
         if (pc.id >= 0) {
             ok = seq_add(o, pc.id, pc.len ? al[0].start : 0, pc.len ? al[pc.len - 1].end : 0, true);
             continue;
@@ -572,7 +572,7 @@ static bool encode_seq(const eft_tokenizer *t, const char *text, size_t len, pcr
         const eft__tok *tv;
         size_t tn;
         if (hit) {
-            tv = wc.toks + hit->tok_off;
+            tv = hit->tok_n ? wc.toks + hit->tok_off : NULL; /* a cached empty result has no array */
             tn = hit->tok_n;
         } else {
             toks.n = 0;
