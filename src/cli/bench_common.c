@@ -1,9 +1,10 @@
 /*
  * bench_common.c — what the model-level benchmarks (eft bench embed / generate / tokenize) share:
  * a monotonic clock, the load average they print so readers can judge the noise, where the Python
- * peer scripts (bench/peer_*.py) and the Python to run them are found, and a quoted shell command line
- * for popen.
+ * peer scripts (bench/peer_*.py) and the Python to run them are found, a quoted shell command line,
+ * and the loop that runs a peer and hands each JSON line it prints to the bench.
  */
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,4 +69,22 @@ bool eft_cli_shell_quote(char *out, size_t n, const char *s) {
     out[k++] = '\'';
     out[k] = '\0';
     return true;
+}
+
+int eft_cli_run_peer(const char *cmd, void (*on_object)(struct json_t *obj, void *user), void *user) {
+    fprintf(stderr, "eft bench: running the peer: %s\n", cmd);
+    FILE *pp = popen(cmd, "r");
+    if (!pp) return -1;
+    char line[4096];
+    while (fgets(line, sizeof line, pp)) {
+        json_error_t jerr;
+        json_t *j = json_loads(line, 0, &jerr);
+        /* Anything that is not one JSON object per line is the peer talking: pass it on. */
+        if (json_is_object(j)) on_object(j, user);
+        else fputs(line, stderr);
+        json_decref(j);
+    }
+    int rc = pclose(pp);
+    if (rc != 0) fprintf(stderr, "eft bench: the peer exited with status %d\n", rc);
+    return rc;
 }

@@ -31,6 +31,10 @@ bool eft_cli_find_peer_script(const char *name, char *buf, size_t n);
 const char *eft_cli_peer_python(const char *given);
 /* s in single quotes for a shell command line; false when out (n bytes) is too small. */
 bool eft_cli_shell_quote(char *out, size_t n, const char *s);
+/* Runs cmd with popen and calls on_object for every line of its stdout that is a JSON object (other
+ * lines go to stderr); returns pclose's status, -1 when it could not start. */
+struct json_t;
+int eft_cli_run_peer(const char *cmd, void (*on_object)(struct json_t *obj, void *user), void *user);
 
 /* Prints "eft <cmd>: <message>" on stderr; returns 1 for use as an exit status. */
 int eft_cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

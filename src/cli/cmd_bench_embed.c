@@ -132,6 +132,28 @@ static eft_status run_ours(const char *model, shape *sh, int threads, double sec
     return st;
 }
 
+typedef struct peer_ctx {
+    shape *shapes;
+    int n_shapes;
+} peer_ctx;
+
+/* One figure of bench/peer_embed.py: {"peer", "batch", "tokens", "sentences_per_s" | "error"}. */
+static void on_peer_line(json_t *j, void *user) {
+    peer_ctx *x = user;
+    const char *peer = json_string_value(json_object_get(j, "peer"));
+    int b = (int)json_integer_value(json_object_get(j, "batch"));
+    int t = (int)json_integer_value(json_object_get(j, "tokens"));
+    double sps = json_number_value(json_object_get(j, "sentences_per_s"));
+    const char *error = json_string_value(json_object_get(j, "error"));
+    for (int i = 0; peer && i < x->n_shapes; i++) {
+        shape *sh = &x->shapes[i];
+        if (sh->b != b || sh->t != t) continue;
+        if (error) snprintf(sh->peer_note, sizeof sh->peer_note, "%s: %s", peer, error);
+        else if (!strcmp(peer, "torch")) sh->torch_sps = sps;
+        else if (!strcmp(peer, "onnxruntime")) sh->ort_sps = sps;
+    }
+}
+
 static void run_peers(const char *python, const char *model, shape *shapes, int n_shapes, int threads, double seconds,
                       char **texts, int n_texts) {
     char script[4096];
@@ -158,36 +180,10 @@ static void run_peers(const char *python, const char *model, shape *shapes, int 
     }
     snprintf(cmd, sizeof cmd, "%s %s --model %s --texts %s --shapes %s --threads %d --seconds %g", qpy, qscript, qmodel,
              qtexts, shapes_arg, threads, seconds);
-    fprintf(stderr, "eft bench: running the peers: %s\n", cmd);
-    FILE *pp = popen(cmd, "r");
-    if (!pp) {
-        unlink(tmpl);
-        return;
-    }
-    char line[4096];
-    while (fgets(line, sizeof line, pp)) {
-        json_error_t jerr;
-        json_t *j = json_loads(line, 0, &jerr);
-        if (!json_is_object(j)) {
-            fputs(line, stderr);
-            json_decref(j);
-            continue;
-        }
-        const char *peer = json_string_value(json_object_get(j, "peer"));
-        int b = (int)json_integer_value(json_object_get(j, "batch"));
-        int t = (int)json_integer_value(json_object_get(j, "tokens"));
-        double sps = json_real_value(json_object_get(j, "sentences_per_s"));
-        const char *error = json_string_value(json_object_get(j, "error"));
-        for (int i = 0; i < n_shapes; i++) {
-            if (shapes[i].b != b || shapes[i].t != t || !peer) continue;
-            if (error) snprintf(shapes[i].peer_note, sizeof shapes[i].peer_note, "%s: %s", peer, error);
-            else if (!strcmp(peer, "torch")) shapes[i].torch_sps = sps;
-            else if (!strcmp(peer, "onnxruntime")) shapes[i].ort_sps = sps;
-        }
-        json_decref(j);
-    }
-    int rc = pclose(pp);
-    if (rc != 0) fprintf(stderr, "eft bench: the peer script exited with status %d\n", rc);
+    int rc = eft_cli_run_peer(cmd, on_peer_line, &(peer_ctx){shapes, n_shapes});
+    for (int i = 0; rc != 0 && i < n_shapes; i++)
+        if (!shapes[i].peer_note[0] && shapes[i].torch_sps <= 0)
+            snprintf(shapes[i].peer_note, sizeof shapes[i].peer_note, "the peers did not run (%s exited with %d)", python, rc);
     unlink(tmpl);
 }
 

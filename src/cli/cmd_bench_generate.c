@@ -148,6 +148,27 @@ typedef struct peer_figs {
     char note[256];
 } peer_figs;
 
+typedef struct peer_ctx {
+    peer_figs *pf;
+    const int *batches;
+    int n_batches;
+} peer_ctx;
+
+/* One figure of bench/peer_generate.py: {"what": "prefill" | "decode", "batch", "tokens_per_s"}
+ * or {"error"}. */
+static void on_peer_line(json_t *j, void *user) {
+    peer_ctx *x = user;
+    const char *what = json_string_value(json_object_get(j, "what"));
+    const char *error = json_string_value(json_object_get(j, "error"));
+    int b = (int)json_integer_value(json_object_get(j, "batch"));
+    double tps = json_number_value(json_object_get(j, "tokens_per_s"));
+    if (error) snprintf(x->pf->note, sizeof x->pf->note, "torch: %s", error);
+    else if (what && !strcmp(what, "prefill")) x->pf->prefill_tps = tps;
+    else if (what && !strcmp(what, "decode"))
+        for (int i = 0; i < x->n_batches; i++)
+            if (x->batches[i] == b) x->pf->decode_tps[i] = tps;
+}
+
 static void run_peer(const char *python, const char *model, int threads, double seconds, int prefill, const int *batches,
                      int n_batches, int context, peer_figs *pf) {
     char script[4096], cmd[12288], dec[128] = "", qpy[1024], qscript[4200], qmodel[4200];
@@ -164,31 +185,8 @@ static void run_peer(const char *python, const char *model, int threads, double 
     }
     snprintf(cmd, sizeof cmd, "TQDM_DISABLE=1 %s %s --model %s --threads %d --seconds %g --prefill %d --decode %s --context %d",
              qpy, qscript, qmodel, threads, seconds, prefill, dec, context);
-    fprintf(stderr, "eft bench: running the peer: %s\n", cmd);
-    FILE *pp = popen(cmd, "r");
-    if (!pp) return;
-    char line[4096];
-    while (fgets(line, sizeof line, pp)) {
-        json_error_t jerr;
-        json_t *j = json_loads(line, 0, &jerr);
-        if (!json_is_object(j)) {
-            fputs(line, stderr);
-            json_decref(j);
-            continue;
-        }
-        const char *what = json_string_value(json_object_get(j, "what"));
-        const char *error = json_string_value(json_object_get(j, "error"));
-        int b = (int)json_integer_value(json_object_get(j, "batch"));
-        double tps = json_real_value(json_object_get(j, "tokens_per_s"));
-        if (error) snprintf(pf->note, sizeof pf->note, "torch: %s", error);
-        else if (what && !strcmp(what, "prefill")) pf->prefill_tps = tps;
-        else if (what && !strcmp(what, "decode"))
-            for (int i = 0; i < n_batches; i++)
-                if (batches[i] == b) pf->decode_tps[i] = tps;
-        json_decref(j);
-    }
-    int rc = pclose(pp);
-    if (rc != 0) fprintf(stderr, "eft bench: the peer script exited with status %d\n", rc);
+    int rc = eft_cli_run_peer(cmd, on_peer_line, &(peer_ctx){pf, batches, n_batches});
+    if (rc != 0 && !pf->note[0]) snprintf(pf->note, sizeof pf->note, "the peer did not run (%s exited with %d)", python, rc);
 }
 
 static bool parse_list(const char *s, int *out, int max, int *n, int lo, int hi) {

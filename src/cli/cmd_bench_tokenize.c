@@ -253,6 +253,30 @@ typedef struct peer_result {
     char note[256];
 } peer_result;
 
+/* One figure of bench/peer_tokenizers.py: {"case": "single" | "batch", "size" | "threads",
+ * "seconds", "tokens"} or {"error"}. */
+static void on_peer_line(json_t *j, void *user) {
+    peer_result *r = user;
+    const char *kind = json_string_value(json_object_get(j, "case"));
+    const char *error = json_string_value(json_object_get(j, "error"));
+    double sec = json_number_value(json_object_get(j, "seconds"));
+    long tok = (long)json_integer_value(json_object_get(j, "tokens"));
+    if (error) {
+        snprintf(r->note, sizeof r->note, "%s", error);
+    } else if (kind && !strcmp(kind, "single")) {
+        size_t bytes = (size_t)json_integer_value(json_object_get(j, "size"));
+        for (int i = 0; i < 3; i++)
+            if (bytes == SIZES[i]) {
+                r->single_s[i] = sec;
+                r->single_tokens[i] = tok;
+            }
+    } else if (kind && !strcmp(kind, "batch")) {
+        int th = (int)json_integer_value(json_object_get(j, "threads"));
+        r->batch_s[th == 1 ? 0 : 1] = sec;
+        r->batch_tokens = tok;
+    }
+}
+
 /* Runs the peer over the same 1 MB text (written to a temporary file); fills r, or r->note. */
 static void run_peer(const char *python, const char *model, const char *text, size_t len, int threads, double seconds,
                      peer_result *r) {
@@ -281,39 +305,12 @@ static void run_peer(const char *python, const char *model, const char *text, si
     }
     snprintf(cmd, sizeof cmd, "%s %s --tokenizer %s --text %s --sizes %zu,%zu,%zu --batch-bytes %d --threads %d --seconds %g",
              qpy, qscript, qmodel, qtext, SIZES[0], SIZES[1], SIZES[2], BATCH_TEXT_BYTES, threads, seconds);
-    fprintf(stderr, "eft bench: running the peer: %s\n", cmd);
-    FILE *pp = popen(cmd, "r");
-    if (!pp) {
+    int rc = eft_cli_run_peer(cmd, on_peer_line, r);
+    if (rc < 0) {
         snprintf(r->note, sizeof r->note, "cannot run %s", python);
         unlink(tmpl);
         return;
     }
-    char line[4096];
-    while (fgets(line, sizeof line, pp)) {
-        json_error_t jerr;
-        json_t *j = json_loads(line, 0, &jerr);
-        if (!j) continue;
-        const char *kind = json_string_value(json_object_get(j, "case"));
-        const char *error = json_string_value(json_object_get(j, "error"));
-        double sec = json_number_value(json_object_get(j, "seconds"));
-        long tok = (long)json_integer_value(json_object_get(j, "tokens"));
-        if (error) {
-            snprintf(r->note, sizeof r->note, "%s", error);
-        } else if (kind && !strcmp(kind, "single")) {
-            size_t bytes = (size_t)json_integer_value(json_object_get(j, "size"));
-            for (int i = 0; i < 3; i++)
-                if (bytes == SIZES[i]) {
-                    r->single_s[i] = sec;
-                    r->single_tokens[i] = tok;
-                }
-        } else if (kind && !strcmp(kind, "batch")) {
-            int th = (int)json_integer_value(json_object_get(j, "threads"));
-            r->batch_s[th == 1 ? 0 : 1] = sec;
-            r->batch_tokens = tok;
-        }
-        json_decref(j);
-    }
-    int rc = pclose(pp);
     if (rc != 0 && !r->note[0]) {
         if (WIFEXITED(rc) && WEXITSTATUS(rc) == 127) snprintf(r->note, sizeof r->note, "%s could not be run", python);
         else snprintf(r->note, sizeof r->note, "the peer script failed (status %d)", WIFEXITED(rc) ? WEXITSTATUS(rc) : rc);
