@@ -569,9 +569,10 @@ typedef struct eft_token_logprob {
                     * of the logits after penalties, before temperature and truncation) */
 } eft_token_logprob;
 
-/* What a callback receives, once per generated token and once more at the end (finish != NONE;
- * that last event has token -1 and carries any text still held back). Everything is borrowed for
- * the duration of the call. */
+/* What a callback receives, once per generated token except an EOS token that ends the sequence
+ * (it counts in n_generated but gets no event and no text), and once more at the end (finish !=
+ * NONE; that last event has token -1 and carries any text still held back). Everything is
+ * borrowed for the duration of the call. */
 typedef struct eft_gen_event {
     uint64_t seq;              /* from eft_generator_submit */
     void *user;                /* the submit's user pointer */
