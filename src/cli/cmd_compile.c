@@ -1,6 +1,6 @@
 /*
  * cmd_compile.c — `eft compile MODEL [--seq-len 32,128,512] [--batch-size 8] [--num-cores 2]
- * [--dtype f32|f16] -o DIR`: an encoder compiled into DIR/program.eft (eft_compile), which
+ * [--dtype f32|f16|bf16|int8|int4] -o DIR`: an encoder compiled into DIR/program.eft (eft_compile), which
  * `eft embed DIR` then runs without checking or packing anything, and `eft info DIR` describes.
  */
 #include <stdio.h>
@@ -12,7 +12,7 @@
 #include "cli.h"
 
 static const char *k_usage =
-    "usage: eft compile MODEL [--seq-len 32,128,512] [--batch-size N] [--num-cores N] [--dtype f32|f16] -o DIR\n"
+    "usage: eft compile MODEL [--seq-len 32,128,512] [--batch-size N] [--num-cores N] [--dtype f32|f16|bf16|int8|int4] -o DIR\n"
     "\n"
     "Compiles an encoder (BERT, RoBERTa, XLM-RoBERTa, MPNet folder) for the given sequence lengths,\n"
     "batch size and threads, with its weights packed for the kernels (f16 halves their size), into\n"
@@ -61,7 +61,10 @@ int eft_cmd_compile(int argc, char **argv) {
             ++i;
             if (!strcmp(v, "f32")) p.dtype = EFT_DTYPE_F32;
             else if (!strcmp(v, "f16")) p.dtype = EFT_DTYPE_F16;
-            else return eft_cli_error("compile", "--dtype takes f32 or f16, not '%s' (int8 encoders are not implemented)", v);
+            else if (!strcmp(v, "bf16")) p.dtype = EFT_DTYPE_BF16;
+            else if (!strcmp(v, "int8")) p.dtype = EFT_DTYPE_Q8_0;
+            else if (!strcmp(v, "int4")) p.dtype = EFT_DTYPE_Q4_0;
+            else return eft_cli_error("compile", "--dtype takes f32, f16, bf16, int8 or int4, not '%s'", v);
         } else if (a[0] == '-' && a[1]) {
             eft_cli_error("compile", "unknown option or missing value: '%s'\n%s", a, k_usage);
             return 2;

@@ -112,7 +112,7 @@ static eft_status parse(eft__program *p, eft__error *err) {
     uint32_t version = rd32(d + 8), hdr = rd32(d + 12);
     if (version != EFT__PROGRAM_VERSION)
         return eft__fail(err, EFT_ERR_UNSUPPORTED, "%s: program format version %u at byte 8; this eft reads version %u "
-                         "(recompile the model)", L, version, EFT__PROGRAM_VERSION);
+                         "(compile it again)", L, version, EFT__PROGRAM_VERSION);
     if (hdr != HDR_SIZE)
         return eft__fail(err, EFT_ERR_FORMAT, "%s: fixed header size %u at byte 12, expected %u", L, hdr, HDR_SIZE);
     uint64_t fsize = rd64(d + 16), json_off = rd64(d + 24), json_size = rd64(d + 32), table_off = rd64(d + 40),

@@ -24,7 +24,7 @@
 #include "core/core.h"
 
 #define EFT__PROGRAM_MAGIC "EFTPROG"   /* 7 characters + the NUL = 8 bytes */
-#define EFT__PROGRAM_VERSION 1u
+#define EFT__PROGRAM_VERSION 2u /* 2: encoders carry their graph */
 #define EFT__PROGRAM_ALIGN 64u
 #define EFT__PROGRAM_NAME_MAX 96       /* bytes of a table entry's name, NUL included */
 #define EFT__PROGRAM_MAX_BLOBS 65536u

@@ -26,6 +26,17 @@ eft_status eft__encoder_program_key(const eft_model *m, eft_dtype dtype, char *o
     return EFT_OK;
 }
 
+/* The --dtype spelling of a weight type. */
+static const char *dtype_option(eft_dtype d) {
+    switch (d) {
+    case EFT_DTYPE_F16: return "f16";
+    case EFT_DTYPE_BF16: return "bf16";
+    case EFT_DTYPE_Q8_0: return "int8";
+    case EFT_DTYPE_Q4_0: return "int4";
+    default: return "f32";
+    }
+}
+
 char *eft__program_header_new(const char *key, const int *seq_lens, int n_seq_lens, int batch_size,
                               int num_cores, eft_dtype dtype) {
     json_t *lens = json_array();
@@ -37,7 +48,7 @@ char *eft__program_header_new(const char *key, const int *seq_lens, int n_seq_le
     json_t *h = lens ? json_pack("{s:s, s:s, s:I, s:{s:o, s:i, s:i, s:s}}", "key", key, "isa",
                                  eft__isa_name(eft__kernels_get()->isa), "created_unix", (json_int_t)time(NULL),
                                  "options", "seq_lens", lens, "batch_size", batch_size, "num_cores", num_cores,
-                                 "dtype", dtype == EFT_DTYPE_F16 ? "f16" : "f32")
+                                 "dtype", dtype_option(dtype))
                      : NULL;
     char *text = h ? json_dumps(h, JSON_PRESERVE_ORDER | JSON_COMPACT) : NULL;
     json_decref(h);
@@ -57,8 +68,9 @@ eft_status eft_compile(const char *model, const eft_compile_params *params, cons
         eft__fail(&err, EFT_ERR_INVALID_ARGUMENT, "eft_compile: NULL argument");
         return eft__set_last_error(&err);
     }
-    if (p.dtype != EFT_DTYPE_F32 && p.dtype != EFT_DTYPE_F16) {
-        eft__fail(&err, EFT_ERR_UNSUPPORTED, "eft_compile: dtype %s; encoders compile to f32 or f16",
+    if (p.dtype != EFT_DTYPE_F32 && p.dtype != EFT_DTYPE_F16 && p.dtype != EFT_DTYPE_BF16 &&
+        p.dtype != EFT_DTYPE_Q8_0 && p.dtype != EFT_DTYPE_Q4_0) {
+        eft__fail(&err, EFT_ERR_UNSUPPORTED, "eft_compile: dtype %s; encoders compile to F32, F16, BF16, Q8_0 (int8) or Q4_0 (int4)",
                   eft_dtype_name(p.dtype));
         return eft__set_last_error(&err);
     }

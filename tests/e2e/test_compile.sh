@@ -58,7 +58,7 @@ P=$TMP/prog-bert
 if "$EFT" info "$P" >"$TMP/info" 2>"$TMP/err" && grep -q "^program .*program.eft" "$TMP/info" &&
    grep -q "architecture *bert" "$TMP/info" && grep -q "seq_lens *\[16, *64\]" "$TMP/info" &&
    grep -q "batch_size *2" "$TMP/info" && grep -q "^blobs ([0-9]*, [0-9]* bytes)" "$TMP/info" &&
-   grep -q "layer.0.attention.self.query.weight|qkv" "$TMP/info" && grep -q "hash" "$TMP/info"; then ok "eft info PROGRAM"
+   grep -q "layer.0.attention.self.query.weight|fused" "$TMP/info" && grep -q "hash" "$TMP/info"; then ok "eft info PROGRAM"
 else bad "eft info PROGRAM: $(head -c 600 "$TMP/info") $(head -c 200 "$TMP/err")"; fi
 if "$EFT" info --json "$P" >"$TMP/info.json" 2>"$TMP/err" && python3 - "$TMP/info.json" "$SRC" <<'PY'
 import json, os, sys
@@ -93,7 +93,7 @@ expect_error() { # name rc pattern args...
 expect_error "unsorted --seq-len" 1 "ascending" compile "$MODEL" --seq-len 64,16 -o "$TMP/x1"
 expect_error "--seq-len over the limit" 1 "outside" compile "$MODEL" --seq-len 4096 -o "$TMP/x1"
 expect_error "malformed --seq-len" 1 "seq-len" compile "$MODEL" --seq-len 16,,32 -o "$TMP/x1"
-expect_error "--dtype int8" 1 "f32 or f16" compile "$MODEL" --dtype int8 -o "$TMP/x1"
+expect_error "--dtype int3" 1 "f32, f16, bf16, int8 or int4" compile "$MODEL" --dtype int3 -o "$TMP/x1"
 expect_error "a decoder" 1 "llama" compile "$SRC/tests/fixtures/models/llama" -o "$TMP/x1"
 expect_error "no -o" 2 "usage" compile "$MODEL"
 [ ! -e "$TMP/x1" ] && ok "refused compiles write nothing" || bad "refused compiles wrote $TMP/x1"
