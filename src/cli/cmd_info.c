@@ -65,6 +65,45 @@ static void print_human(json_t *info) {
     print_section("gguf", json_object_get(info, "gguf"), "");
 }
 
+/* The shape of tensor t of the graph's tensor list, "M" / "B" for the run's rows. */
+static void shape_of(const json_t *tensors, json_int_t t, char *buf, size_t n) {
+    const json_t *sh = json_object_get(json_array_get(tensors, (size_t)t), "shape");
+    size_t k = (size_t)snprintf(buf, n, "[");
+    for (size_t i = 0; i < json_array_size(sh) && k < n; i++) {
+        json_int_t d = json_integer_value(json_array_get(sh, i));
+        if (d == -1) k += (size_t)snprintf(buf + k, n - k, "%sM", i ? ", " : "");
+        else if (d == -2) k += (size_t)snprintf(buf + k, n - k, "%sB", i ? ", " : "");
+        else k += (size_t)snprintf(buf + k, n - k, "%s%lld", i ? ", " : "", (long long)d);
+    }
+    if (k < n) snprintf(buf + k, n - k, "]");
+}
+
+/* What the graph compiled to: the passes applied, the plan and every op with its kernel. */
+static void print_graph(const json_t *g, json_int_t weight_bytes) {
+    if (!json_is_object(g)) return;
+    const json_t *ts = json_object_get(g, "tensors"), *ops = json_object_get(g, "ops"), *plan = json_object_get(g, "plan");
+    printf("graph\n  %-24s", "passes");
+    size_t i;
+    const json_t *v;
+    json_array_foreach(json_object_get(g, "passes"), i, v) printf("%s%s", i ? ", " : "", json_string_value(v));
+    printf("\n  %-24s %lld bytes for %lld x %lld tokens\n", "plan (activations)",
+           (long long)json_integer_value(json_object_get(plan, "arena_bytes")),
+           (long long)json_integer_value(json_object_get(plan, "max_batch")),
+           (long long)json_integer_value(json_object_get(plan, "max_tokens")));
+    printf("  %-24s %lld\n", "weight bytes", (long long)weight_bytes);
+    printf("ops (%zu)\n", json_array_size(ops));
+    json_array_foreach(ops, i, v) {
+        json_int_t out = json_integer_value(json_object_get(v, "out"));
+        const char *name = json_string_value(json_object_get(json_array_get(ts, (size_t)out), "name"));
+        const char *act = json_string_value(json_object_get(v, "act"));
+        char shape[64];
+        shape_of(ts, out, shape, sizeof shape);
+        printf("  %3zu %-14s %-18s %-34s %-12s%s%s%s\n", i, json_string_value(json_object_get(v, "op")),
+               json_string_value(json_object_get(v, "kernel")), name ? name : "?", shape, act ? " +" : "",
+               act ? act : "", json_is_true(json_object_get(v, "head")) ? " (head)" : "");
+    }
+}
+
 /* A compiled program: what was compiled, from what, with which options, and its blobs. */
 static int info_program(const char *ref, bool as_json) {
     char *text = eft_program_info_json(ref);
@@ -92,6 +131,7 @@ static int info_program(const char *ref, bool as_json) {
     print_section("model", json_object_get(h, "model"), "");
     print_section("options", json_object_get(h, "options"), "");
     print_section("config", json_object_get(h, "config"), "");
+    print_graph(json_object_get(h, "graph"), json_integer_value(json_object_get(info, "blob_bytes")));
     printf("blobs (%zu, %lld bytes)\n", json_array_size(blobs),
            (long long)json_integer_value(json_object_get(info, "blob_bytes")));
     size_t i;

@@ -81,6 +81,14 @@ if "$EFT" compile "$MODEL" --seq-len 16,64 --batch-size 2 --num-cores 2 --dtype 
    ! cmp -s "$TMP/prog.json" "$TMP/f16.json" &&
    [ "$(stat -c %s "$TMP/f16/program.eft")" -lt "$(stat -c %s "$P/program.eft")" ]; then ok "--dtype f16: smaller, within 1e-2 of f32"
 else bad "--dtype f16: $(head -c 300 "$TMP/err")"; fi
+# int8: Q8_0 weights through the precision pass, shown by eft info, close to f32.
+if "$EFT" compile "$MODEL" --seq-len 16,64 --batch-size 2 --num-cores 2 --dtype int8 -o "$TMP/i8" >/dev/null 2>"$TMP/err" &&
+   "$EFT" embed "$TMP/i8" -- "${TEXTS[@]}" >"$TMP/i8.json" 2>>"$TMP/err" &&
+   same "$TMP/prog.json" "$TMP/i8.json" 5e-2 >/dev/null &&
+   "$EFT" info "$TMP/i8" >"$TMP/i8.info" 2>>"$TMP/err" && grep -q "qgemm_q8_0" "$TMP/i8.info" &&
+   grep -q "passes *fold, fuse_matmuls, precision, kernels" "$TMP/i8.info" &&
+   [ "$(stat -c %s "$TMP/i8/program.eft")" -lt "$(stat -c %s "$TMP/f16/program.eft")" ]; then ok "--dtype int8: Q8_0 kernels, smaller, within 5e-2 of f32"
+else bad "--dtype int8: $(head -c 300 "$TMP/err")"; fi
 
 # Refusals: clear errors, nothing written.
 expect_error() { # name rc pattern args...
