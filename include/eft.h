@@ -372,7 +372,7 @@ typedef struct eft_embedder_params {
      * error; an unreadable or corrupt cached program is compiled again. */
     const char *cache_dir;
     bool no_cache;
-    eft_dtype dtype; /* packed weights: EFT_DTYPE_F32 (default) or EFT_DTYPE_F16; a program's own wins */
+    eft_dtype dtype; /* weights: EFT_DTYPE_F32 (default), F16, BF16, Q8_0 (int8) or Q4_0 (int4); a program's own wins */
     /* Pooling instead of the folder's 1_Pooling config: one mode or several separated by commas,
      * concatenated in that order: "mean" (QEfficient's "avg" too), "cls", "max", "lasttoken",
      * "mean_sqrt_len_tokens", "weightedmean" — sentence-transformers' definitions. NULL: the
@@ -496,7 +496,7 @@ typedef struct eft_compile_params {
     int n_seq_lens;
     int batch_size;      /* inputs per forward pass: default 8 */
     int num_cores;       /* threads: default 1 */
-    eft_dtype dtype;     /* packed weights: EFT_DTYPE_F32 (default) or EFT_DTYPE_F16 */
+    eft_dtype dtype;     /* weights: EFT_DTYPE_F32 (default), F16, BF16, Q8_0 (int8) or Q4_0 (int4) */
 } eft_compile_params;
 
 eft_compile_params eft_compile_params_default(void);

@@ -291,9 +291,12 @@ class AutoModel:
         checked at compile(); a Hugging Face id must already be in the local cache."""
         return cls(pretrained_model_name_or_path, pooling=pooling, normalize=normalize)
 
-    def compile(self, num_cores=1, seq_len=None, batch_size=1, **kwargs):
+    def compile(self, num_cores=1, seq_len=None, batch_size=1, weight_dtype=None, **kwargs):
         """Builds the model for num_cores threads, batch_size inputs per pass and at most max(seq_len)
-        tokens per input. Returns self."""
+        tokens per input, with weights in weight_dtype: None or "f32", "f16", "bf16", "int8" (Q8_0
+        blocks), "int4" (Q4_0). Returns self."""
+        if weight_dtype not in _WEIGHT_DTYPES or weight_dtype == "keep":
+            raise EftError("EFT_ERR_INVALID_ARGUMENT", "weight_dtype %r: want one of f32, f16, bf16, int8, int4" % (weight_dtype,))
         lens = [seq_len] if isinstance(seq_len, int) else list(seq_len or [])
         if any((not isinstance(x, int)) or x < 1 for x in lens):
             raise EftError("EFT_ERR_INVALID_ARGUMENT", "seq_len must be a positive int or a list of them, got %r" % (seq_len,))
@@ -303,6 +306,7 @@ class AutoModel:
         lens_arr = (C.c_int * len(lens))(*sorted(set(lens))) if lens else None
         p.seq_lens = lens_arr
         p.n_seq_lens = len(set(lens))
+        p.dtype = _DTYPES["F32"] if weight_dtype is None else _WEIGHT_DTYPES[weight_dtype]
         if isinstance(self.pooling, str):
             p.pooling = self.pooling.encode()
         if self.normalize:

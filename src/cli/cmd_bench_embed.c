@@ -28,7 +28,7 @@ typedef struct shape {
 
 static int usage(void) {
     return eft_cli_error("bench", "usage: eft bench embed MODEL [--shape BxT ...] [--threads N] [--seconds S] "
-                                  "[--peer] [--python PATH]");
+                                  "[--dtype f32|f16|bf16|int8|int4] [--peer] [--python PATH]");
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -78,9 +78,11 @@ static double encoder_flops(json_t *cfg, int t) {
     return l * per_token * (double)t;
 }
 
-static eft_status run_ours(const char *model, shape *sh, int threads, double seconds, char **texts, double *tokens_out) {
+static eft_status run_ours(const char *model, shape *sh, int threads, eft_dtype dtype, double seconds, char **texts,
+                           double *tokens_out) {
     eft_embedder_params p = eft_embedder_params_default();
     p.n_threads = threads;
+    p.dtype = dtype;
     p.max_batch = sh->b;
     p.max_tokens = sh->t;
     p.truncate = EFT_TRUNCATE_RIGHT_SIDE;
@@ -191,6 +193,8 @@ int eft_cmd_bench_embed(int argc, char **argv) {
     const char *model = NULL, *python = NULL;
     shape shapes[MAX_SHAPES];
     int n_shapes = 0, threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    eft_dtype dtype = EFT_DTYPE_F32; /* the encoder's weights (activations stay f32) */
+    const char *dtype_name = "f32";
     double seconds = 3.0;
     bool peer = false;
     for (int i = 1; i < argc; i++) {
@@ -210,6 +214,19 @@ int eft_cmd_bench_embed(int argc, char **argv) {
             double v = strtod(argv[++i], &end);
             if (*end || !(v > 0 && v <= 600)) return eft_cli_error("bench", "--seconds wants (0, 600], got '%s'", argv[i]);
             seconds = v;
+        } else if (!strcmp(argv[i], "--dtype") && i + 1 < argc) {
+            static const struct {
+                const char *name;
+                eft_dtype dtype;
+            } k_dt[] = {{"f32", EFT_DTYPE_F32}, {"f16", EFT_DTYPE_F16}, {"bf16", EFT_DTYPE_BF16},
+                        {"int8", EFT_DTYPE_Q8_0}, {"int4", EFT_DTYPE_Q4_0}};
+            const char *v = argv[++i];
+            size_t k = 0;
+            while (k < sizeof k_dt / sizeof k_dt[0] && strcmp(v, k_dt[k].name)) k++;
+            if (k == sizeof k_dt / sizeof k_dt[0])
+                return eft_cli_error("bench", "--dtype wants f32, f16, bf16, int8 or int4, got '%s'", v);
+            dtype = k_dt[k].dtype;
+            dtype_name = k_dt[k].name;
         } else if (!strcmp(argv[i], "--peer")) {
             peer = true;
         } else if (!strcmp(argv[i], "--python") && i + 1 < argc) {
@@ -261,15 +278,15 @@ int eft_cmd_bench_embed(int argc, char **argv) {
     double load[3];
     eft_cli_loadavg(load);
     if (eft_bench_machine(threads, 0.25, &peak, &triad) != EFT_OK) peak = 0;
-    printf("eft %s bench embed — %s, %d threads, %.1f s per shape, load average %.2f %.2f %.2f\n", eft_version(), model,
-           threads, seconds, load[0], load[1], load[2]);
+    printf("eft %s bench embed — %s, %s weights, %d threads, %.1f s per shape, load average %.2f %.2f %.2f\n",
+           eft_version(), model, dtype_name, threads, seconds, load[0], load[1], load[2]);
     printf("machine: peak fma %.1f GFLOPS, stream triad %.1f GB/s (measured now)\n\n", peak, triad);
     fflush(stdout);
 
     int rc = 0;
     double tokens[MAX_SHAPES] = {0};
     for (int i = 0; i < n_shapes; i++) {
-        eft_status st = run_ours(model, &shapes[i], threads, seconds, texts, &tokens[i]);
+        eft_status st = run_ours(model, &shapes[i], threads, dtype, seconds, texts, &tokens[i]);
         if (st != EFT_OK && st != EFT_ERR_LIMIT) {
             rc = eft_cli_error("bench", "%s", eft_last_error());
             break;

@@ -69,6 +69,17 @@ class TestEmbeddings(unittest.TestCase):
         self.assertLessEqual(max_abs(out[0], tensor("case0.embedding")), tol)
         self.assertLessEqual(max_abs(out[1], tensor("case3.embedding")), tol)
 
+    def test_weight_dtype(self):
+        # int8 and f16 weights (the precision pass) stay close to the reference; a bad name is refused.
+        meta, tensor, _ = read_ref("bert")
+        texts = json.loads(meta["texts"])
+        for dtype, tol in (("f16", 1e-2), ("int8", 5e-2)):
+            m = eft.AutoModel.from_pretrained(model_dir("bert")).compile(seq_len=64, weight_dtype=dtype)
+            self.assertLessEqual(max_abs(m.embed(texts[:1])[0], tensor("case0.embedding")), tol)
+            m.close()
+        with self.assertRaises(eft.EftError):
+            eft.AutoModel.from_pretrained(model_dir("bert")).compile(weight_dtype="int3")
+
     def test_tokenizer_ids(self):
         meta, tensor, _ = read_ref("bert")
         texts = json.loads(meta["texts"])
