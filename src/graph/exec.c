@@ -121,7 +121,7 @@ eft_status eft__ir_plan(eft__ir_graph *g, int max_batch, int max_tokens, int n_t
     return EFT_OK;
 }
 
-eft_status eft__ir_pack(eft__ir_graph *g, bool from_panels, eft__error *err) {
+eft_status eft__ir_pack(eft__ir_graph *g, eft__error *err) {
     for (int o = 0; o < g->n_ops; o++) {
         const eft__ir_op *op = &g->ops[o];
         if (op->kernel != EFT__K_SGEMM_F32 && op->kernel != EFT__K_SGEMM_F16 && op->kernel != EFT__K_SGEMM_BF16)
@@ -132,10 +132,7 @@ eft_status eft__ir_pack(eft__ir_graph *g, bool from_panels, eft__error *err) {
         if (!p) return eft__fail(err, EFT_ERR_OUT_OF_MEMORY, "out of memory");
         const int64_t N = w->shape[0], K = w->shape[1];
         eft_status s = EFT_OK;
-        if (from_panels) {
-            *p = (eft__sgemm_packed){.n = N, .k = K, .npanels = (N + EFT__SGEMM_NR - 1) / EFT__SGEMM_NR,
-                                     .dtype = w->dtype, .data = (void *)w->data, .borrowed = true};
-        } else if (w->dtype == EFT_DTYPE_F32) {
+        if (w->dtype == EFT_DTYPE_F32) {
             s = eft__sgemm_pack_typed(p, w->dtype, w->data, N, K, K, err);
         } else {
             s = eft__sgemm_pack_half(p, w->dtype, w->data, N, K, K, err);
@@ -145,13 +142,11 @@ eft_status eft__ir_pack(eft__ir_graph *g, bool from_panels, eft__error *err) {
             return eft__error_prefix(err, "packing '%s'", w->name);
         }
         w->packed = p;
-        if (!from_panels) {
-            /* The panels are the weight now: the unpacked bytes (a pass's, or the checkpoint's
-             * view) are no longer read. */
-            eft__free(w->owned);
-            w->owned = NULL;
-            w->data = NULL;
-        }
+        /* The panels are the weight now: the unpacked bytes (a pass's, or the checkpoint's view)
+         * are no longer read. */
+        eft__free(w->owned);
+        w->owned = NULL;
+        w->data = NULL;
     }
     return EFT_OK;
 }

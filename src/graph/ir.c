@@ -271,8 +271,10 @@ static bool check_op(vctx *v) {
         int64_t C = out->shape[1];
         if (R != EFT__IR_DIM_M) return bad(v, "attention rows are not M", o->out);
         if (o->heads < 1 || C % o->heads) return bad(v, "heads do not divide the channels", o->out);
+        /* The bucket function divides by log(max_distance / (buckets / 4)): even buckets >= 4 and a
+         * distance past the exact range keep it finite. */
         if (in[3] >= 0 && (!is(v, in[3], 2, 0, o->heads) || !is_f32(v, in[3]) || g->t[in[3]].shape[0] != o->rel_buckets ||
-                           o->rel_buckets < 2 || o->rel_max_distance < 2))
+                           o->rel_buckets < 4 || o->rel_buckets % 2 || o->rel_max_distance <= o->rel_buckets / 4))
             return bad(v, "the relative-position table does not match the buckets", in[3]);
         return is(v, in[0], 2, R, C) && is_f32(v, in[0]) && is(v, in[1], 2, R, C) && is_f32(v, in[1]) &&
                is(v, in[2], 2, R, C) && is_f32(v, in[2]);
@@ -283,6 +285,16 @@ static bool check_op(vctx *v) {
     default: return bad(v, "unknown op", -1);
     }
 }
+
+/* Input slots that hold weights, per op kind (bit i = input i). */
+static const unsigned k_weight_slots[EFT__OP_COUNT] = {
+    [EFT__OP_EMBED] = 0x2cu,    /* wte, wpe, wtt */
+    [EFT__OP_MATMUL] = 0x6u,    /* w, bias */
+    [EFT__OP_BIAS] = 0x2u,      /* bias */
+    [EFT__OP_LAYERNORM] = 0x6u, /* w, b */
+    [EFT__OP_ADD_LN] = 0xcu,    /* w, b */
+    [EFT__OP_ATTENTION] = 0x8u, /* relative-position table */
+};
 
 eft_status eft__ir_validate(const eft__ir_graph *g, eft__error *err) {
     for (int i = 0; i < g->n_t; i++) {
@@ -342,6 +354,22 @@ eft_status eft__ir_validate(const eft__ir_graph *g, eft__error *err) {
                           eft__ir_op_name(op->kind), out->name);
             break;
         }
+        /* Weights where the op reads constants, activations everywhere else: the executor finds
+         * the two in different places (tensor data, the arena). A weight that is only panels is
+         * read by SGEMM kernels alone. */
+        for (int i = 0; i < op->n_in && s == EFT_OK; i++) {
+            int t = op->in[i];
+            if (t < 0 || (unsigned)op->kind >= EFT__OP_COUNT) continue;
+            bool want_w = (k_weight_slots[op->kind] >> i) & 1u, is_w = g->t[t].kind == EFT__IR_WEIGHT;
+            bool sgemm = op->kind == EFT__OP_MATMUL && i == 1 &&
+                         (op->kernel == EFT__K_SGEMM_F32 || op->kernel == EFT__K_SGEMM_F16 || op->kernel == EFT__K_SGEMM_BF16);
+            if (is_w) written[t] |= sgemm ? 2 : 4; /* packing drops the bytes: no other reader may need them */
+            if (want_w != is_w || (is_w && !g->t[t].data && !sgemm) || written[t] == 6)
+                s = eft__fail(err, EFT_ERR_FORMAT, "graph: op %d (%s): input %d ('%s') should be %s", o,
+                              eft__ir_op_name(op->kind), i, g->t[t].name,
+                              want_w ? "a weight with data, read by SGEMM alone or not at all" : "an input or activation");
+        }
+        if (s != EFT_OK) break;
         if (!check_op(&v)) s = err ? err->status : EFT_ERR_FORMAT;
         written[op->out] = 1;
     }

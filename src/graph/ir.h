@@ -175,9 +175,9 @@ eft_status eft__pass_kernels(eft__ir_graph *g, eft__error *err);
  * op that reads it (outputs and inputs: the whole run), and tensors whose lives do not overlap
  * share bytes. Sets g->arena_bytes and each tensor's offset. */
 eft_status eft__ir_plan(eft__ir_graph *g, int max_batch, int max_tokens, int n_threads, eft__error *err);
-/* Packs every MATMUL weight whose kernel is an SGEMM into the kernel's panels (borrowing bytes
- * that are already panels when from_panels is set: a program's blobs). */
-eft_status eft__ir_pack(eft__ir_graph *g, bool from_panels, eft__error *err);
+/* Packs every MATMUL weight whose kernel is an SGEMM into the kernel's panels, dropping the
+ * unpacked bytes. (A loaded program's weights are panels already: the loader borrows them.) */
+eft_status eft__ir_pack(eft__ir_graph *g, eft__error *err);
 
 /* Bytes of a packed weight's panels (what a program stores for it). */
 uint64_t eft__ir_packed_bytes(const eft__ir_tensor *w);

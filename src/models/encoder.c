@@ -181,6 +181,15 @@ static eft_status plan(eft__encoder *e, const eft__encoder_params *p, eft__error
     if (!ok)
         return eft__fail(err, EFT_ERR_FORMAT, "encoder graph: the inputs and outputs (%s, %s, %s, %s) are not what "
                          "this model needs", EFT__ENC_IDS, EFT__ENC_POS, EFT__ENC_HIDDEN, EFT__ENC_LOGITS);
+    /* The tables the embedding reads must be the sizes the input checks assume (a program's
+     * graph is untrusted): ids < V, positions < P, types < NT. */
+    const eft__ir_op *em = g->n_ops > 0 && g->ops[0].kind == EFT__OP_EMBED ? &g->ops[0] : NULL;
+    if (!em || em->in[0] != e->t_ids || em->in[1] != e->t_pos || em->in[4] != e->t_types ||
+        g->t[em->in[2]].shape[0] != e->d.V || g->t[em->in[3]].shape[0] != e->d.P ||
+        (e->d.NT > 0 && g->t[em->in[5]].shape[0] != e->d.NT))
+        return eft__fail(err, EFT_ERR_FORMAT, "encoder graph: the first op must embed %s and %s with tables of %lld "
+                         "tokens, %lld positions and %lld types", EFT__ENC_IDS, EFT__ENC_POS, (long long)e->d.V,
+                         (long long)e->d.P, (long long)e->d.NT);
     e->n_body = g->n_ops;
     for (int o = 0; o < g->n_ops; o++)
         if (g->ops[o].head) {
@@ -237,7 +246,7 @@ eft_status eft__encoder_build(const eft_model *m, const eft__encoder_params *p, 
     if (s == EFT_OK) s = eft__pass_fuse_matmuls(e->g, err);
     if (s == EFT_OK) s = eft__pass_precision(e->g, wd, err);
     if (s == EFT_OK) s = eft__pass_kernels(e->g, err);
-    if (s == EFT_OK) s = eft__ir_pack(e->g, false, err);
+    if (s == EFT_OK) s = eft__ir_pack(e->g, err);
     if (s == EFT_OK) s = plan(e, p, err);
     if (s != EFT_OK) {
         eft__encoder_free(e);

@@ -85,7 +85,7 @@ static int count(const eft__ir_graph *g, eft__ir_opkind k) {
 static void run(eft__ir_graph *g, float *y, float *h) {
     eft__error err = {0};
     if (g->n_passes == 0 || strcmp(g->passes[g->n_passes - 1], "kernels")) CHECK(eft__pass_kernels(g, &err) == EFT_OK);
-    CHECK_MSG(eft__ir_pack(g, false, &err) == EFT_OK, "%s", err.msg);
+    CHECK_MSG(eft__ir_pack(g, &err) == EFT_OK, "%s", err.msg);
     CHECK(eft__ir_plan(g, MAXB, MAXT, 1, &err) == EFT_OK);
     void *arena = eft__malloc_aligned((size_t)g->arena_bytes);
     int32_t off[3] = {0, 5, 8};
