@@ -1,10 +1,11 @@
 /*
- * encoder.h — BERT-family encoders (BERT, RoBERTa, XLM-RoBERTa, MPNet) as plain internal C: a
- * builder that checks every weight of an opened model, packs the matrices once into the GEMM
- * kernels' layout and plans all activation memory for (max batch x max tokens); a forward pass
- * that allocates nothing and gives the last hidden states; and the two heads people run on top of
- * it, sentence-transformers pooling (+ Normalize) and the sequence-classification head of a
- * cross-encoder. A later compile step wraps this; today callers pass token ids themselves.
+ * encoder.h — BERT-family encoders (BERT, RoBERTa, XLM-RoBERTa, MPNet) compiled through the graph
+ * IR: the builder (encoder_bert.c) emits the graph from an opened model, the passes rewrite it
+ * (fold, fuse Q/K/V, weight precision, kernel choice), the plan places all activation memory for
+ * (max batch x max tokens) in one arena; a forward pass walks the ops, allocates nothing and gives
+ * the last hidden states; and the two heads people run on top of it, sentence-transformers
+ * pooling (+ Normalize) and the sequence-classification head of a cross-encoder. Callers pass
+ * token ids themselves.
  */
 #ifndef EFT_MODELS_ENCODER_H
 #define EFT_MODELS_ENCODER_H
@@ -22,8 +23,9 @@ typedef struct eft__encoder_params {
     int n_threads;  /* counts the caller; 1 = no extra threads */
     /* Kernel table to run on; NULL = eft__kernels_get() (the best ISA, or EFT_ISA). */
     const struct eft__kernels *kernels;
-    /* Element type of the packed matrices: EFT_DTYPE_F32 (the default) or EFT_DTYPE_F16 (half the
-     * bytes, widened in the GEMM micro-kernel; the weights are rounded to f16 once, at build). */
+    /* Element type of the matrices (the precision pass): EFT_DTYPE_F32 (the default), F16 or BF16
+     * (half the bytes, widened in the GEMM micro-kernel; rounded once, at build), Q8_0 (int8 in
+     * blocks of 32 with an f16 scale) or Q4_0 (int4), both on the f32-activation quantised GEMM. */
     eft_dtype weight_dtype;
 } eft__encoder_params;
 
@@ -78,16 +80,18 @@ eft_status eft__encoder_model_hash(const eft_model *m, uint64_t *out, eft__error
 
 /* Writes enc, built from m, as a program at path (atomically: see eft__program_writer_write).
  * header is a JSON object's text with what the caller wants recorded (compile options, cache key);
- * the encoder adds "kind", "model" (path and hash), "architecture", "config" and "weights", and
- * the file gets every packed matrix and f32 vector the build made. */
+ * the encoder adds "kind", "model" (path and hash), "architecture", "config", "weights" and
+ * "graph" (the rewritten graph: ir_json.c), and the file gets every weight of the graph but the
+ * word embeddings, as the kernels read it (SGEMM panels, Q8_0/Q4_0 blocks, f32 vectors). */
 eft_status eft__encoder_save(const eft__encoder *enc, const eft_model *m, const char *header, const char *path,
                              eft__error *err);
 
-/* Builds an encoder over m whose matrices and vectors are the program's own bytes, used in place
- * (nothing is converted or packed; the program must stay open as long as the encoder). Only the
- * word embeddings are read from m. p's weight_dtype is ignored (the program says). Refuses a
- * program of another kind, one compiled from different model files (the fingerprints differ),
- * and a missing blob or one of the wrong size (named). Outputs are bit-identical to
+/* Builds an encoder over m from the program's graph, whose weights are the program's own bytes,
+ * used in place (no pass runs, nothing is converted or packed; the program must stay open as long
+ * as the encoder). Only the word embeddings are read from m. p's weight_dtype is ignored (the
+ * program says). Refuses a program of another kind, one compiled from different model files (the
+ * fingerprints differ), one without a graph (an older eft's), a graph that does not validate, and
+ * a missing blob or one of the wrong size (named). Outputs are bit-identical to
  * eft__encoder_build's with the same params. */
 eft_status eft__encoder_load(const eft_model *m, const struct eft__program *prog, const eft__encoder_params *p,
                              eft__encoder **out, eft__error *err);
