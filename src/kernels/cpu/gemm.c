@@ -13,6 +13,9 @@
  * the row block outermost brought it to parity.
  */
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "kernels.h"
 
@@ -103,7 +106,26 @@ static void pack_a(float *restrict ap, const float *restrict a, int64_t lda, int
         if (left >= MR) {
             /* At large M the block comes from memory: 6 x kc floats in 6 strided runs are too
              * short for the hardware prefetcher, so fetch the next tile's rows one tile ahead. */
-            for (int64_t k = 0; k < kc; k++) {
+            int64_t k = 0;
+#if defined(__SSE2__)
+            /* Four k at a time: two 4 x 4 transposes (rows 0-3, rows 4-5 and two dummies) turn
+             * 6 row loads into 4 x (4 + 2) packed floats, half the memory operations of the
+             * element-wise copy, which the packing of a 384-wide layer otherwise pays 7-11 % for. */
+            for (; k + 4 <= kc; k += 4) {
+                if ((k & 15) == 0 && left >= 2 * MR)
+                    for (int i = 0; i < MR; i++) __builtin_prefetch(r[i] + MR * lda + k);
+                __m128 r0 = _mm_loadu_ps(r[0] + k), r1 = _mm_loadu_ps(r[1] + k), r2 = _mm_loadu_ps(r[2] + k);
+                __m128 r3 = _mm_loadu_ps(r[3] + k), r4 = _mm_loadu_ps(r[4] + k), r5 = _mm_loadu_ps(r[5] + k);
+                _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+                __m128 lo = _mm_unpacklo_ps(r4, r5), hi = _mm_unpackhi_ps(r4, r5); /* 40 50 41 51 | 42 52 43 53 */
+                float *o = d + k * MR;
+                _mm_storeu_ps(o, r0), _mm_storel_pi((__m64 *)(o + 4), lo);
+                _mm_storeu_ps(o + 6, r1), _mm_storeh_pi((__m64 *)(o + 10), lo);
+                _mm_storeu_ps(o + 12, r2), _mm_storel_pi((__m64 *)(o + 16), hi);
+                _mm_storeu_ps(o + 18, r3), _mm_storeh_pi((__m64 *)(o + 22), hi);
+            }
+#endif
+            for (; k < kc; k++) {
                 if ((k & 15) == 0 && left >= 2 * MR)
                     for (int i = 0; i < MR; i++) __builtin_prefetch(r[i] + MR * lda + k);
                 for (int i = 0; i < MR; i++) d[k * MR + i] = r[i][k];
