@@ -229,12 +229,48 @@ static void test_sgemm(void) {
     CHECK(eft__threadpool_create(1, &pools[0], &err) == EFT_OK);
     CHECK(eft__threadpool_create(2, &pools[1], &err) == EFT_OK);
     CHECK(eft__threadpool_create(3, &pools[2], &err) == EFT_OK);
-    static const int64_t fixed[][3] = {{1, 1, 1},   {6, 16, 8},   {7, 17, 9},   {1, 384, 384}, {12, 48, 257},
-                                       {5, 15, 513}, {130, 33, 70}, {3, 200, 300}, {250, 20, 31},  {64, 64, 64}};
+    /* The packed-A path's edges: several row blocks split by rows (M >= 240 x threads), a row
+     * tail in the last micro-panel, uneven k blocks (385 = 3 x 129 - 2), and M = 7..8 (two
+     * micro-tiles, split by panels). */
+    static const int64_t fixed[][3] = {{1, 1, 1},     {6, 16, 8},    {7, 17, 9},    {1, 384, 384},
+                                       {12, 48, 257},  {5, 15, 513},  {130, 33, 70}, {3, 200, 300},
+                                       {250, 20, 31},  {64, 64, 64},  {500, 40, 400}, {757, 33, 385},
+                                       {8, 300, 200},  {241, 17, 193}};
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
         check_sgemm(pools, 3, fixed[i][0], fixed[i][1], fixed[i][2], i % 2 == 0);
     for (int it = 0; it < 30; it++) check_sgemm(pools, 3, rnd_i(1, 300), rnd_i(1, 300), rnd_i(1, 300), it % 3 != 0);
     for (int i = 0; i < 3; i++) eft__threadpool_free(pools[i]);
+}
+
+/* Without memory for the packing buffer the GEMM reads A in place: same results, no error. */
+static void *no_alloc(size_t n, void *ud) { (void)n, (void)ud; return NULL; }
+static void *no_realloc(void *p, size_t n, void *ud) { (void)p, (void)n, (void)ud; return NULL; }
+static void plain_free(void *p, void *ud) { (void)ud; free(p); }
+
+static void test_sgemm_no_memory(void) {
+    int64_t m = 300, n = 40, k = 300;
+    float *a = eft__malloc(sizeof(float) * m * k), *w = eft__malloc(sizeof(float) * n * k);
+    float *c = eft__malloc(sizeof(float) * m * n), *r = eft__malloc(sizeof(float) * m * n);
+    fill(a, m * k, -1, 1);
+    fill(w, n * k, -1, 1);
+    eft__sgemm_ref(r, n, a, k, m, w, k, n, k, NULL);
+    eft__error err = {0};
+    eft__sgemm_packed pk;
+    CHECK(eft__sgemm_pack(&pk, w, n, k, k, &err) == EFT_OK);
+    eft_allocator failing = {no_alloc, no_realloc, plain_free, NULL};
+    for (int t = 0; t < g_ntables; t++) {
+        eft_set_allocator(&failing);
+        eft__sgemm(g_tables[t], NULL, c, n, a, k, m, &pk, NULL);
+        eft_set_allocator(NULL);
+        int bad = 0;
+        for (int64_t i = 0; i < m * n; i++)
+            if (!(fabsf(c[i] - r[i]) <= 1e-4f * (1.0f + fabsf(r[i]))) && bad++ < 3)
+                fprintf(stderr, "  sgemm without memory [%s]: c[%lld] = %g, want %g\n", eft__isa_name(g_tables[t]->isa),
+                        (long long)i, c[i], r[i]);
+        CHECK(bad == 0);
+    }
+    eft__sgemm_packed_free(&pk);
+    eft__free(a), eft__free(w), eft__free(c), eft__free(r);
 }
 
 static void test_sgemm_pack_typed(void) {
@@ -275,7 +311,7 @@ static void test_sgemm_half(void) {
     CHECK(eft__threadpool_create(2, &tp, &err) == EFT_OK);
     for (int it = 0; it < 16; it++) {
         eft_dtype dt = it % 2 ? EFT_DTYPE_BF16 : EFT_DTYPE_F16;
-        int64_t m = it == 0 ? 1 : rnd_i(1, 80), n = rnd_i(1, 150), k = it == 1 ? 600 : rnd_i(1, 300), ldw = k + rnd_i(0, 2);
+        int64_t m = it == 0 ? 1 : it == 2 || it == 3 ? 500 : rnd_i(1, 80), n = rnd_i(1, 150), k = it == 1 ? 600 : rnd_i(1, 300), ldw = k + rnd_i(0, 2);
         float *a = eft__malloc(sizeof(float) * m * k), *wf = eft__malloc(sizeof(float) * n * k);
         float *bias = eft__malloc(sizeof(float) * n), *c = eft__malloc(sizeof(float) * (m * n + 1)), *r = eft__malloc(sizeof(float) * m * n);
         uint16_t *wh = eft__malloc(sizeof(uint16_t) * n * ldw);
@@ -811,6 +847,7 @@ int main(void) {
     RUN(test_dispatch);
     RUN(test_row_kernels);
     RUN(test_sgemm);
+    RUN(test_sgemm_no_memory);
     RUN(test_sgemm_pack_typed);
     RUN(test_sgemm_half);
     RUN(test_q8_quantize_and_dot);

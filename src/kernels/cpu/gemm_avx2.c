@@ -91,6 +91,79 @@ static inline __attribute__((always_inline)) void tile1(float *c, const float *a
     _mm256_maskstore_ps(c + 8, m1, v1);
 }
 
+/* Packed A (ap[kc][6]): one sequential stream of broadcasts with no per-row address arithmetic.
+ * MRT (1..6, a compile-time constant per instance) rows are computed, so a row tail (M = 8 is a
+ * 6-row and a 2-row tile) costs no padding work. The C
+ * rows are prefetched first: at large M they come from L3 or memory, and a load that misses at
+ * the end of the tile would stall the pipeline. */
+static inline __attribute__((always_inline)) void tile_pa(float *c, int64_t ldc, const float *ap, const void *wp,
+                                                          int64_t kc, const int MRT, int nr, const float *bias,
+                                                          bool accumulate, const int WT) {
+    enum { MR = EFT__SGEMM_MR };
+    const int mr = MRT;
+    __m256 acc[MR][2];
+#pragma GCC unroll 6
+    for (int i = 0; i < MRT; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+    for (int i = 0; i < mr; i++) {
+        _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
+        _mm_prefetch((const char *)(c + i * ldc + 15), _MM_HINT_T0);
+    }
+    /* One k per iteration: GCC keeps the twelve accumulators in registers for this form, while
+     * an unrolled body made it spill and shuffle registers. */
+    const float *apk = ap;
+    for (int64_t k = 0; k < kc; k++, apk += MR) {
+        __m256 w0 = load_w(wp, k, 0, WT), w1 = load_w(wp, k, 1, WT);
+#pragma GCC unroll 6
+        for (int i = 0; i < MRT; i++) {
+            __m256 av = _mm256_broadcast_ss(apk + i);
+            acc[i][0] = _mm256_fmadd_ps(av, w0, acc[i][0]);
+            acc[i][1] = _mm256_fmadd_ps(av, w1, acc[i][1]);
+        }
+    }
+    if (nr == 16) {
+        __m256 b0 = _mm256_setzero_ps(), b1 = _mm256_setzero_ps();
+        if (bias) b0 = _mm256_loadu_ps(bias), b1 = _mm256_loadu_ps(bias + 8);
+#pragma GCC unroll 6
+        for (int i = 0; i < MRT; i++) {
+            float *ci = c + i * ldc;
+            __m256 v0 = _mm256_add_ps(acc[i][0], b0), v1 = _mm256_add_ps(acc[i][1], b1);
+            if (accumulate) v0 = _mm256_add_ps(v0, _mm256_loadu_ps(ci)), v1 = _mm256_add_ps(v1, _mm256_loadu_ps(ci + 8));
+            _mm256_storeu_ps(ci, v0);
+            _mm256_storeu_ps(ci + 8, v1);
+        }
+    } else {
+        __m256i m0 = eft__tail_mask(nr < 8 ? nr : 8), m1 = eft__tail_mask(nr > 8 ? nr - 8 : 0);
+        __m256 b0 = _mm256_setzero_ps(), b1 = _mm256_setzero_ps();
+        if (bias) b0 = _mm256_maskload_ps(bias, m0), b1 = _mm256_maskload_ps(bias + 8, m1);
+#pragma GCC unroll 6
+        for (int i = 0; i < MRT; i++) {
+            float *ci = c + i * ldc;
+            __m256 v0 = _mm256_add_ps(acc[i][0], b0), v1 = _mm256_add_ps(acc[i][1], b1);
+            if (accumulate)
+                v0 = _mm256_add_ps(v0, _mm256_maskload_ps(ci, m0)), v1 = _mm256_add_ps(v1, _mm256_maskload_ps(ci + 8, m1));
+            _mm256_maskstore_ps(ci, m0, v0);
+            _mm256_maskstore_ps(ci + 8, m1, v1);
+        }
+    }
+}
+
+#define UKERNEL_PA(name, WPT, WT)                                                                   \
+    static void name(float *c, int64_t ldc, const float *ap, const WPT *wp, int64_t kc, int mr, int nr,         \
+                     const float *bias, bool accumulate) {                                                  \
+        switch (mr) {                                                                                       \
+        case 6: tile_pa(c, ldc, ap, wp, kc, 6, nr, bias, accumulate, WT); break;                            \
+        case 5: tile_pa(c, ldc, ap, wp, kc, 5, nr, bias, accumulate, WT); break;                            \
+        case 4: tile_pa(c, ldc, ap, wp, kc, 4, nr, bias, accumulate, WT); break;                            \
+        case 3: tile_pa(c, ldc, ap, wp, kc, 3, nr, bias, accumulate, WT); break;                            \
+        case 2: tile_pa(c, ldc, ap, wp, kc, 2, nr, bias, accumulate, WT); break;                            \
+        default: tile_pa(c, ldc, ap, wp, kc, 1, nr, bias, accumulate, WT); break;                           \
+        }                                                                                                   \
+    }
+
+UKERNEL_PA(ukernel_pa_avx2, float, W_F32)
+UKERNEL_PA(ukernel_pa_f16_avx2, uint16_t, W_F16)
+UKERNEL_PA(ukernel_pa_bf16_avx2, uint16_t, W_BF16)
+
 #define UKERNEL(name, WPT, WT)                                                                      \
     static void name(float *c, int64_t ldc, const float *a, int64_t lda, const WPT *wp, int64_t kc, int mr, int nr, \
                      const float *bias, bool accumulate) {                                          \
@@ -112,4 +185,7 @@ void eft__kernels_fill_gemm_avx2(eft__kernels *k) {
     k->sgemm_ukernel = ukernel_avx2;
     k->sgemm_ukernel_f16 = ukernel_f16_avx2;
     k->sgemm_ukernel_bf16 = ukernel_bf16_avx2;
+    k->sgemm_ukernel_pa = ukernel_pa_avx2;
+    k->sgemm_ukernel_pa_f16 = ukernel_pa_f16_avx2;
+    k->sgemm_ukernel_pa_bf16 = ukernel_pa_bf16_avx2;
 }

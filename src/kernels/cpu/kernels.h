@@ -66,6 +66,14 @@ typedef void (*eft__sgemm_ukernel_h_fn)(float *c, int64_t ldc, const float *a, i
                                         const uint16_t *wp, int64_t kc, int mr, int nr,
                                         const float *bias, bool accumulate);
 
+/* The same tile with A packed (eft__sgemm's large-M path): ap[kc][MR], MR rows interleaved per
+ * k and zero-padded past mr, so the kernel reads one sequential stream instead of mr strided
+ * rows. Only the first mr rows of C are written. */
+typedef void (*eft__sgemm_ukernel_pa_fn)(float *c, int64_t ldc, const float *ap, const float *wp, int64_t kc,
+                                         int mr, int nr, const float *bias, bool accumulate);
+typedef void (*eft__sgemm_ukernel_pa_h_fn)(float *c, int64_t ldc, const float *ap, const uint16_t *wp, int64_t kc,
+                                           int mr, int nr, const float *bias, bool accumulate);
+
 /* Activations for the Q8_0 kernels: blocks of 32 int8 with an f32 scale and the block sum (the
  * sum lets int4-with-zero-point and asymmetric kernels fold the zero point in later). */
 typedef struct eft__block_q8_a {
@@ -82,6 +90,10 @@ typedef struct eft__kernels {
     eft__sgemm_ukernel_fn sgemm_ukernel;
     eft__sgemm_ukernel_h_fn sgemm_ukernel_f16;
     eft__sgemm_ukernel_h_fn sgemm_ukernel_bf16;
+    /* The packed-A versions of the three (see eft__sgemm_ukernel_pa_fn). */
+    eft__sgemm_ukernel_pa_fn sgemm_ukernel_pa;
+    eft__sgemm_ukernel_pa_h_fn sgemm_ukernel_pa_f16;
+    eft__sgemm_ukernel_pa_h_fn sgemm_ukernel_pa_bf16;
 
     /* Returns x[n] . y[n]. */
     float (*dot_f32)(const float *x, const float *y, int64_t n);
