@@ -295,7 +295,7 @@ typedef struct qf32_ctx {
 } qf32_ctx;
 
 /* Few rows: split the output channels (in whole cache lines of c) and stream each weight row once
- * against up to four activation rows at a time. */
+ * against all the activation rows (up to EFT__QGEMV_MAX_M). */
 static void qf32_gemv(const qf32_ctx *x, int ith, int nth) {
     int64_t g0, g1;
     eft__split_range((x->n + 15) / 16, ith, nth, &g0, &g1);

@@ -145,33 +145,38 @@ static inline size_t wq_bytes(const int WT) {
     return WT == WQ8_0 ? sizeof(eft__block_q8_0) : WT == WQ4_0 ? sizeof(eft__block_q4_0) : sizeof(eft__block_q4_1);
 }
 
-/* M activation rows against each weight row. One row gets four partial sums (one per vector of
- * the block) so consecutive blocks' FMAs do not wait on each other's 4-cycle latency; three or
- * four rows get two each, which with the block's four weight vectors fills the 16 registers. */
+/* M activation rows (1..8) against each weight row: the block is widened once, in registers, and
+ * every row takes its FMAs from it, so a decode batch of up to eight sequences streams and decodes
+ * each weight once. One row gets four partial sums (one per vector of the block) so consecutive
+ * blocks' FMAs do not wait on each other's 4-cycle latency; three or four rows get two each, five
+ * to eight one each (eight chains of four FMAs cover the latency by themselves), which with the
+ * block's four weight vectors stays within the 16 registers. */
 static inline __attribute__((always_inline)) void gemv(float *c, int64_t ldc, const float *a, int64_t lda, const int M,
                                                        const uint8_t *w, size_t row_bytes, int64_t nrows, int64_t nb,
                                                        const float *bias, const int WT) {
-    const int NA = M <= 2 ? 4 : 2;
+    const int NA = M <= 2 ? 4 : M <= 4 ? 2 : 1;
     const size_t bb = wq_bytes(WT);
     for (int64_t j = 0; j < nrows; j++) {
         const uint8_t *wr = w + (size_t)j * row_bytes;
-        __m256 acc[4][4];
-#pragma GCC unroll 4
+        __m256 acc[8][4];
+#pragma GCC unroll 8
         for (int i = 0; i < M; i++)
+#pragma GCC unroll 4
             for (int u = 0; u < NA; u++) acc[i][u] = _mm256_setzero_ps();
         for (int64_t b = 0; b < nb; b++) {
             __m256 wv[4];
             decode_block(wv, wr + (size_t)b * bb, WT);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
             for (int i = 0; i < M; i++) {
                 const float *ai = a + i * lda + 32 * b;
 #pragma GCC unroll 4
                 for (int e = 0; e < 4; e++) acc[i][e % NA] = _mm256_fmadd_ps(_mm256_loadu_ps(ai + 8 * e), wv[e], acc[i][e % NA]);
             }
         }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int i = 0; i < M; i++) {
-            __m256 s = _mm256_add_ps(acc[i][0], acc[i][1]);
+            __m256 s = acc[i][0];
+            if (NA >= 2) s = _mm256_add_ps(s, acc[i][1]);
             if (NA == 4) s = _mm256_add_ps(s, _mm256_add_ps(acc[i][2], acc[i][3]));
             float v = eft__hsum256(s);
             c[i * ldc + j] = bias ? v + bias[j] : v;
@@ -184,7 +189,11 @@ static inline __attribute__((always_inline)) void gemv(float *c, int64_t ldc, co
     case 1: gemv(c, ldc, a, lda, 1, w, row_bytes, nrows, nb, bias, WT); break;                      \
     case 2: gemv(c, ldc, a, lda, 2, w, row_bytes, nrows, nb, bias, WT); break;                      \
     case 3: gemv(c, ldc, a, lda, 3, w, row_bytes, nrows, nb, bias, WT); break;                      \
-    default: gemv(c, ldc, a, lda, 4, w, row_bytes, nrows, nb, bias, WT); break;                     \
+    case 4: gemv(c, ldc, a, lda, 4, w, row_bytes, nrows, nb, bias, WT); break;                      \
+    case 5: gemv(c, ldc, a, lda, 5, w, row_bytes, nrows, nb, bias, WT); break;                      \
+    case 6: gemv(c, ldc, a, lda, 6, w, row_bytes, nrows, nb, bias, WT); break;                      \
+    case 7: gemv(c, ldc, a, lda, 7, w, row_bytes, nrows, nb, bias, WT); break;                      \
+    default: gemv(c, ldc, a, lda, 8, w, row_bytes, nrows, nb, bias, WT); break;                     \
     }
 
 static void qgemv_f32(float *c, int64_t ldc, const float *a, int64_t lda, int m, eft_dtype wtype, const void *wv,
