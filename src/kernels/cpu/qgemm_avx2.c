@@ -114,30 +114,36 @@ static inline __m128 load_halves(const uint8_t *p, const int two) {
  * most 8, so d q is exact in f32 and the fused d q + m of Q4_1 rounds once, as the reference's
  * separate multiply and add do. */
 static inline __attribute__((always_inline)) void decode_block(__m256 w[4], const uint8_t *blk, const int WT) {
+    /* Written out rather than as loops over the four vectors: GCC (-O2) kept the loops, and with
+     * them q[] and w[] in memory, a store and a reload per vector on the GEMV's hottest path. */
     const __m128 dm = load_halves(blk, WT == WQ4_1);
     const __m256 d = _mm256_broadcastss_ps(dm);
     if (WT == WQ8_0) {
         const uint8_t *qs = blk + 2;
-        for (int e = 0; e < 4; e++)
-            w[e] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(qs + 8 * e)))));
+        const __m128i q01 = _mm_loadu_si128((const __m128i *)qs), q23 = _mm_loadu_si128((const __m128i *)(qs + 16));
+        w[0] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q01)));
+        w[1] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_unpackhi_epi64(q01, q01))));
+        w[2] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q23)));
+        w[3] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_unpackhi_epi64(q23, q23))));
         return;
     }
     const __m128i m4 = _mm_set1_epi8(15);
     __m128i v = _mm_loadu_si128((const __m128i *)(blk + (WT == WQ4_0 ? 2 : 4)));
     __m128i lo = _mm_and_si128(v, m4), hi = _mm_and_si128(_mm_srli_epi16(v, 4), m4);
-    __m256i q[4];
     if (WT == WQ4_0) {
         /* q - 8 in bytes, then sign-extended: the same integers the reference converts. */
         lo = _mm_sub_epi8(lo, _mm_set1_epi8(8));
         hi = _mm_sub_epi8(hi, _mm_set1_epi8(8));
-        q[0] = _mm256_cvtepi8_epi32(lo), q[1] = _mm256_cvtepi8_epi32(_mm_unpackhi_epi64(lo, lo));
-        q[2] = _mm256_cvtepi8_epi32(hi), q[3] = _mm256_cvtepi8_epi32(_mm_unpackhi_epi64(hi, hi));
-        for (int e = 0; e < 4; e++) w[e] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(q[e]));
+        w[0] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo)));
+        w[1] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_unpackhi_epi64(lo, lo))));
+        w[2] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi)));
+        w[3] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_unpackhi_epi64(hi, hi))));
     } else {
         const __m256 mn = _mm256_broadcastss_ps(_mm_movehdup_ps(dm));
-        q[0] = _mm256_cvtepu8_epi32(lo), q[1] = _mm256_cvtepu8_epi32(_mm_unpackhi_epi64(lo, lo));
-        q[2] = _mm256_cvtepu8_epi32(hi), q[3] = _mm256_cvtepu8_epi32(_mm_unpackhi_epi64(hi, hi));
-        for (int e = 0; e < 4; e++) w[e] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(q[e]), mn);
+        w[0] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo)), mn);
+        w[1] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_unpackhi_epi64(lo, lo))), mn);
+        w[2] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi)), mn);
+        w[3] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_unpackhi_epi64(hi, hi))), mn);
     }
 }
 
