@@ -233,6 +233,25 @@ bool eft__qgemm(const eft__kernels *kt, eft__threadpool *tp, float *c, int64_t l
 bool eft__qgemm_f32(const eft__kernels *kt, eft__threadpool *tp, float *c, int64_t ldc, const float *a, int64_t lda,
                     int64_t m, eft_dtype wtype, const void *w, int64_t n, int64_t k, const float *bias, void *work);
 size_t eft__qgemm_f32_work_size(int64_t m, int64_t k, int nth);
+/* One product of eft__qgemm_f32_gemv_multi: c[M, n] (ldc) = a[M, k] (lda) . dequant(w[n, k])^T
+ * (+ bias), w of type wtype (Q8_0, Q4_0 or Q4_1). */
+typedef struct eft__qgemv_job {
+    float *c;
+    int64_t ldc;
+    const float *a;
+    int64_t lda;
+    eft_dtype wtype;
+    const void *w;
+    int64_t n, k;
+    const float *bias;
+} eft__qgemv_job;
+/* Several independent GEMV products of the same m rows (1..EFT__QGEMV_MAX_M) in one thread-pool
+ * run, as eft__qgemm_f32 computes each: a decoder's separate q, k, v (or gate and up) projections
+ * then pay for one dispatch and one join instead of three. The workers split the jobs' output
+ * channels taken together, so small jobs (k and v) do not leave threads idle. Returns false,
+ * computing nothing, for m outside 1..EFT__QGEMV_MAX_M or a job eft__qgemm_f32 would refuse. */
+bool eft__qgemm_f32_gemv_multi(const eft__kernels *kt, eft__threadpool *tp, int64_t m, const eft__qgemv_job *jobs,
+                               int njobs);
 /* Rows up to which eft__qgemm_f32 takes the streaming (GEMV) path, and the most rows one qgemv_f32
  * call takes: a decode batch of up to eight sequences decodes each weight block once, in
  * registers, for all its rows, where the panel path would widen it to memory and run the 6 x 16
