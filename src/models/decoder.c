@@ -728,6 +728,22 @@ static void lin_run(eft__decoder *d, float *c, int64_t ldc, const float *a, int6
     else eft__qgemm_f32(d->kt, d->tp, c, ldc, a, lda, m, l->qt, l->q, l->n, l->k, l->b, d->qwork);
 }
 
+/* Several products of the same m rows: quantised weights with f32 activations and a decode-sized
+ * batch go through one pool run (one dispatch and join instead of one per projection), anything
+ * else through lin_run one at a time. cs[i] (ldc) receives a . l[i]^T. */
+static void lin_run_multi(eft__decoder *d, float *const *cs, int64_t ldc, const float *a, int64_t lda, int64_t m,
+                          const lin *l, int nl) {
+    bool multi = !d->int8_act && m <= EFT__QGEMV_MAX_M && nl <= 3;
+    for (int i = 0; i < nl; i++) multi = multi && l[i].qt != EFT_DTYPE_COUNT;
+    if (multi) {
+        eft__qgemv_job jobs[3];
+        for (int i = 0; i < nl; i++)
+            jobs[i] = (eft__qgemv_job){cs[i], ldc, a, lda, l[i].qt, l[i].q, l[i].n, l[i].k, l[i].b};
+        if (eft__qgemm_f32_gemv_multi(d->kt, d->tp, m, jobs, nl)) return;
+    }
+    for (int i = 0; i < nl; i++) lin_run(d, cs[i], ldc, a, lda, m, &l[i]);
+}
+
 static void norm_rows(const eft__decoder *d, float *out, const float *x, int64_t m, const float *w, const float *b) {
     for (int64_t i = 0; i < m; i++) {
         if (d->norm == EFT__NORM_RMSNORM) d->kt->rmsnorm(out + i * d->C, x + i * d->C, w, d->C, d->eps, d->norm_off);
@@ -833,9 +849,8 @@ static void layer_forward(eft__decoder *d, int64_t l, int64_t m) {
     if (ly->n_qkv == 1) {
         lin_run(d, d->qkv, QW, d->h, C, m, &ly->qkv[0]);
     } else {
-        lin_run(d, d->qkv, QW, d->h, C, m, &ly->qkv[0]);
-        lin_run(d, d->qkv + d->QD, QW, d->h, C, m, &ly->qkv[1]);
-        lin_run(d, d->qkv + d->QD + d->KD, QW, d->h, C, m, &ly->qkv[2]);
+        float *const cs[3] = {d->qkv, d->qkv + d->QD, d->qkv + d->QD + d->KD};
+        lin_run_multi(d, cs, QW, d->h, C, m, ly->qkv, 3);
     }
     for (int64_t r = 0; r < m && ly->q_norm; r++) {
         float *q = d->qkv + r * QW, *k = q + d->QD;
@@ -860,8 +875,8 @@ static void layer_forward(eft__decoder *d, int64_t l, int64_t m) {
     norm_rows(d, d->h, d->x, m, ly->ffn_norm_w, ly->ffn_norm_b);
     const int64_t ldf = 2 * I;
     if (ly->n_gu == 2) {
-        lin_run(d, d->ff, ldf, d->h, C, m, &ly->gu[0]);
-        lin_run(d, d->ff + I, ldf, d->h, C, m, &ly->gu[1]);
+        float *const cs[2] = {d->ff, d->ff + I};
+        lin_run_multi(d, cs, ldf, d->h, C, m, ly->gu, 2);
     } else {
         lin_run(d, d->ff, ldf, d->h, C, m, &ly->gu[0]);
     }

@@ -529,8 +529,8 @@ static void test_qgemm_f32_exact(void) {
         int64_t n = rnd_i(1, 16), k = 32 * rnd_i(1, 24), nb = k / 32;
         size_t bb = q_block_bytes(wt), rb = bb * (size_t)nb;
         uint8_t *buf = eft__malloc(rb * (size_t)n + 1), *w = buf + 1;
-        float *wd = eft__malloc(sizeof(float) * n * k), *a = eft__malloc(sizeof(float) * 4 * k);
-        float *wp = eft__malloc_aligned(sizeof(float) * 16 * k), *c = eft__malloc(sizeof(float) * 4 * n);
+        float *wd = eft__malloc(sizeof(float) * n * k), *a = eft__malloc(sizeof(float) * EFT__QGEMV_MAX_M * k);
+        float *wp = eft__malloc_aligned(sizeof(float) * 16 * k), *c = eft__malloc(sizeof(float) * EFT__QGEMV_MAX_M * n);
         fill_raw_blocks(w, wt, n, k);
         for (int64_t j = 0; j < n; j++) CHECK(eft__dequantize_row(wt, w + j * rb, wd + j * k, k));
         for (int t = 0; t < g_ntables; t++) {
@@ -549,10 +549,10 @@ static void test_qgemm_f32_exact(void) {
                                 (long long)e, (long long)j, got, want);
                 }
             CHECK(bad == 0);
-            for (int rep = 0; rep < 4; rep++) {
-                int m = rnd_i(1, 4);
-                int64_t hot[4];
-                memset(a, 0, sizeof(float) * 4 * k);
+            for (int rep = 0; rep < 8; rep++) {
+                int m = rep < 2 ? EFT__QGEMV_MAX_M - rep : rnd_i(1, EFT__QGEMV_MAX_M);
+                int64_t hot[EFT__QGEMV_MAX_M];
+                memset(a, 0, sizeof(float) * EFT__QGEMV_MAX_M * k);
                 for (int i = 0; i < m; i++) a[i * k + (hot[i] = rnd_i(0, (int)k - 1))] = 1.0f;
                 kt->qgemv_f32(c, n, a, k, m, wt, w, rb, n, k, NULL);
                 bad = 0;
@@ -647,14 +647,15 @@ static void test_qgemm_f32(void) {
     static const eft_dtype wtypes[] = {EFT_DTYPE_Q8_0, EFT_DTYPE_Q4_0, EFT_DTYPE_Q4_1};
     /* Fixed edges: one channel, one block, the GEMV/panel boundary, a partial last panel, a row
      * count splitting into uneven micro-tiles, K over one panel slice. */
-    static const int64_t fixed[][3] = {{1, 1, 32},  {4, 17, 64},   {5, 17, 64},    {9, 33, 288},
-                                       {70, 15, 96}, {17, 49, 544}, {2, 1, 4096},  {1, 301, 576}};
+    static const int64_t fixed[][3] = {{1, 1, 32},   {4, 17, 64},   {5, 17, 64},   {8, 17, 64}, {9, 33, 288},
+                                       {70, 15, 96}, {17, 49, 544}, {2, 1, 4096}, {1, 301, 576}, {7, 35, 608}};
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
         for (int t = 0; t < 3; t++) check_qgemm_f32(tp, wtypes[t], fixed[i][0], fixed[i][1], fixed[i][2]);
-    /* Random shapes: M in 1..9 (decode, and just past the GEMV) or 17..70 (prefill), odd N, K in
-     * 32..4096, with M N K capped so the double reference stays quick under the sanitizers. */
+    /* Random shapes: M in 1..9 (decode up to the GEMV's 8 rows, and just past it) or 17..70
+     * (prefill), odd N, K in 32..4096, with M N K capped so the double reference stays quick under
+     * the sanitizers. */
     for (int it = 0; it < 36; it++) {
-        int64_t m = it % 2 ? rnd_i(1, 9) : rnd_i(17, 70);
+        int64_t m = it % 2 ? rnd_i(1, EFT__QGEMV_MAX_M + 1) : rnd_i(17, 70);
         int64_t k = 32 * (int64_t)rnd_i(1, 128);
         int64_t nmax = 3000000 / (m * k);
         if (nmax < 1) nmax = 1;
@@ -667,10 +668,73 @@ static void test_qgemm_f32(void) {
     eft__block_q8_0 q1[2] = {{0}};
     CHECK(!eft__qgemm_f32(NULL, NULL, &c1, 1, a1, 64, 1, EFT_DTYPE_Q5_0, q1, 1, 64, NULL, NULL));
     CHECK(!eft__qgemm_f32(NULL, NULL, &c1, 1, a1, 33, 1, EFT_DTYPE_Q8_0, q1, 1, 33, NULL, NULL));
-    CHECK(!eft__qgemm_f32(NULL, NULL, &c1, 1, a1, 1, 8, EFT_DTYPE_Q8_0, q1, 1, 32, NULL, NULL));
+    CHECK(!eft__qgemm_f32(NULL, NULL, &c1, 1, a1, 1, EFT__QGEMV_MAX_M + 1, EFT_DTYPE_Q8_0, q1, 1, 32, NULL, NULL));
     CHECK(eft__qgemm_f32(NULL, NULL, &c1, 1, a1, 64, 0, EFT_DTYPE_Q8_0, q1, 1, 64, NULL, NULL));
     CHECK(eft__qgemm_f32(NULL, NULL, &c1, 1, a1, 64, 1, EFT_DTYPE_Q8_0, q1, 1, 64, NULL, NULL) && c1 == 0.0f);
     CHECK(eft__qgemm_f32_work_size(EFT__QGEMV_MAX_M, 4096, 8) == 0);
+    eft__threadpool_free(tp);
+}
+
+/* Several products in one pool run: each job's outputs are eft__qgemm_f32's to the bit (the same
+ * row kernel on the same rows, only the channel split differs), which the test above holds to the
+ * reference; odd channel counts that split across jobs and threads, a job with no channels, and
+ * guards between and after the jobs' columns. */
+static void test_qgemm_f32_gemv_multi(void) {
+    eft__threadpool *tp = NULL;
+    eft__error err = {0};
+    CHECK(eft__threadpool_create(2, &tp, &err) == EFT_OK);
+    static const eft_dtype wtypes[] = {EFT_DTYPE_Q8_0, EFT_DTYPE_Q4_0, EFT_DTYPE_Q4_1};
+    for (int it = 0; it < 24; it++) {
+        int64_t m = 1 + it % EFT__QGEMV_MAX_M, k = 32 * rnd_i(1, 20), lda = k + rnd_i(0, 3);
+        int nj = 1 + it % 3;
+        int64_t n[3], off[3], ldc = 0;
+        for (int t = 0; t < nj; t++) {
+            n[t] = it == 5 && t == 1 ? 0 : rnd_i(1, 70);
+            off[t] = ldc;
+            ldc += n[t] + 1; /* a guard column after each job */
+        }
+        float *a = eft__malloc(sizeof(float) * m * lda), *c = eft__malloc(sizeof(float) * m * ldc);
+        float *want = eft__malloc(sizeof(float) * m * ldc), *bias = eft__malloc(sizeof(float) * 70);
+        uint8_t *w[3];
+        eft__qgemv_job jobs[3];
+        fill(a, m * lda, -2, 2);
+        fill(bias, 70, -1, 1);
+        for (int t = 0; t < nj; t++) {
+            eft_dtype wt = wtypes[(it + t) % 3];
+            w[t] = eft__malloc(q_block_bytes(wt) * (size_t)(n[t] * (k / 32)) + 1);
+            fill_raw_blocks(w[t], wt, n[t], k);
+            jobs[t] = (eft__qgemv_job){c + off[t], ldc, a, lda, wt, w[t], n[t], k, t == 1 ? bias : NULL};
+        }
+        for (int tb = 0; tb < g_ntables; tb++)
+            for (int thr = 0; thr < 2; thr++) {
+                for (int64_t i = 0; i < m * ldc; i++) c[i] = want[i] = GUARD;
+                for (int t = 0; t < nj; t++)
+                    CHECK(eft__qgemm_f32(g_tables[tb], NULL, want + off[t], ldc, a, lda, m, jobs[t].wtype, w[t], n[t], k,
+                                         jobs[t].bias, NULL));
+                CHECK(eft__qgemm_f32_gemv_multi(g_tables[tb], thr ? tp : NULL, m, jobs, nj));
+                int bad = 0;
+                for (int64_t i = 0; i < m * ldc; i++)
+                    if (memcmp(&c[i], &want[i], sizeof(float)) != 0 && bad++ < 3)
+                        fprintf(stderr, "  qgemm_f32_gemv_multi [%s, %d thr] M=%lld K=%lld jobs=%d: c[%lld] = %.9g, want %.9g\n",
+                                eft__isa_name(g_tables[tb]->isa), thr ? 2 : 1, (long long)m, (long long)k, nj,
+                                (long long)i, c[i], want[i]);
+                CHECK(bad == 0);
+            }
+        for (int t = 0; t < nj; t++) eft__free(w[t]);
+        eft__free(a); eft__free(c); eft__free(want); eft__free(bias);
+    }
+    /* Refusals, computing nothing: too many rows, a type it does not read, K not whole blocks. */
+    float c1 = GUARD, a1[64] = {0};
+    eft__block_q8_0 q1[2] = {{0}};
+    eft__qgemv_job j = {&c1, 1, a1, 64, EFT_DTYPE_Q8_0, q1, 1, 64, NULL};
+    CHECK(!eft__qgemm_f32_gemv_multi(NULL, tp, EFT__QGEMV_MAX_M + 1, &j, 1));
+    CHECK(!eft__qgemm_f32_gemv_multi(NULL, tp, 0, &j, 1));
+    j.wtype = EFT_DTYPE_Q5_0;
+    CHECK(!eft__qgemm_f32_gemv_multi(NULL, tp, 1, &j, 1));
+    j.wtype = EFT_DTYPE_Q8_0, j.k = 33;
+    CHECK(!eft__qgemm_f32_gemv_multi(NULL, tp, 1, &j, 1));
+    CHECK(c1 == GUARD);
+    CHECK(eft__qgemm_f32_gemv_multi(NULL, tp, 1, NULL, 0));
     eft__threadpool_free(tp);
 }
 
@@ -856,6 +920,7 @@ int main(void) {
     RUN(test_q8_gemm);
     RUN(test_qgemm_f32_exact);
     RUN(test_qgemm_f32);
+    RUN(test_qgemm_f32_gemv_multi);
     RUN(test_attention);
     RUN(test_attention_decode);
     return test_summary();

@@ -139,8 +139,8 @@ typedef struct eft__kernels {
 
     /* f32 activations times quantised weights (Q8_0, Q4_0 or Q4_1 rows of k/32 blocks, row_bytes
      * apart, any alignment), each weight widened exactly as eft__dequantize_row widens it.
-     * qgemv_f32: c[i * ldc + j] = a[i * lda ..] . dequant(w_j) (+ bias[j]) for i < m (1..4) and
-     * j < nrows, every weight row decoded once for all m activation rows.
+     * qgemv_f32: c[i * ldc + j] = a[i * lda ..] . dequant(w_j) (+ bias[j]) for i < m (1..8,
+     * EFT__QGEMV_MAX_M) and j < nrows, every weight row decoded once for all m activation rows.
      * qpanel_f32: the sgemm panel wp[kc][16] (64-byte aligned, as the micro-kernel reads it) of
      * rows 0..nr-1 (1..16), elements k0 .. k0+kc (both multiples of 32), zeros past nr. */
     void (*qgemv_f32)(float *c, int64_t ldc, const float *a, int64_t lda, int m, eft_dtype wtype, const void *w,
@@ -245,9 +245,30 @@ bool eft__qgemm(const eft__kernels *kt, eft__threadpool *tp, float *c, int64_t l
 bool eft__qgemm_f32(const eft__kernels *kt, eft__threadpool *tp, float *c, int64_t ldc, const float *a, int64_t lda,
                     int64_t m, eft_dtype wtype, const void *w, int64_t n, int64_t k, const float *bias, void *work);
 size_t eft__qgemm_f32_work_size(int64_t m, int64_t k, int nth);
-/* Rows up to which eft__qgemm_f32 takes the streaming (GEMV) path: on Zen 3 (SmolLM2's shapes,
- * Q4_1 and Q8_0) it is 1.2-1.6x faster than the panel path up to 4 rows, and slower from 5. */
-#define EFT__QGEMV_MAX_M 4
+/* One product of eft__qgemm_f32_gemv_multi: c[M, n] (ldc) = a[M, k] (lda) . dequant(w[n, k])^T
+ * (+ bias), w of type wtype (Q8_0, Q4_0 or Q4_1). */
+typedef struct eft__qgemv_job {
+    float *c;
+    int64_t ldc;
+    const float *a;
+    int64_t lda;
+    eft_dtype wtype;
+    const void *w;
+    int64_t n, k;
+    const float *bias;
+} eft__qgemv_job;
+/* Several independent GEMV products of the same m rows (1..EFT__QGEMV_MAX_M) in one thread-pool
+ * run, as eft__qgemm_f32 computes each: a decoder's separate q, k, v (or gate and up) projections
+ * then pay for one dispatch and one join instead of three. The workers split the jobs' output
+ * channels taken together, so small jobs (k and v) do not leave threads idle. Returns false,
+ * computing nothing, for m outside 1..EFT__QGEMV_MAX_M or a job eft__qgemm_f32 would refuse. */
+bool eft__qgemm_f32_gemv_multi(const eft__kernels *kt, eft__threadpool *tp, int64_t m, const eft__qgemv_job *jobs,
+                               int njobs);
+/* Rows up to which eft__qgemm_f32 takes the streaming (GEMV) path, and the most rows one qgemv_f32
+ * call takes: a decode batch of up to eight sequences decodes each weight block once, in
+ * registers, for all its rows, where the panel path would widen it to memory and run the 6 x 16
+ * micro-kernel over a handful of rows. */
+#define EFT__QGEMV_MAX_M 8
 
 /* Scratch bytes eft__q8_0_gemm and eft__qgemm need for m rows of k. */
 size_t eft__q8_0_gemm_work_size(int64_t m, int64_t k);

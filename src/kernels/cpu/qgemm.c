@@ -295,7 +295,7 @@ typedef struct qf32_ctx {
 } qf32_ctx;
 
 /* Few rows: split the output channels (in whole cache lines of c) and stream each weight row once
- * against up to four activation rows at a time. */
+ * against all the activation rows (up to EFT__QGEMV_MAX_M). */
 static void qf32_gemv(const qf32_ctx *x, int ith, int nth) {
     int64_t g0, g1;
     eft__split_range((x->n + 15) / 16, ith, nth, &g0, &g1);
@@ -363,5 +363,51 @@ bool eft__qgemm_f32(const eft__kernels *kt, eft__threadpool *tp, float *c, int64
     qf32_ctx x = {kt ? kt : eft__kernels_get(), c, ldc, lda, m, n, k, a, bias, wtype, w, bb * (size_t)(k / EFT__QK), panels};
     if (tp && eft__threadpool_size(tp) > 1) eft__threadpool_run(tp, qf32_task, &x);
     else qf32_task(&x, 0, 1);
+    return true;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * f32 activations: several GEMV products in one pool run
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct qmulti_ctx {
+    const eft__kernels *kt;
+    const eft__qgemv_job *jobs;
+    int njobs;
+    int64_t m;
+    int64_t groups; /* 16-channel groups of all jobs together */
+} qmulti_ctx;
+
+static void qmulti_task(void *p, int ith, int nth) {
+    const qmulti_ctx *x = p;
+    int64_t g0, g1, base = 0;
+    eft__split_range(x->groups, ith, nth, &g0, &g1);
+    for (int t = 0; t < x->njobs && base < g1; t++) {
+        const eft__qgemv_job *jb = &x->jobs[t];
+        if (jb->n <= 0 || jb->k <= 0) continue; /* nothing to compute, as eft__qgemm_f32 */
+        int64_t ng = (jb->n + 15) / 16;
+        /* This worker's groups of job t, in the job's own numbering. */
+        int64_t a0 = g0 > base ? g0 - base : 0, a1 = g1 - base < ng ? g1 - base : ng;
+        base += ng;
+        if (a0 >= a1) continue;
+        int64_t j0 = a0 * 16, j1 = a1 * 16 < jb->n ? a1 * 16 : jb->n;
+        size_t rb = block_bytes(jb->wtype) * (size_t)(jb->k / EFT__QK);
+        x->kt->qgemv_f32(jb->c + j0, jb->ldc, jb->a, jb->lda, (int)x->m, jb->wtype, (const uint8_t *)jb->w + (size_t)j0 * rb,
+                         rb, j1 - j0, jb->k, jb->bias ? jb->bias + j0 : NULL);
+    }
+}
+
+bool eft__qgemm_f32_gemv_multi(const eft__kernels *kt, eft__threadpool *tp, int64_t m, const eft__qgemv_job *jobs,
+                               int njobs) {
+    if (m < 1 || m > EFT__QGEMV_MAX_M || njobs < 0 || (njobs > 0 && !jobs)) return false;
+    int64_t groups = 0;
+    for (int t = 0; t < njobs; t++) {
+        if (block_bytes(jobs[t].wtype) == 0 || jobs[t].k % EFT__QK != 0 || jobs[t].n < 0 || jobs[t].k < 0) return false;
+        if (jobs[t].n > 0 && jobs[t].k > 0) groups += (jobs[t].n + 15) / 16;
+    }
+    if (groups == 0) return true;
+    qmulti_ctx x = {kt ? kt : eft__kernels_get(), jobs, njobs, m, groups};
+    if (tp && eft__threadpool_size(tp) > 1) eft__threadpool_run(tp, qmulti_task, &x);
+    else qmulti_task(&x, 0, 1);
     return true;
 }

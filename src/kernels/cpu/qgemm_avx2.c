@@ -114,30 +114,36 @@ static inline __m128 load_halves(const uint8_t *p, const int two) {
  * most 8, so d q is exact in f32 and the fused d q + m of Q4_1 rounds once, as the reference's
  * separate multiply and add do. */
 static inline __attribute__((always_inline)) void decode_block(__m256 w[4], const uint8_t *blk, const int WT) {
+    /* Written out rather than as loops over the four vectors: GCC (-O2) kept the loops, and with
+     * them q[] and w[] in memory, a store and a reload per vector on the GEMV's hottest path. */
     const __m128 dm = load_halves(blk, WT == WQ4_1);
     const __m256 d = _mm256_broadcastss_ps(dm);
     if (WT == WQ8_0) {
         const uint8_t *qs = blk + 2;
-        for (int e = 0; e < 4; e++)
-            w[e] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(qs + 8 * e)))));
+        const __m128i q01 = _mm_loadu_si128((const __m128i *)qs), q23 = _mm_loadu_si128((const __m128i *)(qs + 16));
+        w[0] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q01)));
+        w[1] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_unpackhi_epi64(q01, q01))));
+        w[2] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q23)));
+        w[3] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_unpackhi_epi64(q23, q23))));
         return;
     }
     const __m128i m4 = _mm_set1_epi8(15);
     __m128i v = _mm_loadu_si128((const __m128i *)(blk + (WT == WQ4_0 ? 2 : 4)));
     __m128i lo = _mm_and_si128(v, m4), hi = _mm_and_si128(_mm_srli_epi16(v, 4), m4);
-    __m256i q[4];
     if (WT == WQ4_0) {
         /* q - 8 in bytes, then sign-extended: the same integers the reference converts. */
         lo = _mm_sub_epi8(lo, _mm_set1_epi8(8));
         hi = _mm_sub_epi8(hi, _mm_set1_epi8(8));
-        q[0] = _mm256_cvtepi8_epi32(lo), q[1] = _mm256_cvtepi8_epi32(_mm_unpackhi_epi64(lo, lo));
-        q[2] = _mm256_cvtepi8_epi32(hi), q[3] = _mm256_cvtepi8_epi32(_mm_unpackhi_epi64(hi, hi));
-        for (int e = 0; e < 4; e++) w[e] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(q[e]));
+        w[0] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo)));
+        w[1] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_unpackhi_epi64(lo, lo))));
+        w[2] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi)));
+        w[3] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_unpackhi_epi64(hi, hi))));
     } else {
         const __m256 mn = _mm256_broadcastss_ps(_mm_movehdup_ps(dm));
-        q[0] = _mm256_cvtepu8_epi32(lo), q[1] = _mm256_cvtepu8_epi32(_mm_unpackhi_epi64(lo, lo));
-        q[2] = _mm256_cvtepu8_epi32(hi), q[3] = _mm256_cvtepu8_epi32(_mm_unpackhi_epi64(hi, hi));
-        for (int e = 0; e < 4; e++) w[e] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(q[e]), mn);
+        w[0] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo)), mn);
+        w[1] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_unpackhi_epi64(lo, lo))), mn);
+        w[2] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi)), mn);
+        w[3] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_unpackhi_epi64(hi, hi))), mn);
     }
 }
 
@@ -145,33 +151,38 @@ static inline size_t wq_bytes(const int WT) {
     return WT == WQ8_0 ? sizeof(eft__block_q8_0) : WT == WQ4_0 ? sizeof(eft__block_q4_0) : sizeof(eft__block_q4_1);
 }
 
-/* M activation rows against each weight row. One row gets four partial sums (one per vector of
- * the block) so consecutive blocks' FMAs do not wait on each other's 4-cycle latency; three or
- * four rows get two each, which with the block's four weight vectors fills the 16 registers. */
+/* M activation rows (1..8) against each weight row: the block is widened once, in registers, and
+ * every row takes its FMAs from it, so a decode batch of up to eight sequences streams and decodes
+ * each weight once. One row gets four partial sums (one per vector of the block) so consecutive
+ * blocks' FMAs do not wait on each other's 4-cycle latency; three or four rows get two each, five
+ * to eight one each (eight chains of four FMAs cover the latency by themselves), which with the
+ * block's four weight vectors stays within the 16 registers. */
 static inline __attribute__((always_inline)) void gemv(float *c, int64_t ldc, const float *a, int64_t lda, const int M,
                                                        const uint8_t *w, size_t row_bytes, int64_t nrows, int64_t nb,
                                                        const float *bias, const int WT) {
-    const int NA = M <= 2 ? 4 : 2;
+    const int NA = M <= 2 ? 4 : M <= 4 ? 2 : 1;
     const size_t bb = wq_bytes(WT);
     for (int64_t j = 0; j < nrows; j++) {
         const uint8_t *wr = w + (size_t)j * row_bytes;
-        __m256 acc[4][4];
-#pragma GCC unroll 4
+        __m256 acc[8][4];
+#pragma GCC unroll 8
         for (int i = 0; i < M; i++)
+#pragma GCC unroll 4
             for (int u = 0; u < NA; u++) acc[i][u] = _mm256_setzero_ps();
         for (int64_t b = 0; b < nb; b++) {
             __m256 wv[4];
             decode_block(wv, wr + (size_t)b * bb, WT);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
             for (int i = 0; i < M; i++) {
                 const float *ai = a + i * lda + 32 * b;
 #pragma GCC unroll 4
                 for (int e = 0; e < 4; e++) acc[i][e % NA] = _mm256_fmadd_ps(_mm256_loadu_ps(ai + 8 * e), wv[e], acc[i][e % NA]);
             }
         }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int i = 0; i < M; i++) {
-            __m256 s = _mm256_add_ps(acc[i][0], acc[i][1]);
+            __m256 s = acc[i][0];
+            if (NA >= 2) s = _mm256_add_ps(s, acc[i][1]);
             if (NA == 4) s = _mm256_add_ps(s, _mm256_add_ps(acc[i][2], acc[i][3]));
             float v = eft__hsum256(s);
             c[i * ldc + j] = bias ? v + bias[j] : v;
@@ -184,7 +195,11 @@ static inline __attribute__((always_inline)) void gemv(float *c, int64_t ldc, co
     case 1: gemv(c, ldc, a, lda, 1, w, row_bytes, nrows, nb, bias, WT); break;                      \
     case 2: gemv(c, ldc, a, lda, 2, w, row_bytes, nrows, nb, bias, WT); break;                      \
     case 3: gemv(c, ldc, a, lda, 3, w, row_bytes, nrows, nb, bias, WT); break;                      \
-    default: gemv(c, ldc, a, lda, 4, w, row_bytes, nrows, nb, bias, WT); break;                     \
+    case 4: gemv(c, ldc, a, lda, 4, w, row_bytes, nrows, nb, bias, WT); break;                      \
+    case 5: gemv(c, ldc, a, lda, 5, w, row_bytes, nrows, nb, bias, WT); break;                      \
+    case 6: gemv(c, ldc, a, lda, 6, w, row_bytes, nrows, nb, bias, WT); break;                      \
+    case 7: gemv(c, ldc, a, lda, 7, w, row_bytes, nrows, nb, bias, WT); break;                      \
+    default: gemv(c, ldc, a, lda, 8, w, row_bytes, nrows, nb, bias, WT); break;                     \
     }
 
 static void qgemv_f32(float *c, int64_t ldc, const float *a, int64_t lda, int m, eft_dtype wtype, const void *wv,
