@@ -16,8 +16,7 @@ uint32_t eft__hash_bytes(const void *data, size_t n) {
     return h;
 }
 
-static eft_status grow(eft__strmap *m) {
-    size_t ncap = m->cap ? m->cap * 2 : 16;
+static eft_status rehash(eft__strmap *m, size_t ncap) {
     eft__strmap_slot *ns = eft__calloc(ncap, sizeof *ns);
     if (!ns) return EFT_ERR_OUT_OF_MEMORY;
     for (size_t i = 0; i < m->cap; i++) {
@@ -31,6 +30,15 @@ static eft_status grow(eft__strmap *m) {
     m->slots = ns;
     m->cap = ncap;
     return EFT_OK;
+}
+
+static eft_status grow(eft__strmap *m) { return rehash(m, m->cap ? m->cap * 2 : 16); }
+
+eft_status eft__strmap_reserve(eft__strmap *m, size_t n) {
+    if (n > SIZE_MAX / 4 / sizeof(eft__strmap_slot)) return EFT_ERR_OUT_OF_MEMORY;
+    size_t cap = m->cap ? m->cap : 16;
+    while (cap < 2 * n) cap *= 2; /* at most half full, as put keeps it */
+    return cap > m->cap ? rehash(m, cap) : EFT_OK;
 }
 
 eft_status eft__strmap_put(eft__strmap *m, const char *key, size_t len, uint64_t value) {

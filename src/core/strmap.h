@@ -25,6 +25,9 @@ uint32_t eft__hash_bytes(const void *data, size_t n);
 
 /* Inserts or replaces; EFT_ERR_OUT_OF_MEMORY when growing fails (the map is unchanged then). */
 eft_status eft__strmap_put(eft__strmap *m, const char *key, size_t len, uint64_t value);
+/* Makes room for n keys in all, so that putting them rehashes nothing; EFT_ERR_OUT_OF_MEMORY
+ * leaves the map unchanged. */
+eft_status eft__strmap_reserve(eft__strmap *m, size_t n);
 /* True and *value set when key is present. */
 bool eft__strmap_get(const eft__strmap *m, const char *key, size_t len, uint64_t *value);
 void eft__strmap_free(eft__strmap *m);

@@ -157,16 +157,32 @@ const char *srv_error_type(int status) {
     }
 }
 
-bool srv_fail(srv_error *err, int status, const char *param, const char *fmt, ...) {
-    if (!err) return false;
+static void fail_v(srv_error *err, int status, const char *param, const char *fmt, va_list ap) {
     err->status = status;
     err->type = srv_error_type(status);
     err->code = NULL;
+    err->tei_type = NULL;
+    err->tei_status = 0;
     snprintf(err->param, sizeof err->param, "%s", param ? param : "");
+    vsnprintf(err->message, sizeof err->message, fmt, ap);
+}
+
+bool srv_fail(srv_error *err, int status, const char *param, const char *fmt, ...) {
+    if (!err) return false;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(err->message, sizeof err->message, fmt, ap);
+    fail_v(err, status, param, fmt, ap);
     va_end(ap);
+    return false;
+}
+
+bool srv_fail_empty(srv_error *err, const char *param, const char *fmt, ...) {
+    if (!err) return false;
+    va_list ap;
+    va_start(ap, fmt);
+    fail_v(err, 400, param, fmt, ap);
+    va_end(ap);
+    err->tei_type = "Empty";
     return false;
 }
 
@@ -188,6 +204,40 @@ char *srv_error_json(const srv_error *err, size_t *len) {
         srv_buf_free(&b);
         return NULL;
     }
+    *len = b.len;
+    return b.data;
+}
+
+/* TEI's ErrorType names, with the status codes it answers them with: Validation 422,
+ * Overloaded 429, Empty 400, Unhealthy 503, Tokenizer 422, Backend for the server's own
+ * failures. TEI refuses a body over its limit with 413, so that stays; OpenAI's 400 for a
+ * malformed request is a validation error (422) to TEI, as are too many inputs. */
+char *srv_error_json_tei(const srv_error *err, int *status, size_t *len) {
+    int st = err->status;
+    const char *type;
+    switch (st) {
+    case 401: type = "Unauthorized"; break;
+    case 429: type = "Overloaded"; break;
+    case 503: type = "Unhealthy"; break;
+    case 400: type = "Validation", st = 422; break;
+    default: type = st >= 500 ? "Backend" : "Validation"; break;
+    }
+    if (err->tei_type) {
+        type = err->tei_type;
+        if (!strcmp(type, "Empty")) st = 400;
+    }
+    if (err->tei_status) st = err->tei_status;
+    srv_buf b = {0};
+    srv_buf_puts(&b, "{\"error\":");
+    srv_buf_json_str(&b, err->message, strlen(err->message));
+    srv_buf_puts(&b, ",\"error_type\":");
+    srv_buf_json_str(&b, type, strlen(type));
+    srv_buf_puts(&b, "}\n");
+    if (b.oom) {
+        srv_buf_free(&b);
+        return NULL;
+    }
+    *status = st;
     *len = b.len;
     return b.data;
 }

@@ -5,10 +5,12 @@
  * pending, and turns each token event into OpenAI-shaped output: SSE chunks appended to the job's
  * buffer for a streaming client (which is woken to flush them), or one JSON body at the end.
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "server/srv.h"
@@ -39,6 +41,8 @@ struct srv_gen_job {
     bool waiting;     /* the HTTP side is suspended until the next wake */
     bool cancel_req;  /* the client went away */
     bool cancel_sent; /* worker only */
+    int client_fd;    /* non-streaming: the client's socket, watched for a hang-up (-1: none) */
+    double t_watched; /* worker only: when client_fd was last looked at */
     bool finished;    /* the HTTP side has its whole answer */
     bool gen_done;    /* the generator has sent its final event (or never had the job): only
                        * then may the worker let go of it */
@@ -91,6 +95,7 @@ srv_gen_job *srv_gen_job_new(srv_gen_req *req, int32_t *prompt, size_t n_prompt,
     j->tok = tok;
     j->wake = wake;
     j->wake_user = user;
+    j->client_fd = -1;
     j->model = strdup(model_name ? model_name : "");
     bool oom = !j->model;
     for (int i = 0; i < req->n_stop; i++) oom |= !(j->stops[i] = strdup(req->stop[i]));
@@ -166,6 +171,25 @@ bool srv_gen_job_finished(srv_gen_job *j) {
     bool f = j->finished;
     pthread_mutex_unlock(&j->mu);
     return f;
+}
+
+void srv_gen_job_watch_client(srv_gen_job *j, int fd) {
+    pthread_mutex_lock(&j->mu);
+    j->client_fd = fd;
+    pthread_mutex_unlock(&j->mu);
+}
+
+/* A suspended connection is not polled, so nothing else would notice that the client of a plain
+ * (non-streaming) completion left: its sequence would run to max_tokens and hold a slot. The
+ * socket says so instead: end of file or an error means the client closed it. (A client that
+ * half-closes its side while still waiting for the answer is taken for gone; HTTP clients do
+ * not do that.) At most every 20 ms per job. */
+static bool client_gone(srv_gen_job *j, double now) {
+    if (j->stream || j->client_fd < 0 || !j->waiting || j->finished || now - j->t_watched < 0.02) return false;
+    j->t_watched = now;
+    char c;
+    ssize_t n = recv(j->client_fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
 }
 
 void srv_gen_job_set_waiting(srv_gen_job *j) {
@@ -537,9 +561,13 @@ static void *worker_main(void *arg) {
                 pthread_mutex_unlock(&j->mu);
             }
         }
+        double now = srv_now();
         for (size_t i = 0; i < w->n_active; i++) {
             srv_gen_job *j = w->active[i];
             pthread_mutex_lock(&j->mu);
+            /* The answer is still resumed and written (to nobody), which lets MHD close the
+             * connection; only the generation stops. */
+            if (client_gone(j, now)) j->cancel_req = true;
             bool c = (j->cancel_req || cancel_all) && !j->finished && !j->cancel_sent;
             if (c) j->cancel_sent = true;
             uint64_t seq = j->seq;

@@ -106,27 +106,30 @@ static enum MHD_Result reply(conn_ctx *c, int status, const char *ctype, char *d
     return ret;
 }
 
+/* TEI's routes answer errors the way text-embeddings-inference does, so that its clients
+ * understand them; the others answer in OpenAI's shape. */
+static bool tei_route(srv_route r) { return r == SRV_R_EMBED || r == SRV_R_RERANK || r == SRV_R_TOKENIZE; }
+
+static enum MHD_Result reply_error(conn_ctx *c, const srv_error *e) {
+    size_t n = 0;
+    int status = e->status;
+    char *body = tei_route(c->route) ? srv_error_json_tei(e, &status, &n) : srv_error_json(e, &n);
+    if (!body) return MHD_NO;
+    return reply(c, status, "application/json", body, n);
+}
+
 static enum MHD_Result reply_buf(conn_ctx *c, int status, const char *ctype, srv_buf *b) {
     if (b->oom) {
         srv_buf_free(b);
         srv_error e;
         srv_fail(&e, 503, NULL, "out of memory writing the response");
-        size_t n = 0;
-        char *body = srv_error_json(&e, &n);
-        return body ? reply(c, 503, "application/json", body, n) : MHD_NO;
+        return reply_error(c, &e);
     }
     if (!b->data) srv_buf_puts(b, "");
     char *data = b->data;
     size_t len = b->len;
     *b = (srv_buf){0};
     return reply(c, status, ctype, data, len);
-}
-
-static enum MHD_Result reply_error(conn_ctx *c, const srv_error *e) {
-    size_t n = 0;
-    char *body = srv_error_json(e, &n);
-    if (!body) return MHD_NO;
-    return reply(c, e->status, "application/json", body, n);
 }
 
 static enum MHD_Result fail(conn_ctx *c, int status, const char *param, const char *fmt, ...)
@@ -307,7 +310,11 @@ static enum MHD_Result do_tokenize(conn_ctx *c) {
     eft_encoding *enc = NULL;
     eft_status st = eft_tokenizer_encode(s->tok, r.text, strlen(r.text), NULL, 0, &ep, &enc);
     json_decref(r.doc);
-    if (st) return fail(c, status_http(st), "inputs", "%s", eft_last_error());
+    if (st) {
+        srv_fail(&e, status_http(st), "inputs", "%s", eft_last_error());
+        if (e.status < 500) e.tei_type = "Tokenizer", e.tei_status = 422;
+        return reply_error(c, &e);
+    }
     size_t n = eft_encoding_len(enc);
     const int32_t *ids = eft_encoding_ids(enc);
     srv_buf b = {0};
@@ -486,6 +493,8 @@ static enum MHD_Result start_generate(conn_ctx *c, bool chat) {
     }
     ids = NULL;
     c->ph = PH_WAIT_GEN;
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (ci) srv_gen_job_watch_client(c->gjob, ci->connect_fd);
     srv_gen_job_set_waiting(c->gjob);
     MHD_suspend_connection(c->conn);
     srv_gen_worker_submit(s->gw, c->gjob);

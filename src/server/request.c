@@ -84,7 +84,7 @@ static bool get_str(json_t *o, const char *key, const char **out, srv_error *err
 /* A token id sequence: an array of integers in [0, 2^31). */
 static bool id_array(json_t *a, const char *param, size_t max, int32_t **out, size_t *n_out, srv_error *err) {
     size_t n = json_array_size(a);
-    if (n == 0) return srv_fail(err, 400, param, "'%s' has an empty token list", param);
+    if (n == 0) return srv_fail_empty(err, param, "'%s' has an empty token list", param);
     if (n > max) return srv_fail(err, 413, param, "'%s' has %zu tokens, over the limit of %zu", param, n, max);
     int32_t *ids = malloc(n * sizeof *ids);
     if (!ids) return srv_fail(err, 503, NULL, "out of memory");
@@ -143,7 +143,7 @@ static bool read_inputs(json_t *v, const char *param, bool allow_ids, const srv_
         return srv_fail(err, 400, param, "'%s' must be a string or a list%s, not %s", param,
                         allow_ids ? " of strings or token ids" : " of strings", eft__json_kind(v));
     size_t n = json_array_size(v);
-    if (n == 0) return srv_fail(err, 400, param, "'%s' is an empty list", param);
+    if (n == 0) return srv_fail_empty(err, param, "'%s' is an empty list", param);
     json_t *first = json_array_get(v, 0);
     if (allow_ids && json_is_integer(first)) {
         r->ids = calloc(1, sizeof *r->ids);
@@ -152,9 +152,11 @@ static bool read_inputs(json_t *v, const char *param, bool allow_ids, const srv_
         r->n = 1;
         return id_array(v, param, lim->max_input_ids, &r->ids[0], &r->n_ids[0], err);
     }
-    if (n > lim->max_inputs)
-        return srv_fail(err, 413, param, "'%s' has %zu inputs, over the limit of %zu per request", param, n,
-                        lim->max_inputs);
+    if (n > lim->max_inputs) {
+        srv_fail(err, 413, param, "'%s' has %zu inputs, over the limit of %zu per request", param, n, lim->max_inputs);
+        err->tei_status = 422; /* TEI: a batch over max_client_batch_size is a validation error */
+        return false;
+    }
     if (allow_ids && json_is_array(first)) {
         r->ids = calloc(n, sizeof *r->ids);
         r->n_ids = calloc(n, sizeof *r->n_ids);
@@ -274,12 +276,13 @@ bool srv_parse_rerank(const char *body, size_t len, const srv_limits *lim, srv_r
     }
     r->n = json_array_size(texts);
     if (r->n == 0) {
-        srv_fail(err, 400, "texts", "'texts' is an empty list");
+        srv_fail_empty(err, "texts", "'texts' is an empty list");
         goto fail;
     }
     if (r->n > lim->max_inputs) {
         srv_fail(err, 413, "texts", "'texts' has %zu inputs, over the limit of %zu per request", r->n,
                  lim->max_inputs);
+        err->tei_status = 422;
         goto fail;
     }
     if (!(r->texts = calloc(r->n, sizeof *r->texts))) {

@@ -48,13 +48,22 @@ typedef struct srv_error {
     const char *code;  /* NULL or a short machine-readable code */
     char param[64];    /* the offending field, "" for none */
     char message[512];
+    /* On TEI's routes: its error_type and status where they do not follow from status (see
+     * srv_error_json_tei); NULL and 0 otherwise. */
+    const char *tei_type;
+    int tei_status;
 } srv_error;
 
 /* Fills err and returns false, so parsers can write `return srv_fail(err, 400, ...)`. */
 bool srv_fail(srv_error *err, int status, const char *param, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* srv_fail(err, 400, ...) for an empty input, which TEI answers as its own kind ("Empty"). */
+bool srv_fail_empty(srv_error *err, const char *param, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* The JSON body of an error (caller frees). */
 char *srv_error_json(const srv_error *err, size_t *len);
+/* The same error as text-embeddings-inference answers it, for its routes (/embed, /rerank,
+ * /tokenize): {"error": "...", "error_type": "Validation"} with TEI's status, set in *status. */
+char *srv_error_json_tei(const srv_error *err, int *status, size_t *len);
 /* The OpenAI error type for a status. */
 const char *srv_error_type(int status);
 
@@ -232,6 +241,9 @@ void srv_gen_worker_submit(srv_gen_worker *w, srv_gen_job *job);
 void srv_gen_worker_unreserve(srv_gen_worker *w); /* a reservation that will not be used */
 /* The HTTP side is about to suspend until the job finishes (non-streaming). */
 void srv_gen_job_set_waiting(srv_gen_job *job);
+/* Non-streaming: the client's socket, which the worker watches while the connection waits
+ * suspended, cancelling the sequence when the client has hung up. */
+void srv_gen_job_watch_client(srv_gen_job *job, int fd);
 /* Shutdown past its deadline: every sequence is cancelled. */
 void srv_gen_worker_cancel_all(srv_gen_worker *w);
 /* The client went away: the sequence is cancelled at the next step. */

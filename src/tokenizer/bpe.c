@@ -84,7 +84,28 @@ void eft__bpe_init_bytes(eft__model *m) {
     }
 }
 
-eft_status eft__bpe_load(eft__model *m, const json_t *j, eft__error *err) {
+/* The merges the scanner read; messages as on the jansson path (no string here holds a NUL). */
+static eft_status load_merges_pre(eft__model *m, const eft__json_pre *pre, eft__error *err) {
+    for (size_t i = 0; i < pre->n_merges; i++) {
+        const eft__merge_entry *mg = &pre->merges[i];
+        const char *a = mg->a, *b = mg->b;
+        size_t alen = mg->alen, blen = mg->blen;
+        if (!b) {
+            const char *sp = memchr(a, ' ', alen);
+            if (!sp)
+                return eft__fail(err, EFT_ERR_FORMAT, "BPE merge %zu: \"%.*s\" has no space", i,
+                                 (int)(alen > 100 ? 100 : alen), a);
+            b = sp + 1;
+            blen = alen - (size_t)(sp - a) - 1;
+            alen = (size_t)(sp - a);
+        }
+        eft_status st = eft__bpe_add_merge(m, a, alen, b, blen, (uint32_t)i, err);
+        if (st) return st;
+    }
+    return EFT_OK;
+}
+
+eft_status eft__bpe_load(eft__model *m, const json_t *j, eft__json_pre *pre, eft__error *err) {
     m->kind = EFT__MODEL_BPE;
     const json_t *dropout = json_object_get(j, "dropout");
     if (dropout && !json_is_null(dropout) && json_number_value(dropout) != 0.0)
@@ -104,12 +125,17 @@ eft_status eft__bpe_load(eft__model *m, const json_t *j, eft__error *err) {
         if (!(m->suffix = eft__strndup(s, len))) return eft__fail(err, EFT_ERR_OUT_OF_MEMORY, "out of memory");
         m->suffix_len = len;
     }
-    eft_status st = eft__vocab_load_object(&m->vocab, json_object_get(j, "vocab"), "BPE", err);
+    eft_status st = eft__vocab_load_object(&m->vocab, json_object_get(j, "vocab"), "BPE", pre, err);
     if (st) return st;
     const char *unk = eft__json_str(j, "unk_token", &len);
     if (unk && !eft__vocab_get(&m->vocab, unk, len, &m->unk_id)) m->unk_id = -1;
     const json_t *merges = json_object_get(j, "merges");
     if (!json_is_array(merges)) return eft__fail(err, EFT_ERR_FORMAT, "BPE model: \"merges\" must be an array");
+    if (pre && pre->has_merges) {
+        if ((st = load_merges_pre(m, pre, err))) return st;
+        eft__bpe_init_bytes(m);
+        return EFT_OK;
+    }
     for (size_t i = 0; i < json_array_size(merges); i++) {
         const json_t *mg = json_array_get(merges, i);
         const char *a, *b;

@@ -155,9 +155,9 @@ static eft_status load_added(eft_tokenizer *t, const json_t *arr, eft__error *er
     return EFT_OK;
 }
 
-static eft_status load_json_doc(eft_tokenizer *t, const json_t *doc, eft__error *err) {
+static eft_status load_json_doc(eft_tokenizer *t, const json_t *doc, eft__json_pre *pre, eft__error *err) {
     if (!json_is_object(doc)) return eft__fail(err, EFT_ERR_FORMAT, "the document is not a JSON object");
-    eft_status st = eft__model_load(&t->model, json_object_get(doc, "model"), err);
+    eft_status st = eft__model_load(&t->model, json_object_get(doc, "model"), pre, err);
     if (st) return st;
     const json_t *c;
     if ((c = json_object_get(doc, "normalizer")) && !json_is_null(c)) {
@@ -180,23 +180,60 @@ static eft_status load_json_doc(eft_tokenizer *t, const json_t *doc, eft__error 
     return eft__tokenizer_finish(t, err);
 }
 
-static eft_status open_json(const char *json, size_t len, const char *label, eft_tokenizer **out, eft__error *err) {
-    json_error_t jerr;
-    json_t *doc = eft__json_loadb(json, len, JSON_ALLOW_NUL, &jerr);
-    if (!doc) {
-        if (eft__json_oom()) return eft__fail(err, EFT_ERR_OUT_OF_MEMORY, "%s: out of memory parsing JSON", label);
-        return eft__fail(err, EFT_ERR_FORMAT, "%s: invalid JSON at line %d column %d: %s", label, jerr.line,
-                         jerr.column, jerr.text);
-    }
+/* Loads a tokenizer from a parsed document; pre as for eft__model_load. */
+static eft_status load_doc(const json_t *doc, eft__json_pre *pre, const char *label, eft_tokenizer **out,
+                           eft__error *err) {
     eft_tokenizer *t = eft__calloc(1, sizeof *t);
-    eft_status st = t ? load_json_doc(t, doc, err) : eft__fail(err, EFT_ERR_OUT_OF_MEMORY, "out of memory");
-    json_decref(doc);
+    eft_status st = t ? load_json_doc(t, doc, pre, err) : eft__fail(err, EFT_ERR_OUT_OF_MEMORY, "out of memory");
     if (st) {
         eft_tokenizer_close(t);
-        return eft__error_prefix(err, "%s", label);
+        return pre && pre->declined ? st : eft__error_prefix(err, "%s", label);
     }
     *out = t;
     return EFT_OK;
+}
+
+static eft_status parse(const char *json, size_t len, const char *label, json_t **doc, eft__error *err) {
+    json_error_t jerr;
+    *doc = eft__json_loadb(json, len, JSON_ALLOW_NUL, &jerr);
+    if (*doc) return EFT_OK;
+    if (eft__json_oom()) return eft__fail(err, EFT_ERR_OUT_OF_MEMORY, "%s: out of memory parsing JSON", label);
+    return eft__fail(err, EFT_ERR_FORMAT, "%s: invalid JSON at line %d column %d: %s", label, jerr.line, jerr.column,
+                     jerr.text);
+}
+
+/* The vocabulary and merges are most of a tokenizer.json: the scanner of tokenizer_json.c reads
+ * them and jansson only the rest. Where the scanner declines (invalid JSON, a shape it does not
+ * take on), the whole document goes through jansson, so that answers stay exactly as they were. */
+bool eft__tokenizer_json_scan = true;
+
+static eft_status open_json(const char *json, size_t len, const char *label, eft_tokenizer **out, eft__error *err) {
+    eft__json_pre pre;
+    json_t *doc = NULL;
+    eft_status st;
+    if (eft__tokenizer_json_scan) {
+        if ((st = eft__json_pre_scan(json, len, &pre, err))) return eft__error_prefix(err, "%s", label);
+        if (!pre.declined) {
+            /* jansson refusing the rest is refused again below, with positions in the original. */
+            if (!parse(pre.doc, pre.doc_len, label, &doc, err)) {
+                st = load_doc(doc, &pre, label, out, err);
+                json_decref(doc);
+                if (!pre.declined) {
+                    eft__json_pre_free(&pre);
+                    return st;
+                }
+            } else if (eft__json_oom()) {
+                eft__json_pre_free(&pre);
+                return EFT_ERR_OUT_OF_MEMORY;
+            }
+            eft__error_clear(err);
+        }
+        eft__json_pre_free(&pre);
+    }
+    if ((st = parse(json, len, label, &doc, err))) return st;
+    st = load_doc(doc, NULL, label, out, err);
+    json_decref(doc);
+    return st;
 }
 
 eft_status eft_tokenizer_open_json(const char *json, size_t len, eft_tokenizer **out) {

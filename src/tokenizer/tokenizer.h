@@ -194,6 +194,42 @@ bool eft__u64map_put(eft__u64map *m, uint64_t key, uint64_t val);
 bool eft__u64map_get(const eft__u64map *m, uint64_t key, uint64_t *val);
 void eft__u64map_free(eft__u64map *m);
 
+/* The model's "vocab" object and "merges" array of a tokenizer.json, read by the dedicated
+ * scanner of tokenizer_json.c rather than jansson (they are most of the document). Strings are
+ * borrowed from the document, or from strings when they had escapes; none holds a NUL. */
+typedef struct eft__vocab_entry {
+    const char *s;
+    uint32_t len;
+    int32_t id; /* 0..2^24-1 */
+} eft__vocab_entry;
+
+typedef struct eft__merge_entry {
+    const char *a, *b; /* b NULL: the "a b" form, a is the whole string */
+    uint32_t alen, blen;
+} eft__merge_entry;
+
+typedef struct eft__json_pre {
+    bool declined; /* load the original document with jansson instead */
+    bool has_vocab, has_merges;
+    eft__vocab_entry *vocab;
+    size_t n_vocab, vocab_cap, vocab_bytes;
+    int32_t max_id;
+    eft__merge_entry *merges;
+    size_t n_merges, merges_cap;
+    size_t vocab_span[2], merges_span[2]; /* byte ranges of the two values in the document */
+    char *strings;                        /* decoded strings that had escapes */
+    size_t strings_len;
+    char *doc; /* the document with the two values replaced by {} and [] */
+    size_t doc_len;
+} eft__json_pre;
+
+/* Scans json: EFT_OK with pre->declined set when the fast path does not apply (see
+ * tokenizer_json.c), else with pre filled; EFT_ERR_OUT_OF_MEMORY. */
+eft_status eft__json_pre_scan(const char *json, size_t len, eft__json_pre *pre, eft__error *err);
+void eft__json_pre_free(eft__json_pre *pre);
+/* Whether tokenizer.json loading uses the scanner (true unless a test compares both paths). */
+extern bool eft__tokenizer_json_scan;
+
 /* The vocabulary shared by every model: id -> token text, text -> id. Token strings live in one
  * arena so that the JSON document can be released after loading. */
 typedef struct eft__vocab {
@@ -206,14 +242,18 @@ typedef struct eft__vocab {
 } eft__vocab;
 
 eft_status eft__vocab_set(eft__vocab *v, int32_t id, const char *s, size_t len, eft__error *err);
+/* Sizes the tables for ids up to max_id and bytes of token text (each token's NUL included), so
+ * that loading a known vocabulary does not grow them step by step. */
+eft_status eft__vocab_reserve(eft__vocab *v, int32_t max_id, size_t bytes, eft__error *err);
 /* Builds the text -> id map; after the last eft__vocab_set, before any eft__vocab_get. */
 eft_status eft__vocab_index(eft__vocab *v, eft__error *err);
 /* Loads {"token": id, ...} and indexes it. */
 eft_status eft__vocab_load_object(eft__vocab *v, const struct json_t *vocab, const char *model,
-                                  eft__error *err);
+                                  eft__json_pre *pre, eft__error *err);
 bool eft__vocab_get(const eft__vocab *v, const char *s, size_t len, int32_t *id);
 const char *eft__vocab_token(const eft__vocab *v, int32_t id, size_t *len);
 void eft__vocab_free(eft__vocab *v);
+
 
 typedef struct eft__model {
     eft__model_kind kind;
@@ -251,13 +291,15 @@ typedef struct eft__toks {
 } eft__toks;
 bool eft__toks_add(eft__toks *ts, int32_t id, uint32_t start, uint32_t end);
 
-eft_status eft__model_load(eft__model *m, const struct json_t *j, eft__error *err);
+/* pre (may be NULL): the vocab and merges read by the scanner; the loaders take them instead of
+ * j's, and set pre->declined when the jansson path must decide after all. */
+eft_status eft__model_load(eft__model *m, const struct json_t *j, eft__json_pre *pre, eft__error *err);
 void eft__model_free(eft__model *m);
 bool eft__model_tokenize(const eft__model *m, const char *s, size_t len, eft__toks *out);
 
-eft_status eft__wordpiece_load(eft__model *m, const struct json_t *j, eft__error *err);
+eft_status eft__wordpiece_load(eft__model *m, const struct json_t *j, eft__json_pre *pre, eft__error *err);
 bool eft__wordpiece_tokenize(const eft__model *m, const char *s, size_t len, eft__toks *out);
-eft_status eft__bpe_load(eft__model *m, const struct json_t *j, eft__error *err);
+eft_status eft__bpe_load(eft__model *m, const struct json_t *j, eft__json_pre *pre, eft__error *err);
 /* Adds merge "a b" (rank = its position); used by the JSON and GGUF loaders. */
 eft_status eft__bpe_add_merge(eft__model *m, const char *a, size_t alen, const char *b,
                               size_t blen, uint32_t rank, eft__error *err);

@@ -61,6 +61,13 @@ static bool str_is(eft__gguf_str s, const char *lit) { return s.len == strlen(li
 static bool in_byte_alphabet(const char *s, size_t n) {
     const eft__byte_map *bm = eft__byte_level_map();
     for (size_t i = 0; i < n;) {
+        /* Most characters are ASCII: no decoding for them (this runs over every token at load). */
+        unsigned char b = (unsigned char)s[i];
+        if (b < 0x80) {
+            if (bm->dec[b] < 0) return false;
+            i++;
+            continue;
+        }
         int k;
         int32_t c = eft__utf8_decode(s + i, n - i, &k);
         if (c < 0 || c >= 324 || bm->dec[c] < 0) return false;

@@ -16,39 +16,50 @@
  * Vocabulary
  * ------------------------------------------------------------------------------------------- */
 
+/* Grows the per-id tables to hold id (doubling from 1024). */
+static eft_status grow_ids(eft__vocab *v, size_t id, eft__error *err) {
+    if (id < v->n) return EFT_OK;
+    size_t n = v->n ? v->n : 1024;
+    while (n <= id) n *= 2;
+    uint32_t *o = eft__realloc(v->tok_off, n * sizeof *o);
+    if (!o) return eft__fail(err, EFT_ERR_OUT_OF_MEMORY, "out of memory");
+    v->tok_off = o;
+    uint32_t *l = eft__realloc(v->tok_len, n * sizeof *l);
+    if (!l) return eft__fail(err, EFT_ERR_OUT_OF_MEMORY, "out of memory");
+    v->tok_len = l;
+    double *sc = eft__realloc(v->scores, n * sizeof *sc);
+    if (!sc) return eft__fail(err, EFT_ERR_OUT_OF_MEMORY, "out of memory");
+    v->scores = sc;
+    for (size_t i = v->n; i < n; i++) {
+        v->tok_len[i] = UINT32_MAX;
+        v->tok_off[i] = 0;
+        v->scores[i] = 0;
+    }
+    v->n = n;
+    return EFT_OK;
+}
+
+/* Grows the text arena to hold need bytes in all (doubling from 64 KB). */
+static eft_status grow_arena(eft__vocab *v, size_t need, eft__error *err) {
+    if (need <= v->arena_cap) return EFT_OK;
+    size_t cap = v->arena_cap ? v->arena_cap : 1 << 16;
+    while (cap < need) cap *= 2;
+    if (cap >= UINT32_MAX) return eft__fail(err, EFT_ERR_LIMIT, "the vocabulary's text is over 4 GB");
+    char *a = eft__realloc(v->arena, cap);
+    if (!a) return eft__fail(err, EFT_ERR_OUT_OF_MEMORY, "out of memory");
+    v->arena = a;
+    v->arena_cap = cap;
+    v->map.count = 0; /* keys moved: the map is rebuilt by eft__vocab_index */
+    return EFT_OK;
+}
+
 eft_status eft__vocab_set(eft__vocab *v, int32_t id, const char *s, size_t len, eft__error *err) {
     if (id < 0 || (uint32_t)id >= EFT__MAX_VOCAB_ID)
         return eft__fail(err, EFT_ERR_LIMIT, "token id %d is outside 0..%u", id, EFT__MAX_VOCAB_ID - 1);
     if (len >= UINT32_MAX / 2) return eft__fail(err, EFT_ERR_LIMIT, "a %zu-byte token", len);
-    if ((size_t)id >= v->n) {
-        size_t n = v->n ? v->n : 1024;
-        while (n <= (size_t)id) n *= 2;
-        uint32_t *o = eft__realloc(v->tok_off, n * sizeof *o);
-        if (!o) return eft__fail(err, EFT_ERR_OUT_OF_MEMORY, "out of memory");
-        v->tok_off = o;
-        uint32_t *l = eft__realloc(v->tok_len, n * sizeof *l);
-        if (!l) return eft__fail(err, EFT_ERR_OUT_OF_MEMORY, "out of memory");
-        v->tok_len = l;
-        double *sc = eft__realloc(v->scores, n * sizeof *sc);
-        if (!sc) return eft__fail(err, EFT_ERR_OUT_OF_MEMORY, "out of memory");
-        v->scores = sc;
-        for (size_t i = v->n; i < n; i++) {
-            v->tok_len[i] = UINT32_MAX;
-            v->tok_off[i] = 0;
-            v->scores[i] = 0;
-        }
-        v->n = n;
-    }
-    if (v->arena_len + len + 1 > v->arena_cap) {
-        size_t cap = v->arena_cap ? v->arena_cap : 1 << 16;
-        while (cap < v->arena_len + len + 1) cap *= 2;
-        if (cap >= UINT32_MAX) return eft__fail(err, EFT_ERR_LIMIT, "the vocabulary's text is over 4 GB");
-        char *a = eft__realloc(v->arena, cap);
-        if (!a) return eft__fail(err, EFT_ERR_OUT_OF_MEMORY, "out of memory");
-        v->arena = a;
-        v->arena_cap = cap;
-        v->map.count = 0; /* keys moved: the map is rebuilt by eft__vocab_index */
-    }
+    eft_status st = grow_ids(v, (size_t)id, err);
+    if (!st) st = grow_arena(v, v->arena_len + len + 1, err);
+    if (st) return st;
     memcpy(v->arena + v->arena_len, s, len);
     v->arena[v->arena_len + len] = 0;
     v->tok_off[id] = (uint32_t)v->arena_len;
@@ -57,11 +68,24 @@ eft_status eft__vocab_set(eft__vocab *v, int32_t id, const char *s, size_t len, 
     return EFT_OK;
 }
 
+eft_status eft__vocab_reserve(eft__vocab *v, int32_t max_id, size_t bytes, eft__error *err) {
+    if (max_id >= 0 && (uint32_t)max_id < EFT__MAX_VOCAB_ID) {
+        eft_status st = grow_ids(v, (size_t)max_id, err);
+        if (st) return st;
+    }
+    if (bytes >= UINT32_MAX) return eft__fail(err, EFT_ERR_LIMIT, "the vocabulary's text is over 4 GB");
+    return grow_arena(v, v->arena_len + bytes, err);
+}
+
 /* Builds the text -> id map over the arena; called once all tokens are in. Where two ids share
  * a text the larger id wins, as when HF builds its map from a list. */
 static eft_status vocab_index(eft__vocab *v, eft__error *err) {
     eft__strmap_free(&v->map);
     memset(&v->map, 0, sizeof v->map);
+    size_t live = 0;
+    for (size_t i = 0; i < v->n; i++) live += v->tok_len[i] != UINT32_MAX;
+    /* Sized once: growing step by step rehashes every key several times. */
+    if (eft__strmap_reserve(&v->map, live)) return eft__fail(err, EFT_ERR_OUT_OF_MEMORY, "out of memory");
     for (size_t i = 0; i < v->n; i++) {
         if (v->tok_len[i] == UINT32_MAX) continue;
         if (eft__strmap_put(&v->map, v->arena + v->tok_off[i], v->tok_len[i], i))
@@ -92,9 +116,26 @@ void eft__vocab_free(eft__vocab *v) {
     memset(v, 0, sizeof *v);
 }
 
+/* Loads the entries the scanner read. A repeated key, or two keys with one id, leave fewer
+ * texts in the map than entries; jansson's handling of those (the last value of a repeated key
+ * wins, in the first one's place) is not reproduced here: the caller declines instead. */
+static eft_status vocab_load_pre(eft__vocab *v, eft__json_pre *pre, eft__error *err) {
+    eft_status st = eft__vocab_reserve(v, pre->max_id, pre->vocab_bytes, err);
+    for (size_t i = 0; !st && i < pre->n_vocab; i++)
+        st = eft__vocab_set(v, pre->vocab[i].id, pre->vocab[i].s, pre->vocab[i].len, err);
+    if (!st) st = vocab_index(v, err);
+    if (!st && v->map.count != pre->n_vocab) {
+        pre->declined = true;
+        return eft__fail(err, EFT_ERR_UNSUPPORTED, "the vocabulary repeats a token or an id");
+    }
+    return st;
+}
+
 /* Loads a {"token": id, ...} object. */
-static eft_status vocab_load_object(eft__vocab *v, const json_t *vocab, const char *model, eft__error *err) {
+static eft_status vocab_load_object(eft__vocab *v, const json_t *vocab, const char *model, eft__json_pre *pre,
+                                    eft__error *err) {
     if (!json_is_object(vocab)) return eft__fail(err, EFT_ERR_FORMAT, "%s model: \"vocab\" must be an object", model);
+    if (pre && pre->has_vocab) return vocab_load_pre(v, pre, err);
     const char *key;
     json_t *val;
     void *iter = json_object_iter((json_t *)vocab);
@@ -115,8 +156,9 @@ static eft_status vocab_load_object(eft__vocab *v, const json_t *vocab, const ch
 }
 
 eft_status eft__vocab_index(eft__vocab *v, eft__error *err) { return vocab_index(v, err); }
-eft_status eft__vocab_load_object(eft__vocab *v, const json_t *vocab, const char *model, eft__error *err) {
-    return vocab_load_object(v, vocab, model, err);
+eft_status eft__vocab_load_object(eft__vocab *v, const json_t *vocab, const char *model, eft__json_pre *pre,
+                                  eft__error *err) {
+    return vocab_load_object(v, vocab, model, pre, err);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -200,9 +242,9 @@ bool eft__toks_add(eft__toks *ts, int32_t id, uint32_t start, uint32_t end) {
  * WordLevel: one token per pre-tokenized word, or the unknown token
  * ------------------------------------------------------------------------------------------- */
 
-static eft_status wordlevel_load(eft__model *m, const json_t *j, eft__error *err) {
+static eft_status wordlevel_load(eft__model *m, const json_t *j, eft__json_pre *pre, eft__error *err) {
     m->kind = EFT__MODEL_WORD_LEVEL;
-    eft_status st = vocab_load_object(&m->vocab, json_object_get(j, "vocab"), "WordLevel", err);
+    eft_status st = vocab_load_object(&m->vocab, json_object_get(j, "vocab"), "WordLevel", pre, err);
     if (st) return st;
     size_t len;
     const char *unk = eft__json_str(j, "unk_token", &len);
@@ -219,7 +261,7 @@ static bool wordlevel_tokenize(const eft__model *m, const char *s, size_t len, e
     return m->unk_id < 0 || eft__toks_add(out, m->unk_id, 0, (uint32_t)len);
 }
 
-eft_status eft__model_load(eft__model *m, const json_t *j, eft__error *err) {
+eft_status eft__model_load(eft__model *m, const json_t *j, eft__json_pre *pre, eft__error *err) {
     memset(m, 0, sizeof *m);
     m->unk_id = -1;
     if (!json_is_object(j)) return eft__fail(err, EFT_ERR_FORMAT, "tokenizer.json has no \"model\" object");
@@ -231,10 +273,14 @@ eft_status eft__model_load(eft__model *m, const json_t *j, eft__error *err) {
         else if (json_object_get(j, "continuing_subword_prefix")) type = "WordPiece";
         else return eft__fail(err, EFT_ERR_FORMAT, "tokenizer.json: the model has no \"type\"");
     }
-    if (!strcmp(type, "WordPiece")) return eft__wordpiece_load(m, j, err);
-    if (!strcmp(type, "BPE")) return eft__bpe_load(m, j, err);
+    /* The scanner reads an object "vocab" and an array "merges"; a model that has either in
+     * another shape, or a Unigram (whose "vocab" is an array), takes the jansson path. */
+    if (pre && !strcmp(type, "Unigram")) pre->declined = true;
+    if (pre && pre->declined) return eft__fail(err, EFT_ERR_UNSUPPORTED, "declined");
+    if (!strcmp(type, "WordPiece")) return eft__wordpiece_load(m, j, pre, err);
+    if (!strcmp(type, "BPE")) return eft__bpe_load(m, j, pre, err);
     if (!strcmp(type, "Unigram")) return eft__unigram_load(m, j, err);
-    if (!strcmp(type, "WordLevel")) return wordlevel_load(m, j, err);
+    if (!strcmp(type, "WordLevel")) return wordlevel_load(m, j, pre, err);
     return eft__fail(err, EFT_ERR_UNSUPPORTED, "tokenizer model \"%s\" is not supported", type);
 }
 
@@ -260,7 +306,7 @@ bool eft__model_tokenize(const eft__model *m, const char *s, size_t len, eft__to
  * WordPiece
  * ------------------------------------------------------------------------------------------- */
 
-eft_status eft__wordpiece_load(eft__model *m, const json_t *j, eft__error *err) {
+eft_status eft__wordpiece_load(eft__model *m, const json_t *j, eft__json_pre *pre, eft__error *err) {
     m->kind = EFT__MODEL_WORDPIECE;
     size_t len;
     const char *p = eft__json_str(j, "continuing_subword_prefix", &len);
@@ -269,7 +315,7 @@ eft_status eft__wordpiece_load(eft__model *m, const json_t *j, eft__error *err) 
     m->prefix_len = len;
     const json_t *mx = json_object_get(j, "max_input_chars_per_word");
     m->max_input_chars = json_is_integer(mx) && json_integer_value(mx) > 0 ? (size_t)json_integer_value(mx) : 100;
-    eft_status st = vocab_load_object(&m->vocab, json_object_get(j, "vocab"), "WordPiece", err);
+    eft_status st = vocab_load_object(&m->vocab, json_object_get(j, "vocab"), "WordPiece", pre, err);
     if (st) return st;
     const char *unk = eft__json_str(j, "unk_token", &len);
     if (!unk) unk = "[UNK]", len = 5;

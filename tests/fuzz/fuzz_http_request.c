@@ -3,7 +3,7 @@
  * Byte 0 picks the route (/v1/embeddings, /embed, /rerank, /tokenize, /detokenize, completions,
  * chat); the rest is the body. A parse that succeeds must hold the invariants the workers rely on
  * (inputs within the caps, no NULL text, ids in range); one that fails must name a 4xx or 503
- * status with a message, and its error body must be valid JSON. Then everything is freed, and
+ * status with a message, and its error bodies (OpenAI's and TEI's shape) must be valid JSON. Then everything is freed, and
  * the body goes through the response writer's string escaping, which must give valid JSON.
  */
 #include <stdint.h>
@@ -23,6 +23,14 @@ static void check_error(const srv_error *e) {
     if (!body) return; /* out of memory */
     json_t *j = json_loadb(body, n, 0, NULL);
     if (!j || !json_is_string(json_object_get(json_object_get(j, "error"), "message"))) abort();
+    json_decref(j);
+    free(body);
+    /* TEI's shape of the same error: a 4xx or 503 too, and valid JSON. */
+    int status = 0;
+    if (!(body = srv_error_json_tei(e, &status, &n))) return;
+    if (!((status >= 400 && status < 500) || status == 503)) abort();
+    j = json_loadb(body, n, 0, NULL);
+    if (!j || !json_is_string(json_object_get(j, "error")) || !json_is_string(json_object_get(j, "error_type"))) abort();
     json_decref(j);
     free(body);
 }
