@@ -161,6 +161,29 @@ expect_error "generate a corrupt program" 1 "program.eft.*checksum" generate "$T
 touch -d "2001-01-01" "$LM/model.safetensors"
 expect_error "generate a stale program" 1 "changed since" generate "$TMP/lm-f32" --prompt hi
 expect_error "embed a decoder program" 1 "kind 'decoder'" embed "$TMP/lm-keep" "x"
+# eft serve --model PROGRAM: the program stands for its model; the same tokens over HTTP.
+if command -v curl >/dev/null; then
+  "$EFT" compile "$LM" --weight-dtype f16 --ctx-len 96 -o "$TMP/lm-serve" >/dev/null 2>&1
+  "$EFT" serve --port 0 --model "$TMP/lm-serve" 2>"$TMP/serve.err" &
+  SPID=$!
+  PORT=
+  for _ in $(seq 1 100); do
+    PORT=$(grep -o 'listening on http://127.0.0.1:[0-9]*' "$TMP/serve.err" | grep -o '[0-9]*$')
+    [ -n "$PORT" ] && [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/health")" = 200 ] && break
+    sleep 0.2
+  done
+  curl -s "http://127.0.0.1:$PORT/v1/completions" -d '{"prompt": "hello world", "max_tokens": 12, "temperature": 0}' >"$TMP/serve.json"
+  kill "$SPID" 2>/dev/null
+  wait "$SPID" 2>/dev/null
+  gen "$LM" --weight-dtype f16 >"$TMP/sm.txt"
+  if python3 - "$TMP/serve.json" "$TMP/sm.txt" <<'PY'
+import json, sys
+got = json.load(open(sys.argv[1]))["choices"][0]["text"]
+want = open(sys.argv[2]).read()
+assert want.endswith("\n") and got == want[:-1], (got, want)
+PY
+  then ok "lm: eft serve --model PROGRAM"; else bad "lm: serve: $(head -c 300 "$TMP/serve.json") $(tail -c 300 "$TMP/serve.err")"; fi
+fi
 # The cache of eft generate MODEL: a miss builds and writes, a hit loads; the same tokens.
 rm -rf "$EFT_CACHE_DIR"
 gen "$LM" --weight-dtype int4 >"$TMP/g1.txt"
