@@ -656,6 +656,13 @@ int eft_generator_pending(const eft_generator *g);
  * Unknown or finished seq: EFT_ERR_NOT_FOUND. */
 eft_status eft_generator_cancel(eft_generator *g, uint64_t seq);
 
+/* Scores a text as the model reads it (teacher forcing), for perplexity and agreement checks:
+ * logprob[i] = log p(ids[i+1] | ids[0..i]) and top1[i] = the most likely token after ids[0..i],
+ * for i < n - 1 (either array may be NULL). 2 <= n <= ctx_len. Runs in prefill chunks on slot 0,
+ * so the generator must be idle (no sequence queued or running): EFT_ERR_INVALID_ARGUMENT
+ * otherwise. */
+eft_status eft_generator_score(eft_generator *g, const int32_t *ids, size_t n, float *logprob, int32_t *top1);
+
 typedef struct eft_gen_stats {
     int n_prompt_tokens, n_generated;
     double ttft_s;        /* submit to first token */

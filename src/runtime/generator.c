@@ -907,6 +907,67 @@ eft_status eft_generator_generate(eft_generator *g, const char *text, const eft_
 }
 
 /* ---------------------------------------------------------------------------------------------
+ * Scoring a text (perplexity)
+ * ------------------------------------------------------------------------------------------- */
+
+eft_status eft_generator_score(eft_generator *g, const int32_t *ids, size_t n, float *logprob, int32_t *top1) {
+    eft__error err;
+    eft__error_clear(&err);
+    if (!g || !ids) {
+        eft__fail(&err, EFT_ERR_INVALID_ARGUMENT, "eft_generator_score: NULL argument");
+        return eft__set_last_error(&err);
+    }
+    if (g->in_step || g->n_waiting + g->n_running > 0) {
+        eft__fail(&err, EFT_ERR_INVALID_ARGUMENT, "eft_generator_score: %d sequences are queued or running; "
+                  "scoring needs an idle generator", g->n_waiting + g->n_running);
+        return fail(g, &err);
+    }
+    if (n < 2 || n > (size_t)g->ctx_len) {
+        eft__fail(&err, EFT_ERR_LIMIT, "eft_generator_score: %zu tokens; 2 to ctx_len %d", n, g->ctx_len);
+        return fail(g, &err);
+    }
+    /* Every row of a chunk has its logits: [chunk, V] for this call alone (not the hot path). */
+    const int chunk = g->max_tokens;
+    uint64_t cells;
+    float *lg = NULL;
+    if (!eft__mul_overflow_u64((uint64_t)chunk, (uint64_t)g->V, &cells) && cells <= SIZE_MAX / sizeof(float))
+        lg = eft__malloc_array((size_t)cells, sizeof(float));
+    int32_t *sl = eft__malloc_array((size_t)chunk, sizeof(int32_t)), *ps = eft__malloc_array((size_t)chunk, sizeof(int32_t)),
+            *rows = eft__malloc_array((size_t)chunk, sizeof(int32_t));
+    eft_status st = EFT_OK;
+    if (!lg || !sl || !ps || !rows) st = eft__fail(&err, EFT_ERR_OUT_OF_MEMORY, "out of memory for %d rows of logits", chunk);
+    const int64_t V = g->V;
+    for (size_t c0 = 0; st == EFT_OK && c0 + 1 < n; c0 += (size_t)chunk) {
+        /* Rows c0 .. c0+cn-1 predict tokens c0+1 .. c0+cn; the last token needs no row. */
+        int cn = (int)(n - 1 - c0 < (size_t)chunk ? n - 1 - c0 : (size_t)chunk);
+        for (int i = 0; i < cn; i++) sl[i] = 0, ps[i] = (int32_t)(c0 + (size_t)i), rows[i] = i;
+        st = eft__decoder_forward(g->dec, ids + c0, sl, ps, cn, rows, cn, lg, &err);
+        for (int i = 0; st == EFT_OK && i < cn; i++) {
+            const float *x = lg + (int64_t)i * V;
+            int32_t next = ids[c0 + (size_t)i + 1], best = 0;
+            if (next < 0 || next >= V) {
+                st = eft__fail(&err, EFT_ERR_INVALID_ARGUMENT, "eft_generator_score: token %zu is %d, outside the "
+                               "vocabulary of %lld", c0 + (size_t)i + 1, next, (long long)V);
+                break;
+            }
+            double mx = x[0];
+            for (int64_t j = 1; j < V; j++)
+                if (x[j] > mx) mx = x[j], best = (int32_t)j;
+            double se = 0;
+            for (int64_t j = 0; j < V; j++) se += exp((double)x[j] - mx);
+            if (logprob) logprob[c0 + (size_t)i] = (float)((double)x[next] - mx - log(se));
+            if (top1) top1[c0 + (size_t)i] = best;
+        }
+    }
+    eft__free(lg);
+    eft__free(sl);
+    eft__free(ps);
+    eft__free(rows);
+    if (st != EFT_OK) return fail(g, &err);
+    return EFT_OK;
+}
+
+/* ---------------------------------------------------------------------------------------------
  * For eft_compile (runtime/compile.h)
  * ------------------------------------------------------------------------------------------- */
 

@@ -306,7 +306,95 @@ static void test_real_models(void) {
                "tests/fixtures/ref/gemma-3-270m-q4_k_m.safetensors", false);
 }
 
+/* eft_generator_score against transformers: the log-probability of every next token of the
+ * reference prompts, from the reference's own logits (log-softmax), within twice the logits'
+ * recorded tolerance (a log-softmax moves at most twice as far as its inputs); the top-1 token
+ * wherever the reference's margin is over that. Prefill chunks of 8 make the scoring cross chunk
+ * boundaries. */
+static void test_score_vs_transformers(void) {
+    static const char *names[] = {"llama", "qwen2", "gemma2", "gpt2"};
+    for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
+        char mrel[128], rrel[128];
+        snprintf(mrel, sizeof mrel, "tests/fixtures/models/%s", names[k]);
+        snprintf(rrel, sizeof rrel, "tests/fixtures/ref/%s.safetensors", names[k]);
+        eft__safetensors *ref = NULL;
+        eft__error err = {0};
+        CHECK_MSG(eft__safetensors_open(test_path(rrel), &ref, &err) == EFT_OK, "%s", err.msg);
+        eft_generator_params gp = eft_generator_params_default();
+        gp.ctx_len = 128;
+        gp.prefill_seq_len = 8;
+        gp.weight_dtype = EFT_DTYPE_F32;
+        gp.no_cache = true;
+        eft_generator *g = NULL;
+        CHECK_MSG(eft_generator_open(test_path(mrel), &gp, &g) == EFT_OK, "%s: %s", names[k], eft_last_error());
+        double tol = 1e-4, worst = 0;
+        const char *t = ref ? eft__safetensors_metadata(ref, "tolerance") : NULL;
+        const char *p = t ? strstr(t, "\"logits\":") : NULL;
+        if (p) tol = strtod(p + 9, NULL);
+        int checked = 0;
+        for (int i = 0; g && ref; i++) {
+            char key[64];
+            int64_t n = 0;
+            snprintf(key, sizeof key, "prompt%d.input_ids", i);
+            int32_t *ids = ref_ids(ref, key, &n);
+            snprintf(key, sizeof key, "prompt%d.logits", i);
+            const eft__tensor_view *lv = ids ? eft__safetensors_find(ref, key) : NULL;
+            if (!ids || !lv || n < 2 || n > 128 || lv->dtype != EFT_DTYPE_F32 || lv->ndim < 2) {
+                free(ids);
+                break;
+            }
+            const int64_t V = lv->shape[lv->ndim - 1];
+            const float *rl = lv->data;
+            float *lp = malloc(sizeof(float) * (size_t)n);
+            int32_t *top = malloc(sizeof(int32_t) * (size_t)n);
+            CHECK_MSG(eft_generator_score(g, ids, (size_t)n, lp, top) == EFT_OK, "%s: %s", names[k], eft_last_error());
+            for (int64_t r = 0; r + 1 < n; r++) {
+                const float *x = rl + r * V;
+                double mx = x[0], second = -INFINITY;
+                int32_t best = 0;
+                for (int64_t j = 1; j < V; j++) {
+                    if (x[j] > mx) second = mx, mx = x[j], best = (int32_t)j;
+                    else if (x[j] > second) second = x[j];
+                }
+                double se = 0;
+                for (int64_t j = 0; j < V; j++) se += exp((double)x[j] - mx);
+                double want = (double)x[ids[r + 1]] - mx - log(se), d = fabs(want - lp[r]);
+                worst = d > worst ? d : worst;
+                CHECK_MSG(d <= 2 * tol, "%s prompt%d row %lld: log p %.7f, transformers %.7f", names[k], i,
+                          (long long)r, lp[r], want);
+                if (mx - second > 2 * tol)
+                    CHECK_MSG(top[r] == best, "%s prompt%d row %lld: top-1 %d, transformers %d", names[k], i,
+                              (long long)r, top[r], best);
+                checked++;
+            }
+            free(lp);
+            free(top);
+            free(ids);
+        }
+        CHECK_MSG(checked > 0, "%s: nothing scored", names[k]);
+        printf("  %s: %d next-token log-probabilities, max |diff| from transformers %.2g (tolerance %.2g)\n",
+               names[k], checked, worst, 2 * tol);
+        /* A busy generator refuses to score: the slot it would use may be taken. */
+        if (g) {
+            int32_t ids[3] = {1, 2, 3};
+            uint64_t seq;
+            eft_generate_params gen = eft_generator_generate_params_default(g);
+            gen.max_tokens = 1;
+            CHECK(eft_generator_submit(g, ids, 3, &gen, &seq) == EFT_OK);
+            CHECK(eft_generator_score(g, ids, 3, NULL, NULL) == EFT_ERR_INVALID_ARGUMENT);
+            while (eft_generator_pending(g) > 0 && eft_generator_step(g) == EFT_OK) {
+            }
+            CHECK(eft_generator_score(g, ids, 1, NULL, NULL) == EFT_ERR_LIMIT);
+            int32_t bad[2] = {1, 1 << 30};
+            CHECK(eft_generator_score(g, bad, 2, NULL, NULL) != EFT_OK);
+        }
+        eft_generator_close(g);
+        eft__safetensors_close(ref);
+    }
+}
+
 int main(void) {
+    RUN(test_score_vs_transformers);
     RUN(test_fixtures_roundtrip);
     RUN(test_refusals);
     RUN(test_real_models);
