@@ -492,17 +492,29 @@ eft_status eft_embedder_score(eft_embedder *e, const char *query, const char *co
  * ------------------------------------------------------------------------------------------- */
 
 typedef struct eft_compile_params {
-    const int *seq_lens; /* strictly ascending, each 1..the model's limit, at most 64; NULL/0: the limit */
+    const int *seq_lens; /* encoders: strictly ascending, each 1..the model's limit, at most 64; NULL/0: the limit */
     int n_seq_lens;
-    int batch_size;      /* inputs per forward pass: default 8 */
+    int batch_size;      /* encoders: inputs per forward pass: default 8 */
     int num_cores;       /* threads: default 1 */
-    eft_dtype dtype;     /* weights: EFT_DTYPE_F32 (default), F16, BF16, Q8_0 (int8) or Q4_0 (int4) */
+    /* Weights. Encoders: EFT_DTYPE_F32, F16, BF16, Q8_0
+     * (int8) or Q4_0 (int4). Causal LMs: what eft_generator_params.weight_dtype
+     * takes (F32, F16, BF16, Q8_0, Q4_0, Q4_1). EFT_DTYPE_COUNT (the default): the model kind's
+     * own, f32 for encoders, the file's types (kept where a kernel reads them) for causal LMs. */
+    eft_dtype dtype;
+    /* Causal LMs (QEfficient's compile(prefill_seq_len, ctx_len, full_batch_size, ...)): recorded
+     * as the plan a generator opened on the program uses unless its params say otherwise. The
+     * program holds the converted matrices; the KV cache is planned at open. */
+    int ctx_len;         /* 0: min(model's positions, 4096) */
+    int prefill_seq_len; /* default 128 */
+    int full_batch_size; /* default 1 */
+    eft_dtype kv_dtype;  /* EFT_DTYPE_F32 (default), F16 or I8 */
 } eft_compile_params;
 
 eft_compile_params eft_compile_params_default(void);
 
-/* Compiles the encoder model (what eft_embedder_open takes) into the folder out_dir (created if
- * needed) as out_dir/program.eft, replacing one that is there atomically. params may be NULL. */
+/* Compiles the model (an encoder as eft_embedder_open takes it, or a causal LM as
+ * eft_generator_open takes it: a folder or a .gguf) into the folder out_dir (created if needed)
+ * as out_dir/program.eft, replacing one that is there atomically. params may be NULL. */
 eft_status eft_compile(const char *model, const eft_compile_params *params, const char *out_dir);
 
 /* True when path is a program file or a folder holding program.eft (checks the magic only). */
@@ -538,6 +550,14 @@ typedef struct eft_generator_params {
      * or F32, F16, BF16, Q8_0 (int8 per group of 32), Q4_0 / Q4_1 (int4 per group of 32). */
     eft_dtype weight_dtype;
     eft_dtype kv_dtype;   /* EFT_DTYPE_F32 (default), F16 or I8 */
+    /* Compiled programs, as eft_embedder_params has them: the converted and packed matrices are
+     * kept in a program file in the cache (keyed by a fingerprint of the model's files, the weight
+     * type, eft's version and the instruction set), so the next open maps it instead of
+     * converting again. cache_dir NULL: $EFT_CACHE_DIR, else $XDG_CACHE_HOME/eft, else
+     * ~/.cache/eft; no_cache: neither read nor write it. A cache that cannot be written is a
+     * warning; a bad cached program is built again. */
+    const char *cache_dir;
+    bool no_cache;
 } eft_generator_params;
 
 eft_generator_params eft_generator_params_default(void);
@@ -604,8 +624,13 @@ typedef struct eft_generate_params {
  * repetition_penalty, max_new_tokens when given) over the library defaults (greedy, no limit). */
 eft_generate_params eft_generator_generate_params_default(const eft_generator *g);
 
-/* model is what eft_model_open takes. Builds the prefill and decode paths with the weights packed
- * once. On failure *out is NULL and eft_last_error() says why. */
+/* model is what eft_model_open takes, or a compiled program (eft_compile of a causal LM: the file
+ * or the folder holding it). Builds the prefill and decode paths with the weights packed once (or
+ * maps them from the program, or from the cache). A program's weights are used as they are (its
+ * weight type wins); its ctx_len, prefill_seq_len, full_batch_size, num_cores and kv_dtype are the
+ * plan unless params set them (values other than the defaults). The program's model (the folder
+ * or .gguf it names) is opened for the tokenizer and embeddings and refused if its files changed.
+ * On failure *out is NULL and eft_last_error() says why. */
 eft_status eft_generator_open(const char *model, const eft_generator_params *params, eft_generator **out);
 void eft_generator_close(eft_generator *g); /* NULL is a no-op */
 const char *eft_generator_errmsg(const eft_generator *g);
@@ -631,6 +656,13 @@ int eft_generator_pending(const eft_generator *g);
 /* Finishes a sequence with EFT_FINISH_CANCELLED at the next step (its final event still comes).
  * Unknown or finished seq: EFT_ERR_NOT_FOUND. */
 eft_status eft_generator_cancel(eft_generator *g, uint64_t seq);
+
+/* Scores a text as the model reads it (teacher forcing), for perplexity and agreement checks:
+ * logprob[i] = log p(ids[i+1] | ids[0..i]) and top1[i] = the most likely token after ids[0..i],
+ * for i < n - 1 (either array may be NULL). 2 <= n <= ctx_len. Runs in prefill chunks on slot 0,
+ * so the generator must be idle (no sequence queued or running): EFT_ERR_INVALID_ARGUMENT
+ * otherwise. */
+eft_status eft_generator_score(eft_generator *g, const int32_t *ids, size_t n, float *logprob, int32_t *top1);
 
 typedef struct eft_gen_stats {
     int n_prompt_tokens, n_generated;

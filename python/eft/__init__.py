@@ -77,7 +77,8 @@ class _EmbedRequest(C.Structure):
 
 class _GeneratorParams(C.Structure):
     _fields_ = [("n_threads", C.c_int), ("ctx_len", C.c_int), ("prefill_seq_len", C.c_int),
-                ("full_batch_size", C.c_int), ("weight_dtype", C.c_int), ("kv_dtype", C.c_int)]
+                ("full_batch_size", C.c_int), ("weight_dtype", C.c_int), ("kv_dtype", C.c_int),
+                ("cache_dir", C.c_char_p), ("no_cache", C.c_bool)]
 
 
 class _SamplingParams(C.Structure):
@@ -482,9 +483,13 @@ class AutoModelForCausalLM:
         return cls(pretrained_model_name_or_path, continuous_batching=continuous_batching)
 
     def compile(self, prefill_seq_len=32, ctx_len=128, batch_size=1, full_batch_size=None, num_cores=1,
-                weight_dtype=None, kv_dtype=None, mxint8_kv_cache=False, mxfp6_matmul=False, **kwargs):
+                weight_dtype=None, kv_dtype=None, mxint8_kv_cache=False, mxfp6_matmul=False, cache_dir=None,
+                no_cache=False, **kwargs):
         """weight_dtype: None (as stored), "f32", "f16", "bf16", "int8", "int4"; mxfp6_matmul=True
-        means f16 weights, mxint8_kv_cache=True an int8 KV cache (QEfficient's names)."""
+        means f16 weights, mxint8_kv_cache=True an int8 KV cache (QEfficient's names). The converted
+        weights are kept as a compiled program in the cache (cache_dir, else $EFT_CACHE_DIR, else
+        ~/.cache/eft; no_cache=True: neither read nor written), so the next compile of the same
+        model and weight type only maps them. The model may also be a program `eft compile` wrote."""
         _require(_gen_open, "eft_generator_open")
         if mxfp6_matmul and weight_dtype is None:
             weight_dtype = "f16"
@@ -501,6 +506,9 @@ class AutoModelForCausalLM:
         p.full_batch_size = int(full_batch_size or batch_size or 1)
         p.weight_dtype = _WEIGHT_DTYPES[weight_dtype]
         p.kv_dtype = _KV_DTYPES[kv_dtype]
+        cache_bytes = os.fsencode(cache_dir) if cache_dir is not None else None
+        p.cache_dir = cache_bytes
+        p.no_cache = bool(no_cache)
         h = _vp()
         _check(_gen_open(os.fsencode(self.model), C.byref(p), C.byref(h)))
         self.close()

@@ -17,6 +17,7 @@ int eft_cmd_detokenize(int argc, char **argv);
 int eft_cmd_template(int argc, char **argv);
 int eft_cmd_bench(int argc, char **argv);
 int eft_cmd_serve(int argc, char **argv);
+int eft_cmd_perplexity(int argc, char **argv);
 int eft_cmd_bench_embed(int argc, char **argv);    /* eft bench embed, from eft_cmd_bench */
 int eft_cmd_bench_generate(int argc, char **argv); /* eft bench generate, from eft_cmd_bench */
 int eft_cmd_bench_serve(int argc, char **argv);    /* eft bench serve, from eft_cmd_bench */

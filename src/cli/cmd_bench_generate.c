@@ -80,6 +80,7 @@ static eft_status run_dtype(const char *model, const wtype *w, int threads, doub
     gp.ctx_len = (prefill > context ? prefill : context) + 4096 / 16;
     gp.prefill_seq_len = prefill < 128 ? prefill : 128;
     gp.weight_dtype = w->dtype;
+    gp.no_cache = true; /* throughput only: no program of every weight type written to the cache */
     eft_generator *g = NULL;
     eft_status st = eft_generator_open(model, &gp, &g);
     if (st != EFT_OK) return st;

@@ -1,7 +1,8 @@
 /*
  * cmd_compile.c — `eft compile MODEL [--seq-len 32,128,512] [--batch-size 8] [--num-cores 2]
- * [--dtype f32|f16|bf16|int8|int4] -o DIR`: an encoder compiled into DIR/program.eft (eft_compile), which
- * `eft embed DIR` then runs without checking or packing anything, and `eft info DIR` describes.
+ * [--dtype f32|f16|bf16|int8|int4] -o DIR`: an encoder or a causal LM compiled into DIR/program.eft
+ * (eft_compile), which `eft embed DIR` / `eft generate DIR` then run without checking or packing
+ * anything, and `eft info DIR` describes.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,12 +14,19 @@
 
 static const char *k_usage =
     "usage: eft compile MODEL [--seq-len 32,128,512] [--batch-size N] [--num-cores N] [--dtype f32|f16|bf16|int8|int4] -o DIR\n"
+    "       eft compile LM [--ctx-len N] [--prefill-seq-len N] [--full-batch-size N] [--num-cores N]\n"
+    "                      [--weight-dtype f32|f16|bf16|int8|int4] [--kv-dtype f32|f16|int8] -o DIR\n"
     "\n"
     "Compiles an encoder (BERT, RoBERTa, XLM-RoBERTa, MPNet folder) for the given sequence lengths,\n"
     "batch size and threads, with its weights packed for the kernels (f16 halves their size), into\n"
     "DIR/program.eft. The program names MODEL's folder (absolute path) and a fingerprint of its files:\n"
     "`eft embed DIR` reads the tokenizer and pooling from there and refuses a folder that changed.\n"
-    "Defaults: the model's length limit, batch 8, 1 thread, f32.\n";
+    "Defaults: the model's length limit, batch 8, 1 thread, f32.\n"
+    "\n"
+    "A causal LM (a Hugging Face folder or a .gguf) is compiled the same way: its weights converted to\n"
+    "--weight-dtype (default: as the file stores them where a kernel reads that) and packed, with the\n"
+    "plan (context, prefill chunk, KV slots, threads, KV type) recorded for `eft generate DIR` and\n"
+    "`eft serve --model DIR`, whose own flags still override it.\n";
 
 /* "32,128,512" -> lens (at most cap); returns the count, -1 when malformed. */
 static int parse_lens(const char *s, int *lens, int cap) {
@@ -57,6 +65,29 @@ int eft_cmd_compile(int argc, char **argv) {
             if (*end || end == v || n < 1 || n > 4096) return eft_cli_error("compile", "%s takes a number from 1 to 4096", a);
             if (a[2] == 'b') p.batch_size = (int)n;
             else p.num_cores = (int)n;
+        } else if ((!strcmp(a, "--ctx-len") || !strcmp(a, "--prefill-seq-len") || !strcmp(a, "--full-batch-size")) && v) {
+            char *end;
+            long n = strtol(argv[++i], &end, 10);
+            long hi = a[2] == 'c' ? (1L << 24) : a[2] == 'p' ? 65536 : 1024;
+            if (*end || end == v || n < 1 || n > hi) return eft_cli_error("compile", "%s takes a number from 1 to %ld", a, hi);
+            if (a[2] == 'c') p.ctx_len = (int)n;
+            else if (a[2] == 'p') p.prefill_seq_len = (int)n;
+            else p.full_batch_size = (int)n;
+        } else if (!strcmp(a, "--weight-dtype") && v) {
+            static const struct { const char *n; eft_dtype t; } k[] = {
+                {"f32", EFT_DTYPE_F32}, {"f16", EFT_DTYPE_F16}, {"bf16", EFT_DTYPE_BF16},
+                {"int8", EFT_DTYPE_Q8_0}, {"int4", EFT_DTYPE_Q4_0}, {"keep", EFT_DTYPE_COUNT}};
+            bool ok = false;
+            ++i;
+            for (size_t j = 0; j < sizeof k / sizeof k[0]; j++)
+                if (!strcmp(v, k[j].n)) ok = true, p.dtype = k[j].t;
+            if (!ok) return eft_cli_error("compile", "--weight-dtype takes f32, f16, bf16, int8, int4 or keep, not '%s'", v);
+        } else if (!strcmp(a, "--kv-dtype") && v) {
+            ++i;
+            if (!strcmp(v, "f32")) p.kv_dtype = EFT_DTYPE_F32;
+            else if (!strcmp(v, "f16")) p.kv_dtype = EFT_DTYPE_F16;
+            else if (!strcmp(v, "int8")) p.kv_dtype = EFT_DTYPE_I8;
+            else return eft_cli_error("compile", "--kv-dtype takes f32, f16 or int8, not '%s'", v);
         } else if (!strcmp(a, "--dtype") && v) {
             ++i;
             if (!strcmp(v, "f32")) p.dtype = EFT_DTYPE_F32;

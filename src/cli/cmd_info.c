@@ -132,6 +132,7 @@ static int info_program(const char *ref, bool as_json) {
     print_section("options", json_object_get(h, "options"), "");
     print_section("config", json_object_get(h, "config"), "");
     print_graph(json_object_get(h, "graph"), json_integer_value(json_object_get(info, "blob_bytes")));
+    if (json_object_get(h, "plan")) print_section("plan", json_object_get(h, "plan"), "");
     printf("blobs (%zu, %lld bytes)\n", json_array_size(blobs),
            (long long)json_integer_value(json_object_get(info, "blob_bytes")));
     size_t i;

@@ -15,9 +15,10 @@ typedef struct subcommand {
 
 static const subcommand k_commands[] = {
     {"info", eft_cmd_info, "describe a model (folder, .gguf or Hugging Face id): eft info MODEL [--json]"},
-    {"compile", eft_cmd_compile, "compile an encoder: eft compile MODEL [--seq-len 32,128] [--dtype f16] -o DIR"},
+    {"compile", eft_cmd_compile, "compile an encoder or a causal LM: eft compile MODEL [--seq-len 32,128] [--weight-dtype int8] -o DIR"},
     {"embed", eft_cmd_embed, "sentence embeddings as JSON: eft embed MODEL [--truncate left|right] [TEXT...]"},
     {"generate", eft_cmd_generate, "generate text from a prompt: eft generate MODEL --prompt TEXT [--chat] [--stream] (--help)"},
+    {"perplexity", eft_cmd_perplexity, "perplexity and agreement with f32 per weight type: eft perplexity MODEL --file TEXT"},
     {"tokenize", eft_cmd_tokenize, "text to token ids: eft tokenize MODEL [--pair TEXT] [--no-special] [TEXT]"},
     {"detokenize", eft_cmd_detokenize, "token ids to text: eft detokenize MODEL [ID...]"},
     {"template", eft_cmd_template, "render a chat template: eft template MODEL --messages FILE.json"},

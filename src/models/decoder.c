@@ -14,7 +14,9 @@
 #include "kernels/cpu/kernels.h"
 
 #include "api/model_internal.h"
+#include "core/json.h"
 #include "formats/safetensors.h"
+#include "graph/program.h"
 
 #include "models/decoder.h"
 
@@ -90,9 +92,25 @@ struct eft__decoder {
     float *kf, *vf;    /* [ctx, KD] f32 copies of a half/int8 cache for the flash kernel, or NULL */
     int32_t *a_ids, *a_pos, *a_slot; /* [maxT] active rows */
     int32_t *row_of;   /* [maxT] input index -> active row, -1 for padding */
+
+    /* Compiled programs: every matrix and vector the build made, by blob name, for
+     * eft__decoder_save; and, for a decoder loaded from a program, that program, whose packed and
+     * quantised matrices are then used in place (vectors are copied: they are small). */
+    struct dec_rec *recs;
+    int n_recs, cap_recs;
+    const eft__program *prog;
 };
 
-enum { DECODE_ROWS = 4 }; /* groups up to this many tokens attend with the cache-reading kernel */
+typedef struct dec_rec {
+    char name[EFT__PROGRAM_NAME_MAX];
+    eft_dtype dtype;
+    const void *data;
+    uint64_t size;
+} dec_rec;
+
+enum { DECODE_ROWS = 4 };
+/* The blob name of an output projection tied to the embedding table (no tensor of its own). */
+#define TIED_HEAD "output|tied" /* groups up to this many tokens attend with the cache-reading kernel */
 
 eft__decoder_params eft__decoder_params_default(void) {
     const char *q = getenv("EFT_QGEMM");
@@ -115,6 +133,7 @@ typedef struct builder {
     const eft_model *m;
     eft_dtype want;  /* the caller's weight_dtype */
     eft__error *err;
+    eft__decoder *d; /* records what is made; its prog, when set, is where matrices come from */
 } builder;
 
 static void shape_str(char *buf, size_t n, const int64_t *shape, int ndim) {
@@ -181,14 +200,18 @@ static float *view_f32(builder *b, const eft__tensor_view *t) {
 }
 
 /* A small vector (norm weight, bias) as owned f32; NULL for a missing optional one. */
+static float *prog_vec(builder *b, const char *name, int64_t n, bool optional, bool *ok);
+static bool record(builder *b, const char *name, eft_dtype dtype, const void *data, uint64_t size);
+
 static float *want_vec(builder *b, const char *name, int64_t n, bool optional, bool *ok) {
+    if (b->d->prog) return prog_vec(b, name, n, optional, ok);
     const eft__tensor_view *t = want(b, name, n, -1, optional);
     if (!t) {
         if (!optional || b->err->status != EFT_OK) *ok = false;
         return NULL;
     }
     float *v = view_f32(b, t);
-    if (!v) *ok = false;
+    if (!v || !record(b, name, EFT_DTYPE_F32, v, (uint64_t)n * sizeof(float))) *ok = false;
     return v;
 }
 
@@ -326,9 +349,129 @@ static bool lin_from_view(builder *b, lin *l, const eft__tensor_view *t, int64_t
     return ok;
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * Build: matrices and vectors as a program holds them
+ * ------------------------------------------------------------------------------------------- */
+
+/* Notes a matrix or vector the build made, under its blob name, for eft__decoder_save. */
+static bool record(builder *b, const char *name, eft_dtype dtype, const void *data, uint64_t size) {
+    eft__decoder *d = b->d;
+    if (strlen(name) >= EFT__PROGRAM_NAME_MAX)
+        return eft__fail(b->err, EFT_ERR_UNSUPPORTED, "%s: tensor name '%s' is over %d bytes", b->m->path, name,
+                         EFT__PROGRAM_NAME_MAX - 1), false;
+    if (d->n_recs == d->cap_recs) {
+        int cap = d->cap_recs ? 2 * d->cap_recs : 64;
+        dec_rec *r = eft__realloc(d->recs, (size_t)cap * sizeof *r);
+        if (!r) return eft__fail(b->err, EFT_ERR_OUT_OF_MEMORY, "out of memory"), false;
+        d->recs = r;
+        d->cap_recs = cap;
+    }
+    dec_rec *r = &d->recs[d->n_recs++];
+    snprintf(r->name, sizeof r->name, "%s", name);
+    r->dtype = dtype;
+    r->data = data;
+    r->size = size;
+    return true;
+}
+
+/* Bytes of a lin as its kernel reads them: quantised rows, or sgemm panels [npanels][K][16]. */
+static bool lin_bytes(const lin *l, eft_dtype *dtype, const void **data, uint64_t *size) {
+    if (l->qt != EFT_DTYPE_COUNT) {
+        *dtype = l->qt;
+        *data = l->q;
+        return eft__dtype_nbytes(l->qt, (uint64_t)l->n * (uint64_t)l->k, size);
+    }
+    *dtype = l->p.dtype;
+    *data = l->p.data;
+    uint64_t es = l->p.dtype == EFT_DTYPE_F32 ? 4 : 2;
+    return !eft__mul_overflow_u64((uint64_t)l->p.npanels * EFT__SGEMM_NR, (uint64_t)l->p.k, size) &&
+           !eft__mul_overflow_u64(*size, es, size);
+}
+
+static bool record_lin(builder *b, const char *name, const lin *l) {
+    eft_dtype dt;
+    const void *data;
+    uint64_t size;
+    if (!lin_bytes(l, &dt, &data, &size))
+        return eft__fail(b->err, EFT_ERR_LIMIT, "%s: '%s' is too large to record", b->m->path, name), false;
+    return record(b, name, dt, data, size);
+}
+
+/* The program's blob name, checked against what the model's config asks of it. */
+static const eft__program_blob *prog_find(builder *b, const char *name, bool optional) {
+    const eft__program *pg = b->d->prog;
+    const eft__program_blob *bl = eft__program_find(pg, name);
+    if (!bl && !optional) eft__fail(b->err, EFT_ERR_FORMAT, "%s: blob '%s' is missing", eft__program_path(pg), name);
+    return bl;
+}
+
+/* A vector [n] from the program, copied (a few KiB; decoder_free owns every vector). */
+static float *prog_vec(builder *b, const char *name, int64_t n, bool optional, bool *ok) {
+    const eft__program_blob *bl = prog_find(b, name, optional);
+    if (!bl) {
+        if (!optional) *ok = false;
+        return NULL;
+    }
+    if (bl->dtype != EFT_DTYPE_F32 || n < 1 || bl->size != (uint64_t)n * sizeof(float)) {
+        *ok = false;
+        eft__fail(b->err, EFT_ERR_FORMAT, "%s: blob '%s' has %llu bytes of %s, expected %lld F32",
+                  eft__program_path(b->d->prog), name, (unsigned long long)bl->size, eft_dtype_name(bl->dtype),
+                  (long long)n);
+        return NULL;
+    }
+    float *v = eft__malloc_array((size_t)n, sizeof(float));
+    if (!v) {
+        *ok = false;
+        eft__fail(b->err, EFT_ERR_OUT_OF_MEMORY, "out of memory");
+        return NULL;
+    }
+    memcpy(v, bl->data, (size_t)bl->size);
+    if (!record(b, name, EFT_DTYPE_F32, v, bl->size)) {
+        *ok = false;
+        eft__free(v);
+        return NULL;
+    }
+    return v;
+}
+
+/* A matrix W [n, k] from the program, in place: quantised rows (Q8_0, Q4_0, Q4_1) or sgemm
+ * panels (F32, F16, BF16), whichever the blob holds; its size must be exactly that. */
+static bool prog_lin(builder *b, lin *l, const char *name, int64_t n, int64_t k) {
+    const eft__program_blob *bl = prog_find(b, name, false);
+    if (!bl) return false;
+    l->n = n;
+    l->k = k;
+    uint64_t want_bytes = 0;
+    bool ok;
+    if (is_kernel_q(bl->dtype)) {
+        ok = k % EFT__QK == 0 && eft__dtype_nbytes(bl->dtype, (uint64_t)n * (uint64_t)k, &want_bytes);
+        l->qt = bl->dtype;
+        l->q = bl->data;
+    } else if (is_plain(bl->dtype)) {
+        int64_t np = (n + EFT__SGEMM_NR - 1) / EFT__SGEMM_NR;
+        l->qt = EFT_DTYPE_COUNT;
+        l->p = (eft__sgemm_packed){.n = n, .k = k, .npanels = np, .dtype = bl->dtype, .data = (void *)bl->data,
+                                   .borrowed = true};
+        ok = lin_bytes(l, &(eft_dtype){0}, &(const void *){NULL}, &want_bytes);
+    } else {
+        ok = false;
+    }
+    if (!ok || bl->size != want_bytes || !bl->data) {
+        memset(l, 0, sizeof *l);
+        return eft__fail(b->err, EFT_ERR_FORMAT, "%s: blob '%s' has %llu bytes of %s; a [%lld, %lld] matrix of that "
+                         "type needs %llu", eft__program_path(b->d->prog), name, (unsigned long long)bl->size,
+                         eft_dtype_name(bl->dtype), (long long)n, (long long)k, (unsigned long long)want_bytes),
+               false;
+    }
+    return record(b, name, bl->dtype, bl->data, bl->size);
+}
+
+/* The matrix name [n, k] (stored [k, n] when transposed): from the program when loading one,
+ * else converted from the model's tensor; recorded either way. */
 static bool want_lin(builder *b, lin *l, const char *name, int64_t n, int64_t k, bool transposed) {
+    if (b->d->prog) return prog_lin(b, l, name, n, k);
     const eft__tensor_view *t = transposed ? want(b, name, k, n, false) : want(b, name, n, k, false);
-    return t && lin_from_view(b, l, t, n, k, transposed);
+    return t && lin_from_view(b, l, t, n, k, transposed) && record_lin(b, name, l);
 }
 
 static void lin_free(lin *l) {
@@ -585,6 +728,7 @@ void eft__decoder_free(eft__decoder *d) {
     void *bufs[] = {d->kc, d->vc, d->ks, d->vs, d->x, d->h, d->qkv, d->att, d->tmp, d->ff, d->qwork, d->attn_work,
                     d->kf, d->vf, d->a_ids, d->a_pos, d->a_slot, d->row_of};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) eft__free_aligned(bufs[i]);
+    eft__free(d->recs);
     eft__free(d);
 }
 
@@ -667,7 +811,7 @@ static eft_status build(eft__decoder *d, const eft_model *m, const eft__decoder_
         if (s != EFT_OK) return eft__error_prefix(err, "%s", m->path);
     }
 
-    builder b = {.m = m, .want = wd, .err = err};
+    builder b = {.m = m, .want = wd, .err = err, .d = d};
     bool gg = m->is_gguf, gpt2 = a == EFT__ARCH_GPT2, ok = true;
     const char *emb = gg ? "token_embd.weight" : gpt2 ? "transformer.wte.weight" : "model.embed_tokens.weight";
     if (!(d->wte = want(&b, emb, d->V, d->C, false))) return err->status;
@@ -691,7 +835,8 @@ static eft_status build(eft__decoder *d, const eft_model *m, const eft__decoder_
     const eft__tensor_view *ht = eft__model_find_tensor(m, hn);
     if (ht || !c->tie_word_embeddings) {
         if (!want_lin(&b, &d->head, hn, d->V, d->C, false)) return err->status;
-    } else if (!lin_from_view(&b, &d->head, d->wte, d->V, d->C, false)) {
+    } else if (d->prog ? !prog_lin(&b, &d->head, TIED_HEAD, d->V, d->C)
+                       : !lin_from_view(&b, &d->head, d->wte, d->V, d->C, false) || !record_lin(&b, TIED_HEAD, &d->head)) {
         return eft__error_prefix(err, "tied output embeddings");
     }
     d->kt = p->kernels ? p->kernels : eft__kernels_get();
@@ -710,6 +855,115 @@ eft_status eft__decoder_build(const eft_model *m, const eft__decoder_params *p, 
     eft__decoder *d = eft__calloc(1, sizeof *d);
     if (!d) return eft__fail(err, EFT_ERR_OUT_OF_MEMORY, "out of memory");
     eft_status s = build(d, m, p, err);
+    if (s != EFT_OK) {
+        eft__decoder_free(d);
+        return s;
+    }
+    *out = d;
+    return EFT_OK;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Compiled programs
+ * ------------------------------------------------------------------------------------------- */
+
+eft_status eft__decoder_model_hash(const eft_model *m, uint64_t *out, eft__error *err) {
+    if (m->is_gguf) {
+        const char *one = m->path;
+        return eft__program_hash_files(&one, 1, out, err);
+    }
+    if (!m->ckpt) return eft__fail(err, EFT_ERR_UNSUPPORTED, "%s: no safetensors checkpoint to fingerprint", m->path);
+    static const char *const fixed[] = {"config.json", "model.safetensors.index.json"};
+    size_t nf = eft__st_checkpoint_file_count(m->ckpt), n = 0;
+    char **paths = eft__calloc(nf + 2, sizeof *paths);
+    bool ok = paths != NULL;
+    for (size_t i = 0; ok && i < 2; i++) ok = (paths[n++] = eft__path_join(m->path, fixed[i])) != NULL;
+    for (size_t i = 0; ok && i < nf; i++) ok = (paths[n++] = eft__strdup(eft__st_checkpoint_file_path(m->ckpt, i))) != NULL;
+    eft_status s = ok ? eft__program_hash_files((const char *const *)paths, n, out, err)
+                      : eft__fail(err, EFT_ERR_OUT_OF_MEMORY, "out of memory");
+    for (size_t i = 0; paths && i < n; i++) eft__free(paths[i]);
+    eft__free(paths);
+    return s;
+}
+
+eft_status eft__decoder_save(const eft__decoder *d, const eft_model *m, const char *header, const char *path,
+                             eft__error *err) {
+    uint64_t mh;
+    eft_status s = eft__decoder_model_hash(m, &mh, err);
+    if (s != EFT_OK) return s;
+    json_t *h = header ? eft__json_loadb(header, strlen(header), 0, NULL) : json_object();
+    if (!json_is_object(h)) {
+        json_decref(h);
+        return eft__fail(err, EFT_ERR_INVALID_ARGUMENT, "eft__decoder_save: the header is not a JSON object");
+    }
+    /* The absolute path, so a program found by path can reopen its model from anywhere. */
+    char *abs = realpath(m->path, NULL);
+    char hash[24];
+    snprintf(hash, sizeof hash, "%016llx", (unsigned long long)mh);
+    json_t *model = json_pack("{s:s, s:s, s:s, s:b}", "path", abs ? abs : m->path, "hash", hash, "model_type",
+                              m->cfg.model_type, "gguf", (int)m->is_gguf);
+    free(abs); /* realpath allocates with malloc */
+    json_t *cfg = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "hidden_size", (json_int_t)d->C,
+                            "num_hidden_layers", (json_int_t)d->L, "num_attention_heads", (json_int_t)d->NH,
+                            "num_key_value_heads", (json_int_t)d->NKV, "head_dim", (json_int_t)d->HS,
+                            "intermediate_size", (json_int_t)d->I, "vocab_size", (json_int_t)d->V);
+    /* The plan the program was made with (the cache and KV dtype are planned again at load: only
+     * the matrices are stored). */
+    json_t *plan = json_pack("{s:I, s:i, s:i, s:s}", "ctx_len", (json_int_t)d->ctx, "slots", d->slots,
+                             "max_tokens", d->maxT, "kv_dtype", eft_dtype_name(d->kv_dtype));
+    int fail = !model || !cfg || !plan;
+    fail |= json_object_set_new(h, "format", json_string("eft-program"));
+    fail |= json_object_set_new(h, "kind", json_string("decoder"));
+    fail |= json_object_set_new(h, "eft_version", json_string(eft_version()));
+    fail |= json_object_set_new(h, "model", model);
+    fail |= json_object_set_new(h, "architecture", json_string(eft__arch_name(d->arch)));
+    fail |= json_object_set_new(h, "config", cfg);
+    fail |= json_object_set_new(h, "plan", plan);
+    fail |= json_object_set_new(h, "sgemm_panel_width", json_integer(EFT__SGEMM_NR));
+    char *text = fail ? NULL : json_dumps(h, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
+    json_decref(h);
+    if (!text) return eft__fail(err, EFT_ERR_OUT_OF_MEMORY, "out of memory writing the program header");
+    eft__program_writer *w = NULL;
+    s = eft__program_writer_new(&w, err);
+    for (int i = 0; s == EFT_OK && i < d->n_recs; i++)
+        s = eft__program_writer_add(w, d->recs[i].name, d->recs[i].dtype, d->recs[i].data, d->recs[i].size, err);
+    if (s == EFT_OK) s = eft__program_writer_write(w, path, text, err);
+    eft__program_writer_free(w);
+    eft__free(text);
+    return s;
+}
+
+eft_status eft__decoder_load(const eft_model *m, const eft__program *prog, const eft__decoder_params *p,
+                             eft__decoder **out, eft__error *err) {
+    *out = NULL;
+    eft__error local;
+    if (!err) err = &local;
+    eft__error_clear(err);
+    if (!m || !prog) return eft__fail(err, EFT_ERR_INVALID_ARGUMENT, "eft__decoder_load: NULL argument");
+    const char *P = eft__program_path(prog);
+    const json_t *h = eft__program_header(prog);
+    const char *kind = json_string_value(json_object_get(h, "kind"));
+    if (!kind || strcmp(kind, "decoder"))
+        return eft__fail(err, EFT_ERR_FORMAT, "%s: a program of kind '%s', not a decoder", P, kind ? kind : "(none)");
+    const char *want = json_string_value(json_object_get(json_object_get(h, "model"), "hash"));
+    uint64_t mh;
+    eft_status s = eft__decoder_model_hash(m, &mh, err);
+    if (s != EFT_OK) return s;
+    char have[24];
+    snprintf(have, sizeof have, "%016llx", (unsigned long long)mh);
+    if (!want || strcmp(want, have))
+        return eft__fail(err, EFT_ERR_FORMAT, "%s was compiled from model files with fingerprint %s, but %s now has "
+                         "%s (changed since): compile it again", P, want ? want : "(none)", m->path, have);
+    json_t *nr = json_object_get(h, "sgemm_panel_width");
+    if (!json_is_integer(nr) || json_integer_value(nr) != EFT__SGEMM_NR)
+        return eft__fail(err, EFT_ERR_FORMAT, "%s: packed for GEMM panels of %lld channels; this eft packs %d: compile "
+                         "it again", P, json_is_integer(nr) ? (long long)json_integer_value(nr) : -1LL, EFT__SGEMM_NR);
+    eft__decoder_params pp = p ? *p : eft__decoder_params_default();
+    pp.weight_dtype = EFT_DTYPE_COUNT; /* the blobs carry their own types */
+    eft__decoder *d = eft__calloc(1, sizeof *d);
+    if (!d) return eft__fail(err, EFT_ERR_OUT_OF_MEMORY, "out of memory");
+    d->prog = prog;
+    s = build(d, m, &pp, err);
     if (s != EFT_OK) {
         eft__decoder_free(d);
         return s;

@@ -13,6 +13,7 @@
 #include "core/core.h"
 
 struct eft__kernels; /* kernels/cpu/kernels.h */
+struct eft__program; /* graph/program.h */
 
 /* One call at a time per decoder: the forward passes share its planned buffers and thread pool. */
 typedef struct eft__decoder eft__decoder;
@@ -44,6 +45,22 @@ eft__decoder_params eft__decoder_params_default(void);
 eft_status eft__decoder_build(const eft_model *m, const eft__decoder_params *p, eft__decoder **out,
                               eft__error *err);
 void eft__decoder_free(eft__decoder *d); /* NULL is a no-op */
+
+/* Compiled programs. A fingerprint of m's files (the .gguf, or config.json and the safetensors
+ * files of a folder): what a program records and a load checks. */
+eft_status eft__decoder_model_hash(const eft_model *m, uint64_t *out, eft__error *err);
+/* Writes d's matrices (packed or quantised, as its kernels read them) and vectors, as built from
+ * m, as a program at path (atomically: see eft__program_writer_write). header is a JSON object's
+ * text with what the caller wants recorded (options, cache key); model, architecture, config and
+ * plan are added. */
+eft_status eft__decoder_save(const eft__decoder *d, const eft_model *m, const char *header, const char *path,
+                             eft__error *err);
+/* Builds a decoder over m whose matrices are the program's own bytes, used in place (prog must
+ * outlive it): no conversion or packing. p plans the cache and buffers as for a build; its
+ * weight_dtype is ignored. Refuses a program of another kind, one made from model files that
+ * changed since (fingerprint), another GEMM panel width, and any blob of the wrong type or size. */
+eft_status eft__decoder_load(const eft_model *m, const struct eft__program *prog, const eft__decoder_params *p,
+                             eft__decoder **out, eft__error *err);
 
 int64_t eft__decoder_vocab_size(const eft__decoder *d); /* V: logits per row */
 int64_t eft__decoder_ctx_len(const eft__decoder *d);

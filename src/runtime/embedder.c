@@ -140,6 +140,10 @@ static eft_status open_program(eft_embedder *e, const char *ref, eft_embedder_pa
     if (s != EFT_OK) return s;
     const char *P = eft__program_path(e->prog);
     const json_t *h = eft__program_header(e->prog), *o = json_object_get(h, "options");
+    const char *kind = json_string_value(json_object_get(h, "kind"));
+    if (kind && strcmp(kind, "encoder"))
+        return eft__fail(err, EFT_ERR_INVALID_ARGUMENT, "%s: a program of kind '%s'; embeddings need an encoder's", P,
+                         kind);
     const char *path = json_string_value(json_object_get(json_object_get(h, "model"), "path"));
     json_t *jl = json_object_get(o, "seq_lens"), *jb = json_object_get(o, "batch_size"),
            *jc = json_object_get(o, "num_cores");

@@ -14,7 +14,9 @@
 #include "api/model_internal.h"
 #include "core/core.h"
 #include "core/json.h"
+#include "graph/program.h"
 #include "models/decoder.h"
+#include "runtime/compile.h"
 #include "runtime/sampler.h"
 
 #define MAX_EOS 16
@@ -51,6 +53,7 @@ struct eft_generator {
     eft_model *model;
     eft_tokenizer *tok;
     eft__decoder *dec;
+    eft__program *prog; /* the compiled program dec's matrices live in, or NULL */
     eft_chat_template *tmpl;
     bool tmpl_tried;
     eft_generator_params p;
@@ -97,6 +100,7 @@ const char *eft_finish_reason_str(eft_finish_reason r) {
 
 eft_generator_params eft_generator_params_default(void) {
     return (eft_generator_params){.n_threads = 1, .ctx_len = 0, .prefill_seq_len = 128, .full_batch_size = 1,
+                                  .cache_dir = NULL, .no_cache = false,
                                   .weight_dtype = EFT_DTYPE_COUNT, .kv_dtype = EFT_DTYPE_F32};
 }
 
@@ -189,6 +193,95 @@ static bool valid_weight_dtype(eft_dtype t) {
            t == EFT_DTYPE_Q8_0 || t == EFT_DTYPE_Q4_0 || t == EFT_DTYPE_Q4_1;
 }
 
+/* "F32" etc. back to the dtype, for the fields of a program header; false when not one of those. */
+static bool dtype_named(const char *name, eft_dtype *out) {
+    for (int t = 0; name && t < EFT_DTYPE_COUNT; t++)
+        if (!strcmp(name, eft_dtype_name((eft_dtype)t))) return *out = (eft_dtype)t, true;
+    return false;
+}
+
+/* When ref is a compiled program (a file, or a folder holding program.eft), opens it as g->prog
+ * and returns the model it names in *model (owned); its options become the plan where the caller
+ * left params at their defaults. A ref that is no program leaves *model NULL. The header is
+ * untrusted: every value is checked. */
+static eft_status open_program(eft_generator *g, const char *ref, eft_generator_params *p, char **model,
+                               eft__error *err) {
+    *model = NULL;
+    char *file = eft__program_resolve(ref);
+    if (!file) return EFT_OK;
+    eft_status s = eft__program_open(file, &g->prog, err);
+    eft__free(file);
+    if (s != EFT_OK) return s;
+    const char *P = eft__program_path(g->prog);
+    const json_t *h = eft__program_header(g->prog), *o = json_object_get(h, "options");
+    const char *kind = json_string_value(json_object_get(h, "kind"));
+    if (!kind || strcmp(kind, "decoder"))
+        return eft__fail(err, EFT_ERR_INVALID_ARGUMENT, "%s: a program of kind '%s'; text generation needs a causal "
+                         "LM's (eft compile of a decoder model)", P, kind ? kind : "(none)");
+    const char *path = json_string_value(json_object_get(json_object_get(h, "model"), "path"));
+    json_t *jc = json_object_get(o, "ctx_len"), *jp = json_object_get(o, "prefill_seq_len"),
+           *jb = json_object_get(o, "full_batch_size"), *jn = json_object_get(o, "num_cores");
+    eft_dtype kv;
+    if (!path || !*path || !json_is_integer(jc) || !json_is_integer(jp) || !json_is_integer(jb) ||
+        !json_is_integer(jn) || !dtype_named(json_string_value(json_object_get(o, "kv_dtype")), &kv))
+        return eft__fail(err, EFT_ERR_FORMAT, "%s: the header needs model.path and options.ctx_len, "
+                         "prefill_seq_len, full_batch_size, num_cores and kv_dtype", P);
+    json_int_t c = json_integer_value(jc), pf = json_integer_value(jp), b = json_integer_value(jb),
+               n = json_integer_value(jn);
+    if (c < 0 || c > (1 << 24) || pf < 1 || pf > 65536 || b < 1 || b > 1024 || n < 1 || n > 1024 ||
+        !(kv == EFT_DTYPE_F32 || kv == EFT_DTYPE_F16 || kv == EFT_DTYPE_I8))
+        return eft__fail(err, EFT_ERR_FORMAT, "%s: options ctx_len %lld (0..2^24), prefill_seq_len %lld (1..65536), "
+                         "full_batch_size %lld (1..1024), num_cores %lld (1..1024), kv_dtype %s (F32, F16, I8)", P,
+                         (long long)c, (long long)pf, (long long)b, (long long)n, eft_dtype_name(kv));
+    eft_generator_params def = eft_generator_params_default();
+    if (p->ctx_len == def.ctx_len) p->ctx_len = (int)c;
+    if (p->prefill_seq_len == def.prefill_seq_len) p->prefill_seq_len = (int)pf;
+    if (p->full_batch_size == def.full_batch_size) p->full_batch_size = (int)b;
+    if (p->n_threads == def.n_threads) p->n_threads = (int)n;
+    if (p->kv_dtype == def.kv_dtype) p->kv_dtype = kv;
+    *model = eft__strdup(path);
+    return *model ? EFT_OK : eft__fail(err, EFT_ERR_OUT_OF_MEMORY, "out of memory");
+}
+
+/* The decoder from the program cache when it holds a valid one for this model and weight type,
+ * else built and (best effort: a failure is a warning) written there for the next open. */
+static eft_status build_cached(eft_generator *g, const eft__decoder_params *dp, eft__error *err) {
+    if (g->p.no_cache) return eft__decoder_build(g->model, dp, &g->dec, err);
+    eft__error cerr;
+    eft__error_clear(&cerr);
+    char key[17], *dir = NULL, *path = NULL;
+    const char *base = eft__path_basename(g->model->path);
+    if (eft__decoder_program_key(g->model, dp->weight_dtype, key, &cerr) == EFT_OK &&
+        (dir = g->p.cache_dir ? eft__strdup(g->p.cache_dir) : eft__program_cache_dir()) != NULL)
+        path = eft__asprintf("%s/%s-%s.eft", dir, *base ? base : "model", key);
+    if (path && eft__path_exists(path)) {
+        if (eft__program_open(path, &g->prog, &cerr) == EFT_OK &&
+            eft__decoder_load(g->model, g->prog, dp, &g->dec, &cerr) == EFT_OK) {
+            EFT_LOGI("program cache: loaded %s", path);
+            eft__free(path);
+            eft__free(dir);
+            return EFT_OK;
+        }
+        EFT_LOGW("program cache: %s; compiling again", cerr.msg);
+        eft__program_close(g->prog);
+        g->prog = NULL;
+    }
+    eft_status s = eft__decoder_build(g->model, dp, &g->dec, err);
+    if (s == EFT_OK && path) {
+        char *hdr = eft__decoder_program_header_new(key, &g->p);
+        if (!hdr) eft__fail(&cerr, EFT_ERR_OUT_OF_MEMORY, "out of memory");
+        if (!hdr || eft__mkdir_p(dir, &cerr) != EFT_OK || eft__decoder_save(g->dec, g->model, hdr, path, &cerr) != EFT_OK)
+            EFT_LOGW("program cache: not written: %s", cerr.msg);
+        else EFT_LOGI("program cache: wrote %s", path);
+        eft__free(hdr);
+    } else if (s == EFT_OK) {
+        EFT_LOGW("program cache: no cache folder (%s)", cerr.status ? cerr.msg : "set EFT_CACHE_DIR or HOME");
+    }
+    eft__free(path);
+    eft__free(dir);
+    return s;
+}
+
 eft_status eft_generator_open(const char *ref, const eft_generator_params *params, eft_generator **out) {
     eft__error err;
     eft__error_clear(&err);
@@ -220,10 +313,20 @@ eft_status eft_generator_open(const char *ref, const eft_generator_params *param
         eft__fail(&err, EFT_ERR_OUT_OF_MEMORY, "out of memory");
         return eft__set_last_error(&err);
     }
-    g->p = p;
     g->defaults = library_defaults();
     g->next_id = 1;
-    eft_status st = eft_model_open(ref, NULL, &g->model);
+    char *prog_model = NULL;
+    eft_status st = open_program(g, ref, &p, &prog_model, &err);
+    g->p = p;
+    if (st) goto fail;
+    st = eft_model_open(prog_model ? prog_model : ref, NULL, &g->model);
+    if (st && prog_model) {
+        eft__fail(&err, st, "%s was compiled from %s, which cannot be opened now: %s", eft__program_path(g->prog),
+                  prog_model, eft_last_error());
+        eft__free(prog_model);
+        goto fail;
+    }
+    eft__free(prog_model);
     if (!st) st = eft_tokenizer_open(g->model->path, &g->tok); /* next to the weights: folder or .gguf */
     if (st) {
         /* eft_model_open / eft_tokenizer_open left their message in eft_last_error(). */
@@ -238,7 +341,8 @@ eft_status eft_generator_open(const char *ref, const eft_generator_params *param
     dp.n_threads = p.n_threads;
     dp.weight_dtype = p.weight_dtype;
     dp.kv_dtype = p.kv_dtype;
-    if ((st = eft__decoder_build(g->model, &dp, &g->dec, &err))) goto fail;
+    st = g->prog ? eft__decoder_load(g->model, g->prog, &dp, &g->dec, &err) : build_cached(g, &dp, &err);
+    if (st) goto fail;
     g->V = eft__decoder_vocab_size(g->dec);
     int64_t ctx = eft__decoder_ctx_len(g->dec);
     g->ctx_len = ctx > INT32_MAX ? INT32_MAX : (int)ctx;
@@ -313,6 +417,7 @@ void eft_generator_close(eft_generator *g) {
     eft__free(g->b_in_batch);
     eft__free(g->logits);
     eft__decoder_free(g->dec);
+    eft__program_close(g->prog); /* after the decoder: it borrows the program's bytes */
     eft_chat_template_close(g->tmpl);
     eft_tokenizer_close(g->tok);
     eft_model_close(g->model);
@@ -799,4 +904,76 @@ eft_status eft_generator_generate(eft_generator *g, const char *text, const eft_
     }
     *out = c.buf;
     return EFT_OK;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Scoring a text (perplexity)
+ * ------------------------------------------------------------------------------------------- */
+
+eft_status eft_generator_score(eft_generator *g, const int32_t *ids, size_t n, float *logprob, int32_t *top1) {
+    eft__error err;
+    eft__error_clear(&err);
+    if (!g || !ids) {
+        eft__fail(&err, EFT_ERR_INVALID_ARGUMENT, "eft_generator_score: NULL argument");
+        return eft__set_last_error(&err);
+    }
+    if (g->in_step || g->n_waiting + g->n_running > 0) {
+        eft__fail(&err, EFT_ERR_INVALID_ARGUMENT, "eft_generator_score: %d sequences are queued or running; "
+                  "scoring needs an idle generator", g->n_waiting + g->n_running);
+        return fail(g, &err);
+    }
+    if (n < 2 || n > (size_t)g->ctx_len) {
+        eft__fail(&err, EFT_ERR_LIMIT, "eft_generator_score: %zu tokens; 2 to ctx_len %d", n, g->ctx_len);
+        return fail(g, &err);
+    }
+    /* Every row of a chunk has its logits: [chunk, V] for this call alone (not the hot path). */
+    const int chunk = g->max_tokens;
+    uint64_t cells;
+    float *lg = NULL;
+    if (!eft__mul_overflow_u64((uint64_t)chunk, (uint64_t)g->V, &cells) && cells <= SIZE_MAX / sizeof(float))
+        lg = eft__malloc_array((size_t)cells, sizeof(float));
+    int32_t *sl = eft__malloc_array((size_t)chunk, sizeof(int32_t)), *ps = eft__malloc_array((size_t)chunk, sizeof(int32_t)),
+            *rows = eft__malloc_array((size_t)chunk, sizeof(int32_t));
+    eft_status st = EFT_OK;
+    if (!lg || !sl || !ps || !rows) st = eft__fail(&err, EFT_ERR_OUT_OF_MEMORY, "out of memory for %d rows of logits", chunk);
+    const int64_t V = g->V;
+    for (size_t c0 = 0; st == EFT_OK && c0 + 1 < n; c0 += (size_t)chunk) {
+        /* Rows c0 .. c0+cn-1 predict tokens c0+1 .. c0+cn; the last token needs no row. */
+        int cn = (int)(n - 1 - c0 < (size_t)chunk ? n - 1 - c0 : (size_t)chunk);
+        for (int i = 0; i < cn; i++) sl[i] = 0, ps[i] = (int32_t)(c0 + (size_t)i), rows[i] = i;
+        st = eft__decoder_forward(g->dec, ids + c0, sl, ps, cn, rows, cn, lg, &err);
+        for (int i = 0; st == EFT_OK && i < cn; i++) {
+            const float *x = lg + (int64_t)i * V;
+            int32_t next = ids[c0 + (size_t)i + 1], best = 0;
+            if (next < 0 || next >= V) {
+                st = eft__fail(&err, EFT_ERR_INVALID_ARGUMENT, "eft_generator_score: token %zu is %d, outside the "
+                               "vocabulary of %lld", c0 + (size_t)i + 1, next, (long long)V);
+                break;
+            }
+            double mx = x[0];
+            for (int64_t j = 1; j < V; j++)
+                if (x[j] > mx) mx = x[j], best = (int32_t)j;
+            double se = 0;
+            for (int64_t j = 0; j < V; j++) se += exp((double)x[j] - mx);
+            if (logprob) logprob[c0 + (size_t)i] = (float)((double)x[next] - mx - log(se));
+            if (top1) top1[c0 + (size_t)i] = best;
+        }
+    }
+    eft__free(lg);
+    eft__free(sl);
+    eft__free(ps);
+    eft__free(rows);
+    if (st != EFT_OK) return fail(g, &err);
+    return EFT_OK;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * For eft_compile (runtime/compile.h)
+ * ------------------------------------------------------------------------------------------- */
+
+const eft_model *eft__generator_model(const eft_generator *g) { return g->model; }
+
+eft_status eft__generator_save_program(const eft_generator *g, const char *header, const char *path,
+                                       eft__error *err) {
+    return eft__decoder_save(g->dec, g->model, header, path, err);
 }

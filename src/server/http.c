@@ -745,9 +745,19 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
  * Loading
  * ------------------------------------------------------------------------------------------- */
 
-/* The model's description from eft_model_info_json, or NULL. */
+/* The model's description from eft_model_info_json, or NULL. A compiled program stands for the
+ * model it was compiled from (the generator and embedder open programs themselves). */
 static json_t *model_info(const char *ref) {
     eft_model *m = NULL;
+    if (eft_is_program(ref)) {
+        char *pi = eft_program_info_json(ref);
+        json_t *pj = pi ? eft__json_loadb(pi, strlen(pi), 0, NULL) : NULL;
+        eft_free(pi);
+        const char *path = json_string_value(json_object_get(json_object_get(json_object_get(pj, "header"), "model"), "path"));
+        json_t *j = path ? model_info(path) : NULL;
+        json_decref(pj);
+        return j;
+    }
     if (eft_model_open(ref, NULL, &m)) return NULL;
     char *text = eft_model_info_json(m);
     eft_model_close(m);

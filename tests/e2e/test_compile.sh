@@ -102,7 +102,7 @@ expect_error "unsorted --seq-len" 1 "ascending" compile "$MODEL" --seq-len 64,16
 expect_error "--seq-len over the limit" 1 "outside" compile "$MODEL" --seq-len 4096 -o "$TMP/x1"
 expect_error "malformed --seq-len" 1 "seq-len" compile "$MODEL" --seq-len 16,,32 -o "$TMP/x1"
 expect_error "--dtype int3" 1 "f32, f16, bf16, int8 or int4" compile "$MODEL" --dtype int3 -o "$TMP/x1"
-expect_error "a decoder" 1 "llama" compile "$SRC/tests/fixtures/models/llama" -o "$TMP/x1"
+expect_error "a bad --weight-dtype" 1 "weight-dtype" compile "$SRC/tests/fixtures/models/llama" --weight-dtype q2 -o "$TMP/x1"
 expect_error "no -o" 2 "usage" compile "$MODEL"
 [ ! -e "$TMP/x1" ] && ok "refused compiles write nothing" || bad "refused compiles wrote $TMP/x1"
 cp -r "$P" "$TMP/broken"
@@ -135,6 +135,73 @@ else bad "cache folders: $(head -c 300 "$TMP/err")"; fi
 # A cache that cannot be written is a warning, not an error.
 EFT_CACHE_DIR=$MODEL/config.json/x "$EFT" embed "$MODEL" "x" >/dev/null 2>"$TMP/err"
 [ $? -eq 0 ] && grep -q "not written" "$TMP/err" && ok "unwritable cache: a warning" || bad "unwritable cache: $(head -c 300 "$TMP/err")"
+
+# Causal LMs: `eft generate PROGRAM` gives the tokens `eft generate MODEL` gives, for every weight
+# type; the program's plan is the default; a corrupt or stale program is refused; the cache.
+export EFT_CACHE_DIR=$TMP/cache3
+LM=$TMP/lm
+cp -r "$SRC/tests/fixtures/models/llama" "$LM"
+gen() { "$EFT" generate "$@" --prompt "hello world" --max-tokens 12 --quiet 2>>"$TMP/generr"; }
+for wd in keep f32 f16 int8 int4; do
+  opt=(); [ "$wd" != keep ] && opt=(--weight-dtype "$wd")
+  if "$EFT" compile "$LM" "${opt[@]}" --ctx-len 96 --prefill-seq-len 16 --full-batch-size 2 -o "$TMP/lm-$wd" >/dev/null 2>"$TMP/err" &&
+     EFT_CACHE_DIR=$TMP/nocache gen "$LM" "${opt[@]}" --ctx-len 96 --prefill-seq-len 16 >"$TMP/m.txt" &&
+     gen "$TMP/lm-$wd" >"$TMP/p.txt" && [ -s "$TMP/p.txt" ] && cmp -s "$TMP/m.txt" "$TMP/p.txt"; then ok "lm $wd: generate PROGRAM == generate MODEL"
+  else bad "lm $wd: $(head -c 300 "$TMP/err") $(tail -c 300 "$TMP/generr")"; fi
+done
+if "$EFT" info --json "$TMP/lm-int8" >"$TMP/info.json" 2>"$TMP/err" && python3 - "$TMP/info.json" <<'PY'
+import json, sys
+h = json.load(open(sys.argv[1]))["header"]
+assert h["kind"] == "decoder" and h["architecture"] == "llama", h
+o = h["options"]
+assert (o["ctx_len"], o["prefill_seq_len"], o["full_batch_size"], o["weight_dtype"], o["kv_dtype"]) == (96, 16, 2, "Q8_0", "F32"), o
+assert h["plan"]["ctx_len"] == 96 and h["plan"]["slots"] == 2, h["plan"]
+PY
+then ok "lm: eft info --json PROGRAM"; else bad "lm: info: $(head -c 300 "$TMP/err")"; fi
+"$EFT" info "$TMP/lm-int8" >"$TMP/info" 2>&1 && grep -q "kind *decoder" "$TMP/info" && grep -q "q_proj.weight *Q8_0" "$TMP/info" &&
+  ok "lm: eft info PROGRAM" || bad "lm: eft info: $(head -c 300 "$TMP/info")"
+cp -r "$TMP/lm-int8" "$TMP/lm-broken"
+truncate -s 5000 "$TMP/lm-broken/program.eft"
+expect_error "generate a truncated program" 1 "program.eft.*truncated" generate "$TMP/lm-broken" --prompt hi
+printf 'x' | dd of="$TMP/lm-int8/program.eft" bs=1 seek=70 conv=notrunc 2>/dev/null
+expect_error "generate a corrupt program" 1 "program.eft.*checksum" generate "$TMP/lm-int8" --prompt hi
+touch -d "2001-01-01" "$LM/model.safetensors"
+expect_error "generate a stale program" 1 "changed since" generate "$TMP/lm-f32" --prompt hi
+expect_error "embed a decoder program" 1 "kind 'decoder'" embed "$TMP/lm-keep" "x"
+# eft serve --model PROGRAM: the program stands for its model; the same tokens over HTTP.
+if command -v curl >/dev/null; then
+  "$EFT" compile "$LM" --weight-dtype f16 --ctx-len 96 -o "$TMP/lm-serve" >/dev/null 2>&1
+  "$EFT" serve --port 0 --model "$TMP/lm-serve" 2>"$TMP/serve.err" &
+  SPID=$!
+  PORT=
+  for _ in $(seq 1 100); do
+    PORT=$(grep -o 'listening on http://127.0.0.1:[0-9]*' "$TMP/serve.err" | grep -o '[0-9]*$')
+    [ -n "$PORT" ] && [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/health")" = 200 ] && break
+    sleep 0.2
+  done
+  curl -s "http://127.0.0.1:$PORT/v1/completions" -d '{"prompt": "hello world", "max_tokens": 12, "temperature": 0}' >"$TMP/serve.json"
+  kill "$SPID" 2>/dev/null
+  wait "$SPID" 2>/dev/null
+  gen "$LM" --weight-dtype f16 >"$TMP/sm.txt"
+  if python3 - "$TMP/serve.json" "$TMP/sm.txt" <<'PY'
+import json, sys
+got = json.load(open(sys.argv[1]))["choices"][0]["text"]
+want = open(sys.argv[2]).read()
+assert want.endswith("\n") and got == want[:-1], (got, want)
+PY
+  then ok "lm: eft serve --model PROGRAM"; else bad "lm: serve: $(head -c 300 "$TMP/serve.json") $(tail -c 300 "$TMP/serve.err")"; fi
+fi
+# The cache of eft generate MODEL: a miss builds and writes, a hit loads; the same tokens.
+rm -rf "$EFT_CACHE_DIR"
+gen "$LM" --weight-dtype int4 >"$TMP/g1.txt"
+n1=$(ls "$EFT_CACHE_DIR"/*.eft 2>/dev/null | wc -l)
+EFT_LOG=info "$EFT" generate "$LM" --weight-dtype int4 --prompt "hello world" --max-tokens 12 --quiet >"$TMP/g2.txt" 2>"$TMP/err"
+if [ "$n1" -eq 1 ] && grep -q "program cache: loaded" "$TMP/err" && [ -s "$TMP/g1.txt" ] && cmp -s "$TMP/g1.txt" "$TMP/g2.txt"; then ok "lm cache: miss writes, hit loads, same tokens"
+else bad "lm cache: $n1 programs, $(head -c 300 "$TMP/err")"; fi
+for f in "$EFT_CACHE_DIR"/*.eft; do truncate -s 100 "$f"; done
+gen "$LM" --weight-dtype int4 >"$TMP/g3.txt"
+cmp -s "$TMP/g1.txt" "$TMP/g3.txt" && grep -q "compiling again" "$TMP/generr" && ok "lm cache: a corrupt program is a miss" ||
+  bad "lm cache: corrupt: $(tail -c 300 "$TMP/generr")"
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

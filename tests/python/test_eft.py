@@ -144,6 +144,22 @@ class TestGeneration(unittest.TestCase):
                 self.assertEqual(out.generated_texts[i], lm.tokenizer.decode(out.generated_ids[i]))
             self.assertGreater(out.exec_info["decode_tokens_per_sec"], 0)
 
+    def test_program_cache(self):
+        # compile() keeps the converted weights as a program in cache_dir: the first compile writes
+        # it, the second maps it; the greedy tokens stay transformers'.
+        import tempfile
+        meta, tensor, hdr = read_ref("llama")
+        want = [int(t) for t in tensor("prompt0.greedy")]
+        prompt = [int(t) for t in tensor("prompt0.input_ids")]
+        with tempfile.TemporaryDirectory() as cache:
+            for _ in range(2):
+                lm = eft.AutoModelForCausalLM.from_pretrained(model_dir("llama"))
+                lm.compile(prefill_seq_len=8, ctx_len=128, weight_dtype="f32", cache_dir=cache)
+                out = lm.generate(prompts=[prompt], generation_len=32, ignore_eos=True)
+                self.assertEqual(out.generated_ids[0], want)
+                self.assertEqual(len([f for f in os.listdir(cache) if f.endswith(".eft")]), 1)
+                lm.close()
+
     def test_bad_arguments(self):
         lm = eft.AutoModelForCausalLM.from_pretrained(model_dir("llama"))
         with self.assertRaises(eft.EftError):

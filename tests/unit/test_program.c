@@ -769,7 +769,11 @@ static void test_compile_and_open_program(void) {
     cp = eft_compile_params_default();
     cp.dtype = EFT_DTYPE_Q4_1;
     CHECK(eft_compile(test_path("tests/fixtures/models/bert"), &cp, dir2) == EFT_ERR_UNSUPPORTED);
-    CHECK(eft_compile(test_path("tests/fixtures/models/llama"), NULL, dir2) != EFT_OK);
+    /* A causal LM compiles to a decoder program, which the embedder refuses by its kind. */
+    CHECK(eft_compile(test_path("tests/fixtures/models/llama"), NULL, dir2) == EFT_OK);
+    eft_embedder *de = NULL;
+    CHECK(eft_embedder_open(dir2, NULL, &de) == EFT_ERR_INVALID_ARGUMENT && !de);
+    CHECK_CONTAINS(eft_last_error(), "kind 'decoder'");
     /* A corrupt program path is an error, not a model. */
     char pf[4400];
     snprintf(pf, sizeof pf, "%s/program.eft", dir);
