@@ -23,7 +23,11 @@ static const char *k_usage =
     "it on stdout, followed by a newline; figures go to stderr (--quiet: none). --chat renders the\n"
     "prompt as one user message with the model's chat template. Sampling defaults come from the\n"
     "model's generation_config.json, else greedy; --max-tokens defaults to the model's\n"
-    "max_new_tokens, else 256. --temperature 0 is greedy (argmax).\n";
+    "max_new_tokens, else 256. --temperature 0 is greedy (argmax).\n"
+    "\n"
+    "MODEL may be a program from `eft compile` (its weights are mapped, not converted; its plan is the\n"
+    "default). A model's converted weights are cached in $EFT_CACHE_DIR (else $XDG_CACHE_HOME/eft or\n"
+    "~/.cache/eft), so the next start with the same --weight-dtype maps them.\n";
 
 typedef struct run_state {
     bool stream;
