@@ -8,8 +8,8 @@
  * reference's. Plain I8 (no block scales) is not a type the encoder compiles to: refused cleanly. A model that has not been fetched is skipped with a message.
  * Sanitizer builds are many times slower: there MiniLM runs on a subset (every reference top-1,
  * every text over the length limit, every 8th other text, all queries: the nearest sentence
- * within the subset is then still the reference's top-1, with at least the same margin) and MPNet
- * is left to the release build. */
+ * within the subset is then still the reference's top-1, with at least the same margin), MPNet
+ * and int8 are left to the release build. */
 #include <jansson.h>
 #include <math.h>
 #include <time.h>
@@ -255,7 +255,9 @@ static void test_real_encoders(void) {
             CHECK(f32 >= 0.99999 && f16 >= 0.9999); /* the bars, at least */
             check_dtype(name, &r, EFT_DTYPE_F32, f32);
             check_dtype(name, &r, EFT_DTYPE_F16, f16);
-            check_dtype(name, &r, EFT_DTYPE_Q8_0, 0.999);
+            /* Sanitizer builds skip int8 to stay inside the test timeout: its memory safety is
+             * covered there by test_ir, the int8 e2e compile and fuzz_ir_graph. */
+            if (!SANITIZED) check_dtype(name, &r, EFT_DTYPE_Q8_0, 0.999);
             check_i8_refused(name);
             ran++;
         }
