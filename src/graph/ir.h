@@ -144,6 +144,9 @@ eft_status eft__ir_validate(const eft__ir_graph *g, eft__error *err);
 
 /* Bytes of a tensor's storage for r rows (symbolic dims) — weights: their nbytes. */
 uint64_t eft__ir_tensor_bytes(const eft__ir_tensor *t, int64_t rows);
+/* Widens n elements of F32, F16 or BF16 weight bytes (any alignment: checkpoint views) into out;
+ * false for another dtype. */
+bool eft__ir_widen(float *out, const void *data, eft_dtype dtype, uint64_t n);
 const char *eft__ir_op_name(eft__ir_opkind k);
 const char *eft__ir_kernel_name(eft__ir_kernel k);
 const char *eft__ir_act_name(eft__ir_act a);

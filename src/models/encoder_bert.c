@@ -43,8 +43,6 @@ const eft__tensor_view *eft__encoder_want(const eft_model *m, const char *prefix
     return t;
 }
 
-bool eft__ir_widen(float *out, const void *data, eft_dtype dtype, uint64_t n); /* graph/passes/fuse_matmuls.c */
-
 typedef struct bld {
     const eft_model *m;
     const char *prefix;

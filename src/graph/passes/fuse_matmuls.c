@@ -9,7 +9,6 @@
 
 #include "graph/ir.h"
 
-/* Widens n elements of a F32, F16 or BF16 weight (any alignment) into out. */
 bool eft__ir_widen(float *out, const void *data, eft_dtype dtype, uint64_t n) {
     const unsigned char *p = data;
     for (uint64_t i = 0; i < n; i++) {

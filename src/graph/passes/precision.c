@@ -11,8 +11,6 @@
 
 #include "graph/ir.h"
 
-bool eft__ir_widen(float *out, const void *data, eft_dtype dtype, uint64_t n); /* fuse_matmuls.c */
-
 static eft_status convert(eft__ir_graph *g, int ti, eft_dtype to, eft__error *err) {
     eft__ir_tensor *t = &g->t[ti];
     const int64_t N = t->shape[0], K = t->shape[1];
