@@ -19,21 +19,11 @@ static inline __attribute__((always_inline)) __m256 load_w(const void *wp, int64
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(v), 16)); /* bf16: the top half of an f32 */
 }
 
-static inline __attribute__((always_inline)) void tile(float *c, int64_t ldc, const float *a, int64_t lda,
-                                                       const void *wp, int64_t kc, const int MR, int nr,
-                                                       const float *bias, bool accumulate, const int WT) {
-    __m256 acc[EFT__SGEMM_MR][2];
-#pragma GCC unroll 6
-    for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
-    for (int64_t k = 0; k < kc; k++) {
-        __m256 w0 = load_w(wp, k, 0, WT), w1 = load_w(wp, k, 1, WT);
-#pragma GCC unroll 6
-        for (int i = 0; i < MR; i++) {
-            __m256 av = _mm256_broadcast_ss(a + i * lda + k);
-            acc[i][0] = _mm256_fmadd_ps(av, w0, acc[i][0]);
-            acc[i][1] = _mm256_fmadd_ps(av, w1, acc[i][1]);
-        }
-    }
+/* The tile's epilogue, shared by both tile forms: bias added, C added when accumulating, rows
+ * 0..MR-1 stored (masked to nr columns at a panel's tail). MR is a compile-time constant at every
+ * call site, so acc stays in registers once inlined. */
+static inline __attribute__((always_inline)) void store_tile(float *c, int64_t ldc, __m256 acc[][2], const int MR,
+                                                             int nr, const float *bias, bool accumulate) {
     if (nr == 16) {
         __m256 b0 = _mm256_setzero_ps(), b1 = _mm256_setzero_ps();
         if (bias) b0 = _mm256_loadu_ps(bias), b1 = _mm256_loadu_ps(bias + 8);
@@ -59,6 +49,24 @@ static inline __attribute__((always_inline)) void tile(float *c, int64_t ldc, co
             _mm256_maskstore_ps(ci + 8, m1, v1);
         }
     }
+}
+
+static inline __attribute__((always_inline)) void tile(float *c, int64_t ldc, const float *a, int64_t lda,
+                                                       const void *wp, int64_t kc, const int MR, int nr,
+                                                       const float *bias, bool accumulate, const int WT) {
+    __m256 acc[EFT__SGEMM_MR][2];
+#pragma GCC unroll 6
+    for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+    for (int64_t k = 0; k < kc; k++) {
+        __m256 w0 = load_w(wp, k, 0, WT), w1 = load_w(wp, k, 1, WT);
+#pragma GCC unroll 6
+        for (int i = 0; i < MR; i++) {
+            __m256 av = _mm256_broadcast_ss(a + i * lda + k);
+            acc[i][0] = _mm256_fmadd_ps(av, w0, acc[i][0]);
+            acc[i][1] = _mm256_fmadd_ps(av, w1, acc[i][1]);
+        }
+    }
+    store_tile(c, ldc, acc, MR, nr, bias, accumulate);
 }
 
 /* One row (decode): a 1 x 16 tile has only two accumulators, and each FMA would wait 4 cycles on
@@ -100,11 +108,10 @@ static inline __attribute__((always_inline)) void tile_pa(float *c, int64_t ldc,
                                                           int64_t kc, const int MRT, int nr, const float *bias,
                                                           bool accumulate, const int WT) {
     enum { MR = EFT__SGEMM_MR };
-    const int mr = MRT;
     __m256 acc[MR][2];
 #pragma GCC unroll 6
     for (int i = 0; i < MRT; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
-    for (int i = 0; i < mr; i++) {
+    for (int i = 0; i < MRT; i++) {
         _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
         _mm_prefetch((const char *)(c + i * ldc + 15), _MM_HINT_T0);
     }
@@ -120,31 +127,7 @@ static inline __attribute__((always_inline)) void tile_pa(float *c, int64_t ldc,
             acc[i][1] = _mm256_fmadd_ps(av, w1, acc[i][1]);
         }
     }
-    if (nr == 16) {
-        __m256 b0 = _mm256_setzero_ps(), b1 = _mm256_setzero_ps();
-        if (bias) b0 = _mm256_loadu_ps(bias), b1 = _mm256_loadu_ps(bias + 8);
-#pragma GCC unroll 6
-        for (int i = 0; i < MRT; i++) {
-            float *ci = c + i * ldc;
-            __m256 v0 = _mm256_add_ps(acc[i][0], b0), v1 = _mm256_add_ps(acc[i][1], b1);
-            if (accumulate) v0 = _mm256_add_ps(v0, _mm256_loadu_ps(ci)), v1 = _mm256_add_ps(v1, _mm256_loadu_ps(ci + 8));
-            _mm256_storeu_ps(ci, v0);
-            _mm256_storeu_ps(ci + 8, v1);
-        }
-    } else {
-        __m256i m0 = eft__tail_mask(nr < 8 ? nr : 8), m1 = eft__tail_mask(nr > 8 ? nr - 8 : 0);
-        __m256 b0 = _mm256_setzero_ps(), b1 = _mm256_setzero_ps();
-        if (bias) b0 = _mm256_maskload_ps(bias, m0), b1 = _mm256_maskload_ps(bias + 8, m1);
-#pragma GCC unroll 6
-        for (int i = 0; i < MRT; i++) {
-            float *ci = c + i * ldc;
-            __m256 v0 = _mm256_add_ps(acc[i][0], b0), v1 = _mm256_add_ps(acc[i][1], b1);
-            if (accumulate)
-                v0 = _mm256_add_ps(v0, _mm256_maskload_ps(ci, m0)), v1 = _mm256_add_ps(v1, _mm256_maskload_ps(ci + 8, m1));
-            _mm256_maskstore_ps(ci, m0, v0);
-            _mm256_maskstore_ps(ci + 8, m1, v1);
-        }
-    }
+    store_tile(c, ldc, acc, MRT, nr, bias, accumulate);
 }
 
 #define UKERNEL_PA(name, WPT, WT)                                                                   \
