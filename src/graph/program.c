@@ -502,6 +502,40 @@ char *eft__program_cache_dir(void) {
     return NULL;
 }
 
+eft_status eft__program_cached(const char *cache_dir, const char *model_path, const eft__program_cache_ops *ops,
+                               eft__program **prog, eft__error *err) {
+    *prog = NULL;
+    eft__error cerr;
+    eft__error_clear(&cerr);
+    char key[17], *dir = NULL, *path = NULL;
+    const char *base = eft__path_basename(model_path);
+    if (ops->key(ops->ctx, key, &cerr) == EFT_OK &&
+        (dir = cache_dir ? eft__strdup(cache_dir) : eft__program_cache_dir()) != NULL)
+        path = eft__asprintf("%s/%s-%s.eft", dir, *base ? base : "model", key);
+    if (path && eft__path_exists(path)) {
+        if (eft__program_open(path, prog, &cerr) == EFT_OK && ops->load(ops->ctx, *prog, &cerr) == EFT_OK) {
+            EFT_LOGI("program cache: loaded %s", path);
+            eft__free(path);
+            eft__free(dir);
+            return EFT_OK;
+        }
+        EFT_LOGW("program cache: %s; compiling again", cerr.msg);
+        eft__program_close(*prog);
+        *prog = NULL;
+    }
+    eft_status s = ops->build(ops->ctx, err);
+    if (s == EFT_OK && path) {
+        if (eft__mkdir_p(dir, &cerr) != EFT_OK || ops->save(ops->ctx, key, path, &cerr) != EFT_OK)
+            EFT_LOGW("program cache: not written: %s", cerr.msg);
+        else EFT_LOGI("program cache: wrote %s", path);
+    } else if (s == EFT_OK) {
+        EFT_LOGW("program cache: no cache folder (%s)", cerr.status ? cerr.msg : "set EFT_CACHE_DIR or HOME");
+    }
+    eft__free(path);
+    eft__free(dir);
+    return s;
+}
+
 eft_status eft__mkdir_p(const char *dir, eft__error *err) {
     char *p = eft__strdup(dir);
     if (!p) return eft__fail(err, EFT_ERR_OUT_OF_MEMORY, "out of memory");

@@ -105,6 +105,23 @@ eft_status eft__program_hash_files(const char *const *paths, size_t n, uint64_t 
 /* The cache folder: $EFT_CACHE_DIR, else $XDG_CACHE_HOME/eft, else $HOME/.cache/eft; NULL when
  * none can be named (or out of memory). Caller frees. Not created. */
 char *eft__program_cache_dir(void);
+/* The program cache's one policy, for every kind of model: the program for key in cache_dir
+ * (NULL: eft__program_cache_dir()) is opened and loaded when it is there and valid; otherwise the
+ * model is built from its files and then written there, best effort (a failure is a warning, not
+ * an error). ops->key fails (its message logged) when no key can be made: build only. */
+typedef struct eft__program_cache_ops {
+    void *ctx;
+    eft_status (*key)(void *ctx, char out[17], eft__error *err);
+    eft_status (*load)(void *ctx, const eft__program *prog, eft__error *err); /* may keep borrowing prog */
+    eft_status (*build)(void *ctx, eft__error *err);
+    eft_status (*save)(void *ctx, const char *key, const char *path, eft__error *err); /* what build made */
+} eft__program_cache_ops;
+
+/* Runs ops through the cache for a model whose path names the entry (its basename + key). On a
+ * hit *prog is the open program the loaded model borrows (the caller closes it after the model);
+ * otherwise *prog is NULL. Returns build's status, or EFT_OK on a hit. */
+eft_status eft__program_cached(const char *cache_dir, const char *model_path, const eft__program_cache_ops *ops,
+                               eft__program **prog, eft__error *err);
 /* mkdir -p; EFT_ERR_IO naming the part that failed. */
 eft_status eft__mkdir_p(const char *dir, eft__error *err);
 

@@ -172,44 +172,42 @@ static eft_status open_program(eft_embedder *e, const char *ref, eft_embedder_pa
     return *model ? EFT_OK : eft__fail(err, EFT_ERR_OUT_OF_MEMORY, "out of memory");
 }
 
-/* The encoder from the program cache when it holds a valid one for this model and dtype, else
- * built and (best effort: a failure is a warning) written there for the next open. */
+/* The program cache (eft__program_cached) for an encoder of this model and weight type. */
+typedef struct enc_cache {
+    eft_embedder *e;
+    const eft__encoder_params *ep;
+} enc_cache;
+
+static eft_status enc_cache_key(void *ctx, char out[17], eft__error *err) {
+    enc_cache *c = ctx;
+    return eft__encoder_program_key(c->e->model, c->ep->weight_dtype, out, err);
+}
+
+static eft_status enc_cache_load(void *ctx, const eft__program *prog, eft__error *err) {
+    enc_cache *c = ctx;
+    return eft__encoder_load(c->e->model, prog, c->ep, &c->e->enc, err);
+}
+
+static eft_status enc_cache_build(void *ctx, eft__error *err) {
+    enc_cache *c = ctx;
+    return eft__encoder_build(c->e->model, c->ep, &c->e->enc, err);
+}
+
+static eft_status enc_cache_save(void *ctx, const char *key, const char *path, eft__error *err) {
+    enc_cache *c = ctx;
+    char *hdr = eft__program_header_new(key, c->e->seq_lens, c->e->n_seq_lens, c->ep->max_batch, c->ep->n_threads,
+                                        c->ep->weight_dtype);
+    if (!hdr) return eft__fail(err, EFT_ERR_OUT_OF_MEMORY, "out of memory");
+    eft_status s = eft__encoder_save(c->e->enc, c->e->model, hdr, path, err);
+    eft__free(hdr);
+    return s;
+}
+
 static eft_status build_cached(eft_embedder *e, const eft__encoder_params *ep, eft__error *err) {
     if (e->p.no_cache) return eft__encoder_build(e->model, ep, &e->enc, err);
-    eft__error cerr;
-    eft__error_clear(&cerr);
-    char key[17], *dir = NULL, *path = NULL;
-    const char *base = eft__path_basename(e->model->path);
-    if (eft__encoder_program_key(e->model, ep->weight_dtype, key, &cerr) == EFT_OK &&
-        (dir = e->p.cache_dir ? eft__strdup(e->p.cache_dir) : eft__program_cache_dir()) != NULL)
-        path = eft__asprintf("%s/%s-%s.eft", dir, *base ? base : "model", key);
-    if (path && eft__path_exists(path)) {
-        if (eft__program_open(path, &e->prog, &cerr) == EFT_OK &&
-            eft__encoder_load(e->model, e->prog, ep, &e->enc, &cerr) == EFT_OK) {
-            EFT_LOGI("program cache: loaded %s", path);
-            eft__free(path);
-            eft__free(dir);
-            return EFT_OK;
-        }
-        EFT_LOGW("program cache: %s; compiling again", cerr.msg);
-        eft__program_close(e->prog);
-        e->prog = NULL;
-    }
-    eft_status s = eft__encoder_build(e->model, ep, &e->enc, err);
-    if (s == EFT_OK && path) {
-        char *hdr = eft__program_header_new(key, e->seq_lens, e->n_seq_lens, ep->max_batch, ep->n_threads,
-                                            ep->weight_dtype);
-        if (!hdr) eft__fail(&cerr, EFT_ERR_OUT_OF_MEMORY, "out of memory");
-        if (!hdr || eft__mkdir_p(dir, &cerr) != EFT_OK || eft__encoder_save(e->enc, e->model, hdr, path, &cerr) != EFT_OK)
-            EFT_LOGW("program cache: not written: %s", cerr.msg);
-        else EFT_LOGI("program cache: wrote %s", path);
-        eft__free(hdr);
-    } else if (s == EFT_OK) {
-        EFT_LOGW("program cache: no cache folder (%s)", cerr.status ? cerr.msg : "set EFT_CACHE_DIR or HOME");
-    }
-    eft__free(path);
-    eft__free(dir);
-    return s;
+    enc_cache c = {e, ep};
+    const eft__program_cache_ops ops = {&c, enc_cache_key, enc_cache_load, enc_cache_build, enc_cache_save};
+    return eft__program_cached(e->p.cache_dir, e->model->path, &ops, &e->prog, err);
 }
 
 eft_status eft_embedder_open(const char *ref, const eft_embedder_params *params, eft_embedder **out) {

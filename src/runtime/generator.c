@@ -243,43 +243,41 @@ static eft_status open_program(eft_generator *g, const char *ref, eft_generator_
     return *model ? EFT_OK : eft__fail(err, EFT_ERR_OUT_OF_MEMORY, "out of memory");
 }
 
-/* The decoder from the program cache when it holds a valid one for this model and weight type,
- * else built and (best effort: a failure is a warning) written there for the next open. */
+/* The program cache (eft__program_cached) for a decoder of this model and weight type. */
+typedef struct dec_cache {
+    eft_generator *g;
+    const eft__decoder_params *dp;
+} dec_cache;
+
+static eft_status dec_cache_key(void *ctx, char out[17], eft__error *err) {
+    dec_cache *c = ctx;
+    return eft__decoder_program_key(c->g->model, c->dp->weight_dtype, out, err);
+}
+
+static eft_status dec_cache_load(void *ctx, const eft__program *prog, eft__error *err) {
+    dec_cache *c = ctx;
+    return eft__decoder_load(c->g->model, prog, c->dp, &c->g->dec, err);
+}
+
+static eft_status dec_cache_build(void *ctx, eft__error *err) {
+    dec_cache *c = ctx;
+    return eft__decoder_build(c->g->model, c->dp, &c->g->dec, err);
+}
+
+static eft_status dec_cache_save(void *ctx, const char *key, const char *path, eft__error *err) {
+    dec_cache *c = ctx;
+    char *hdr = eft__decoder_program_header_new(key, &c->g->p);
+    if (!hdr) return eft__fail(err, EFT_ERR_OUT_OF_MEMORY, "out of memory");
+    eft_status s = eft__decoder_save(c->g->dec, c->g->model, hdr, path, err);
+    eft__free(hdr);
+    return s;
+}
+
 static eft_status build_cached(eft_generator *g, const eft__decoder_params *dp, eft__error *err) {
     if (g->p.no_cache) return eft__decoder_build(g->model, dp, &g->dec, err);
-    eft__error cerr;
-    eft__error_clear(&cerr);
-    char key[17], *dir = NULL, *path = NULL;
-    const char *base = eft__path_basename(g->model->path);
-    if (eft__decoder_program_key(g->model, dp->weight_dtype, key, &cerr) == EFT_OK &&
-        (dir = g->p.cache_dir ? eft__strdup(g->p.cache_dir) : eft__program_cache_dir()) != NULL)
-        path = eft__asprintf("%s/%s-%s.eft", dir, *base ? base : "model", key);
-    if (path && eft__path_exists(path)) {
-        if (eft__program_open(path, &g->prog, &cerr) == EFT_OK &&
-            eft__decoder_load(g->model, g->prog, dp, &g->dec, &cerr) == EFT_OK) {
-            EFT_LOGI("program cache: loaded %s", path);
-            eft__free(path);
-            eft__free(dir);
-            return EFT_OK;
-        }
-        EFT_LOGW("program cache: %s; compiling again", cerr.msg);
-        eft__program_close(g->prog);
-        g->prog = NULL;
-    }
-    eft_status s = eft__decoder_build(g->model, dp, &g->dec, err);
-    if (s == EFT_OK && path) {
-        char *hdr = eft__decoder_program_header_new(key, &g->p);
-        if (!hdr) eft__fail(&cerr, EFT_ERR_OUT_OF_MEMORY, "out of memory");
-        if (!hdr || eft__mkdir_p(dir, &cerr) != EFT_OK || eft__decoder_save(g->dec, g->model, hdr, path, &cerr) != EFT_OK)
-            EFT_LOGW("program cache: not written: %s", cerr.msg);
-        else EFT_LOGI("program cache: wrote %s", path);
-        eft__free(hdr);
-    } else if (s == EFT_OK) {
-        EFT_LOGW("program cache: no cache folder (%s)", cerr.status ? cerr.msg : "set EFT_CACHE_DIR or HOME");
-    }
-    eft__free(path);
-    eft__free(dir);
-    return s;
+    dec_cache c = {g, dp};
+    const eft__program_cache_ops ops = {&c, dec_cache_key, dec_cache_load, dec_cache_build, dec_cache_save};
+    return eft__program_cached(g->p.cache_dir, g->model->path, &ops, &g->prog, err);
 }
 
 eft_status eft_generator_open(const char *ref, const eft_generator_params *params, eft_generator **out) {
