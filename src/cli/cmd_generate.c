@@ -17,7 +17,7 @@ static const char *k_usage =
     "                    [--temperature T] [--top-k K] [--top-p P] [--min-p P] [--repetition-penalty R]\n"
     "                    [--presence-penalty X] [--frequency-penalty X] [--seed S] [--stop TEXT]...\n"
     "                    [--ignore-eos] [--stream] [--num-cores N] [--ctx-len N] [--prefill-seq-len N]\n"
-    "                    [--weight-dtype f32|f16|bf16|int8|int4] [--kv-dtype f32|f16|int8] [--quiet]\n"
+    "                    [--weight-dtype f32|f16|bf16|int8|int4] [--kv-dtype f32|f16|int8] [--no-cache] [--quiet]\n"
     "\n"
     "Generates text from the prompt (stdin when neither --prompt nor --prompt-file is given) and prints\n"
     "it on stdout, followed by a newline; figures go to stderr (--quiet: none). --chat renders the\n"
@@ -27,7 +27,8 @@ static const char *k_usage =
     "\n"
     "MODEL may be a program from `eft compile` (its weights are mapped, not converted; its plan is the\n"
     "default). A model's converted weights are cached in $EFT_CACHE_DIR (else $XDG_CACHE_HOME/eft or\n"
-    "~/.cache/eft), so the next start with the same --weight-dtype maps them.\n";
+    "~/.cache/eft), so the next start with the same --weight-dtype maps them; --no-cache neither\n"
+    "reads nor writes that cache.\n";
 
 typedef struct run_state {
     bool stream;
@@ -166,6 +167,7 @@ int eft_cmd_generate(int argc, char **argv) {
         else if (!strcmp(a, "--stream")) takes = false, stream = true;
         else if (!strcmp(a, "--quiet")) takes = false, quiet = true;
         else if (!strcmp(a, "--ignore-eos")) takes = false, ignore_eos = true;
+        else if (!strcmp(a, "--no-cache")) takes = false, gp.no_cache = true;
         else if (a[0] == '-' && a[1] && !v) return eft_cli_error(C, "%s needs a value (or is unknown; see --help)", a), 2;
         else if (!strcmp(a, "--prompt")) prompt = v;
         else if (!strcmp(a, "--prompt-file")) prompt_file = v;

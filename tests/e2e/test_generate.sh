@@ -61,6 +61,11 @@ if cmp -s "$TMP/a" "$D/want1" && cmp -s "$TMP/b" "$D/want1" && cmp -s "$TMP/c" "
   ok "--prompt, stdin, --prompt-file --stream give the same text"
 else bad "--prompt/stdin/--stream differ: '$(head -c 100 "$TMP/a")' '$(head -c 100 "$TMP/b")' '$(head -c 100 "$TMP/c")'"; fi
 
+# --no-cache: the same text, and nothing written to the program cache.
+EFT_CACHE_DIR=$TMP/nc "$EFT" generate "$MODEL" --prompt "$(cat "$D/text1")" --no-cache "${args[@]}" >"$TMP/nc.out" 2>&1
+if cmp -s "$TMP/nc.out" "$D/want1" && [ ! -e "$TMP/nc" ]; then ok "--no-cache: same text, no program written"
+else bad "--no-cache: '$(head -c 100 "$TMP/nc.out")', cache: $(ls "$TMP/nc" 2>&1 | head -1)"; fi
+
 # Figures go to stderr, the text alone to stdout.
 "$EFT" generate "$MODEL" --prompt-file "$D/text0" --temperature 0 --max-tokens 5 >"$TMP/out" 2>"$TMP/err"
 if [ $? -eq 0 ] && grep -q "prompt tokens 11, generated tokens 5" "$TMP/err" && grep -q "tok/s" "$TMP/err" &&
