@@ -63,8 +63,11 @@ eft_status eft__strmap_put(eft__strmap *m, const char *key, size_t len, uint64_t
 }
 
 bool eft__strmap_get(const eft__strmap *m, const char *key, size_t len, uint64_t *value) {
+    return m->cap && eft__strmap_get_hashed(m, key, len, eft__hash_bytes(key, len), value);
+}
+
+bool eft__strmap_get_hashed(const eft__strmap *m, const char *key, size_t len, uint32_t h, uint64_t *value) {
     if (!m->cap) return false;
-    uint32_t h = eft__hash_bytes(key, len);
     size_t j = h & (m->cap - 1);
     while (m->slots[j].key) {
         const eft__strmap_slot *s = &m->slots[j];

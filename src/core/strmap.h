@@ -30,6 +30,14 @@ eft_status eft__strmap_put(eft__strmap *m, const char *key, size_t len, uint64_t
 eft_status eft__strmap_reserve(eft__strmap *m, size_t n);
 /* True and *value set when key is present. */
 bool eft__strmap_get(const eft__strmap *m, const char *key, size_t len, uint64_t *value);
+/* Bulk lookups in a map larger than the caches: hash the keys (eft__hash_bytes), prefetch each
+ * one's first slot, then look them up with the hash. The misses of a batch then overlap instead
+ * of queueing one behind the other, which is what loading a 262k-token vocabulary waits on. */
+static inline void eft__strmap_prefetch(const eft__strmap *m, uint32_t hash) {
+    if (m->cap) __builtin_prefetch(&m->slots[hash & (m->cap - 1)]);
+}
+/* eft__strmap_get with hash = eft__hash_bytes(key, len) computed by the caller. */
+bool eft__strmap_get_hashed(const eft__strmap *m, const char *key, size_t len, uint32_t hash, uint64_t *value);
 void eft__strmap_free(eft__strmap *m);
 
 #endif /* EFT_STRMAP_H */

@@ -192,6 +192,11 @@ typedef struct eft__u64map {
 } eft__u64map;
 bool eft__u64map_put(eft__u64map *m, uint64_t key, uint64_t val);
 bool eft__u64map_get(const eft__u64map *m, uint64_t key, uint64_t *val);
+/* Makes room for n keys in all (false: out of memory, the map unchanged). */
+bool eft__u64map_reserve(eft__u64map *m, size_t n);
+/* Fetches key's first slot into the cache ahead of a put or get, for bulk inserts into a map
+ * larger than the caches. */
+void eft__u64map_prefetch(const eft__u64map *m, uint64_t key);
 void eft__u64map_free(eft__u64map *m);
 
 /* The model's "vocab" object and "merges" array of a tokenizer.json, read by the dedicated

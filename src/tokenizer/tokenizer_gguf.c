@@ -121,49 +121,129 @@ static int cmp_global(const void *a, const void *b) {
     return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
+/* One split point of a token in a batch: the byte offset, the characters left of it, the hashes of
+ * both parts and the ids they resolve to (-1: not in the vocabulary). */
+typedef struct split_probe {
+    uint32_t tok; /* index into the batch */
+    uint32_t at, lchars;
+    uint32_t hl, hr;
+    int32_t l, r;
+} split_probe;
+
+enum { MERGE_BATCH = 64 }; /* tokens whose lookups are in flight together */
+
+/* transformers' generate_merges: every token of the vocabulary (each string once, at its first
+ * id) is split at each character boundary, and a split whose two parts are both tokens is a
+ * merge, ranked by the merged token's score, then the left part's length, the right part's, and
+ * the order of creation. That is some 10^6 lookups in a map of 262k strings for Gemma, far larger
+ * than the caches, so the lookups go in batches of MERGE_BATCH tokens: hash everything, prefetch,
+ * then probe, so the misses overlap. The result is the same as one lookup after another. */
 static eft_status derive_merges(eft__model *m, eft__error *err) {
     eft__vocab *v = &m->vocab;
+    const eft__strmap *map = &v->map;
     gen_merge *all = NULL;
-    size_t n = 0, cap = 0;
-    eft__strmap seen = {0};
-    eft_status st = EFT_OK;
-    for (size_t id = 0; id < v->n && !st; id++) {
-        if (v->tok_len[id] == UINT32_MAX) continue;
-        const char *s = v->arena + v->tok_off[id];
-        size_t len = v->tok_len[id];
-        uint64_t dummy;
-        if (eft__strmap_get(&seen, s, len, &dummy)) continue; /* dict order: first occurrence */
-        if (eft__strmap_put(&seen, s, len, id)) {
-            st = eft__fail(err, EFT_ERR_OUT_OF_MEMORY, "out of memory");
-            break;
+    split_probe *pr = NULL;
+    size_t n = 0, cap = 0, npr = 0, prcap = 0;
+    /* Per id: the string whose last occurrence is this id was already split (dict order keeps
+     * each string's first occurrence; the map gives its last, which names the string). */
+    uint8_t *done = eft__calloc(v->n ? v->n : 1, 1);
+    eft_status st = done ? EFT_OK : eft__fail(err, EFT_ERR_OUT_OF_MEMORY, "out of memory");
+    size_t id = 0;
+    while (!st && id < v->n) {
+        size_t bid[MERGE_BATCH];
+        uint32_t bh[MERGE_BATCH], bchars[MERGE_BATCH];
+        int32_t bmerged[MERGE_BATCH];
+        int nb = 0;
+        /* Phase 0: the next MERGE_BATCH tokens with text; hash and prefetch each whole string. */
+        for (; id < v->n && nb < MERGE_BATCH; id++) {
+            if (v->tok_len[id] == UINT32_MAX || v->tok_len[id] == 0) continue;
+            bid[nb] = id;
+            bh[nb] = eft__hash_bytes(v->arena + v->tok_off[id], v->tok_len[id]);
+            eft__strmap_prefetch(map, bh[nb]);
+            nb++;
         }
-        int32_t merged;
-        eft__vocab_get(v, s, len, &merged); /* the last occurrence, as the dict keeps */
-        size_t first = n;
-        uint32_t lchars = 0, total = 0;
-        for (size_t i = 0; i < len; i += (size_t)eft__utf8_len((unsigned char)s[i])) total++;
-        for (size_t i = (size_t)eft__utf8_len((unsigned char)s[0]); i < len;
-             i += (size_t)eft__utf8_len((unsigned char)s[i])) {
-            lchars++;
-            int32_t l, r;
-            if (!eft__vocab_get(v, s, i, &l) || !eft__vocab_get(v, s + i, len - i, &r)) continue;
-            if (n == cap) {
-                cap = cap ? cap * 2 : 4096;
-                gen_merge *nv = eft__realloc(all, cap * sizeof *nv);
-                if (!nv) {
-                    st = eft__fail(err, EFT_ERR_OUT_OF_MEMORY, "out of memory");
-                    break;
-                }
-                all = nv;
+        /* Phase 1: the id each string resolves to; strings seen before are dropped. Each kept
+         * token's prefixes are hashed in one pass (FNV-1a extends byte by byte). */
+        npr = 0;
+        for (int t = 0; t < nb && !st; t++) {
+            const char *s = v->arena + v->tok_off[bid[t]];
+            size_t len = v->tok_len[bid[t]];
+            uint64_t x;
+            int32_t merged = eft__strmap_get_hashed(map, s, len, bh[t], &x) ? (int32_t)x : (int32_t)bid[t];
+            bmerged[t] = merged;
+            bchars[t] = 0;
+            if (done[merged]) {
+                bmerged[t] = -1;
+                continue;
             }
-            all[n++] = (gen_merge){l, r, merged, v->scores[merged], lchars, total - lchars, 0};
+            done[merged] = 1;
+            uint32_t h = 2166136261u, chars = 0;
+            for (size_t i = 0; i < len;) {
+                size_t k = (size_t)eft__utf8_len((unsigned char)s[i]);
+                if (i > 0) {
+                    if (npr == prcap) {
+                        size_t nc = prcap ? prcap * 2 : 1024;
+                        split_probe *np = eft__realloc(pr, nc * sizeof *np);
+                        if (!np) {
+                            st = eft__fail(err, EFT_ERR_OUT_OF_MEMORY, "out of memory");
+                            break;
+                        }
+                        pr = np, prcap = nc;
+                    }
+                    pr[npr++] = (split_probe){(uint32_t)t, (uint32_t)i, chars, h, 0, -1, -1};
+                    eft__strmap_prefetch(map, h);
+                }
+                for (size_t j = i; j < i + k && j < len; j++) h = (h ^ (uint8_t)s[j]) * 16777619u;
+                chars++;
+                i += k;
+            }
+            bchars[t] = chars;
         }
-        if (n - first > 1) qsort(all + first, n - first, sizeof *all, cmp_local);
-        for (size_t i = first; i < n; i++) all[i].seq = i;
+        /* Phase 2: the left parts; where one is a token, hash and prefetch the right part. */
+        for (size_t q = 0; q < npr && !st; q++) {
+            split_probe *p = &pr[q];
+            const char *s = v->arena + v->tok_off[bid[p->tok]];
+            uint64_t x;
+            if (!eft__strmap_get_hashed(map, s, p->at, p->hl, &x)) continue;
+            p->l = (int32_t)x;
+            p->hr = eft__hash_bytes(s + p->at, v->tok_len[bid[p->tok]] - p->at);
+            eft__strmap_prefetch(map, p->hr);
+        }
+        /* Phase 3: the right parts, and the merges in the order the one-by-one loop makes them. */
+        size_t q = 0;
+        for (int t = 0; t < nb && !st; t++) {
+            size_t first = n;
+            for (; q < npr && pr[q].tok == (uint32_t)t && !st; q++) {
+                split_probe *p = &pr[q];
+                if (p->l < 0) continue;
+                const char *s = v->arena + v->tok_off[bid[t]];
+                size_t len = v->tok_len[bid[t]];
+                uint64_t x;
+                if (!eft__strmap_get_hashed(map, s + p->at, len - p->at, p->hr, &x)) continue;
+                if (n == cap) {
+                    cap = cap ? cap * 2 : 4096;
+                    gen_merge *nv = eft__realloc(all, cap * sizeof *nv);
+                    if (!nv) {
+                        st = eft__fail(err, EFT_ERR_OUT_OF_MEMORY, "out of memory");
+                        break;
+                    }
+                    all = nv;
+                }
+                all[n++] = (gen_merge){p->l, (int32_t)x, bmerged[t], v->scores[bmerged[t]], p->lchars,
+                                       bchars[t] - p->lchars, 0};
+            }
+            if (n - first > 1) qsort(all + first, n - first, sizeof *all, cmp_local);
+            for (size_t i = first; i < n; i++) all[i].seq = i;
+        }
     }
-    eft__strmap_free(&seen);
+    eft__free(pr);
+    eft__free(done);
     if (!st && n) qsort(all, n, sizeof *all, cmp_global);
+    if (!st && !eft__u64map_reserve(&m->merges, m->merges.count + n))
+        st = eft__fail(err, EFT_ERR_OUT_OF_MEMORY, "out of memory");
+    enum { AHEAD = 16 }; /* inserts whose slots are fetched ahead */
     for (size_t i = 0; !st && i < n; i++) {
+        if (i + AHEAD < n) eft__u64map_prefetch(&m->merges, (uint64_t)(uint32_t)all[i + AHEAD].l << 32 | (uint32_t)all[i + AHEAD].r);
         uint64_t key = (uint64_t)(uint32_t)all[i].l << 32 | (uint32_t)all[i].r, old;
         if (eft__u64map_get(&m->merges, key, &old)) continue;
         if (!eft__u64map_put(&m->merges, key, (uint64_t)i << 32 | (uint32_t)all[i].merged))

@@ -172,29 +172,45 @@ static size_t mix64(uint64_t k) {
     return (size_t)k;
 }
 
-bool eft__u64map_put(eft__u64map *m, uint64_t key, uint64_t val) {
-    if ((m->count + 1) * 2 > m->cap) {
-        size_t cap = m->cap ? m->cap * 2 : 1024;
-        uint64_t *k = eft__malloc_array(cap, sizeof *k), *v = eft__malloc_array(cap, sizeof *v);
-        if (!k || !v) {
-            eft__free(k);
-            eft__free(v);
-            return false;
-        }
-        memset(k, 0xFF, cap * sizeof *k);
-        for (size_t i = 0; i < m->cap; i++) {
-            if (m->keys[i] == UINT64_MAX) continue;
-            size_t h = mix64(m->keys[i]) & (cap - 1);
-            while (k[h] != UINT64_MAX) h = (h + 1) & (cap - 1);
-            k[h] = m->keys[i];
-            v[h] = m->vals[i];
-        }
-        eft__free(m->keys);
-        eft__free(m->vals);
-        m->keys = k;
-        m->vals = v;
-        m->cap = cap;
+static bool u64map_rehash(eft__u64map *m, size_t cap) {
+    uint64_t *k = eft__malloc_array(cap, sizeof *k), *v = eft__malloc_array(cap, sizeof *v);
+    if (!k || !v) {
+        eft__free(k);
+        eft__free(v);
+        return false;
     }
+    memset(k, 0xFF, cap * sizeof *k);
+    for (size_t i = 0; i < m->cap; i++) {
+        if (m->keys[i] == UINT64_MAX) continue;
+        size_t h = mix64(m->keys[i]) & (cap - 1);
+        while (k[h] != UINT64_MAX) h = (h + 1) & (cap - 1);
+        k[h] = m->keys[i];
+        v[h] = m->vals[i];
+    }
+    eft__free(m->keys);
+    eft__free(m->vals);
+    m->keys = k;
+    m->vals = v;
+    m->cap = cap;
+    return true;
+}
+
+bool eft__u64map_reserve(eft__u64map *m, size_t n) {
+    if (n > SIZE_MAX / 4 / sizeof(uint64_t)) return false;
+    size_t cap = m->cap ? m->cap : 1024;
+    while (cap < 2 * n) cap *= 2; /* at most half full, as put keeps it */
+    return cap > m->cap ? u64map_rehash(m, cap) : true;
+}
+
+void eft__u64map_prefetch(const eft__u64map *m, uint64_t key) {
+    if (!m->cap) return;
+    size_t h = mix64(key) & (m->cap - 1);
+    __builtin_prefetch(&m->keys[h], 1);
+    __builtin_prefetch(&m->vals[h], 1);
+}
+
+bool eft__u64map_put(eft__u64map *m, uint64_t key, uint64_t val) {
+    if ((m->count + 1) * 2 > m->cap && !u64map_rehash(m, m->cap ? m->cap * 2 : 1024)) return false;
     size_t h = mix64(key) & (m->cap - 1);
     while (m->keys[h] != UINT64_MAX && m->keys[h] != key) h = (h + 1) & (m->cap - 1);
     if (m->keys[h] == UINT64_MAX) m->count++;
