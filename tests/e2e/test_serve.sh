@@ -437,7 +437,9 @@ PY
   curl -s -N -o "$TMP/sse2" "$BASE/v1/completions" -H 'Content-Type: application/json' \
     -d '{"prompt":"Hello","max_tokens":120,"stream":true,"temperature":0}' &
   cpid=$!
-  sleep 0.05
+  # SIGTERM once the stream has begun: a fixed sleep raced curl's connect on a loaded machine,
+  # and a signal before the request arrives tests nothing but a refused connection.
+  for _ in $(seq 500); do [ -s "$TMP/sse2" ] && break; sleep 0.01; done
   kill -TERM "$SPID"
   wait "$cpid"
   sleep 0.2
