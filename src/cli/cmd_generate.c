@@ -48,7 +48,8 @@ static double now_s(void) {
 
 static int on_event(const eft_gen_event *ev) {
     run_state *r = ev->user;
-    if (ev->token >= 0 && r->t_first == 0) r->t_first = now_s();
+    /* An EOS sampled first has no event of its own; the final event comes right after it. */
+    if ((ev->token >= 0 || ev->n_generated > 0) && r->t_first == 0) r->t_first = now_s();
     if (ev->text_len) {
         if (r->stream) {
             fwrite(ev->text, 1, ev->text_len, stdout);
