@@ -488,8 +488,9 @@ class AutoModelForCausalLM:
         """weight_dtype: None (as stored), "f32", "f16", "bf16", "int8", "int4"; mxfp6_matmul=True
         means f16 weights, mxint8_kv_cache=True an int8 KV cache (QEfficient's names). The converted
         weights are kept as a compiled program in the cache (cache_dir, else $EFT_CACHE_DIR, else
-        ~/.cache/eft; no_cache=True: neither read nor written), so the next compile of the same
-        model and weight type only maps them. The model may also be a program `eft compile` wrote."""
+        ~/.cache/eft; no_cache=True: neither read nor written; at most $EFT_CACHE_MAX bytes, default
+        20G, least recently used removed first), so the next compile of the same model and weight
+        type only maps them. The model may also be a program `eft compile` wrote."""
         _require(_gen_open, "eft_generator_open")
         if mxfp6_matmul and weight_dtype is None:
             weight_dtype = "f16"

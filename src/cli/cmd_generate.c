@@ -28,7 +28,8 @@ static const char *k_usage =
     "MODEL may be a program from `eft compile` (its weights are mapped, not converted; its plan is the\n"
     "default). A model's converted weights are cached in $EFT_CACHE_DIR (else $XDG_CACHE_HOME/eft or\n"
     "~/.cache/eft), so the next start with the same --weight-dtype maps them; --no-cache neither\n"
-    "reads nor writes that cache.\n";
+    "reads nor writes that cache. The cache keeps at most $EFT_CACHE_MAX bytes (default 20G; 0: no\n"
+    "bound), removing the least recently used programs first.\n";
 
 typedef struct run_state {
     bool stream;

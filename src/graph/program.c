@@ -4,12 +4,14 @@
  * and unique, a checksum over the metadata), a writer that builds it beside its final path and
  * renames it into place, and the cache's helpers (its folder, FNV-1a 64 and file fingerprints).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/json.h"
@@ -502,6 +504,118 @@ char *eft__program_cache_dir(void) {
     return NULL;
 }
 
+uint64_t eft__program_cache_limit(void) {
+    const char *v = getenv("EFT_CACHE_MAX");
+    if (!v || !*v) return EFT__PROGRAM_CACHE_DEFAULT_MAX;
+    char *end;
+    errno = 0;
+    double x = strtod(v, &end);
+    double mul = 1;
+    switch (*end) {
+    case 'k': case 'K': mul = 1024.0, end++; break;
+    case 'm': case 'M': mul = 1024.0 * 1024, end++; break;
+    case 'g': case 'G': mul = 1024.0 * 1024 * 1024, end++; break;
+    case 't': case 'T': mul = 1024.0 * 1024 * 1024 * 1024, end++; break;
+    default: break;
+    }
+    if (*end == 'B' || *end == 'b') end++;
+    if (errno || end == v || *end || !(x >= 0) || x * mul > 1.8e19) {
+        EFT_LOGW("EFT_CACHE_MAX=%s is not a size such as 20G or 500M; keeping the default of %llu GiB", v,
+                 (unsigned long long)(EFT__PROGRAM_CACHE_DEFAULT_MAX >> 30));
+        return EFT__PROGRAM_CACHE_DEFAULT_MAX;
+    }
+    return (uint64_t)(x * mul);
+}
+
+/* A cache entry's name: anything, '-', 16 lowercase hex digits, ".eft". Only such files are ever
+ * removed, so a cache folder pointed at a folder of other things loses none of them. */
+static bool cache_entry_name(const char *name) {
+    size_t n = strlen(name);
+    if (n < 22 || strcmp(name + n - 4, ".eft") || name[n - 21] != '-') return false;
+    for (size_t i = n - 20; i < n - 4; i++)
+        if (!((name[i] >= '0' && name[i] <= '9') || (name[i] >= 'a' && name[i] <= 'f'))) return false;
+    return true;
+}
+
+/* A temporary file a writer left behind ("<entry>.tmp.<pid>.<n>", see eft__program_write). */
+static bool cache_temp_name(const char *name) {
+    const char *t = strstr(name, ".eft.tmp.");
+    if (!t) return false;
+    char entry[512];
+    size_t n = (size_t)(t - name) + 4;
+    if (n >= sizeof entry) return false;
+    memcpy(entry, name, n);
+    entry[n] = 0;
+    return cache_entry_name(entry);
+}
+
+typedef struct cache_file {
+    char *path;
+    uint64_t bytes;
+    struct timespec mtime;
+} cache_file;
+
+static int cmp_cache_age(const void *a, const void *b) {
+    const cache_file *x = a, *y = b;
+    if (x->mtime.tv_sec != y->mtime.tv_sec) return x->mtime.tv_sec < y->mtime.tv_sec ? -1 : 1;
+    if (x->mtime.tv_nsec != y->mtime.tv_nsec) return x->mtime.tv_nsec < y->mtime.tv_nsec ? -1 : 1;
+    return strcmp(x->path, y->path);
+}
+
+void eft__program_cache_prune(const char *dir, const char *keep, uint64_t limit) {
+    if (!dir || limit == 0) return;
+    DIR *d = opendir(dir);
+    if (!d) return;
+    cache_file *f = NULL;
+    size_t n = 0, cap = 0;
+    uint64_t total = 0;
+    time_t now = time(NULL);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        bool entry = cache_entry_name(e->d_name), temp = !entry && cache_temp_name(e->d_name);
+        if (!entry && !temp) continue;
+        char *path = eft__path_join(dir, e->d_name);
+        struct stat st;
+        if (!path || lstat(path, &st) != 0 || !S_ISREG(st.st_mode)) {
+            eft__free(path);
+            continue;
+        }
+        if (temp) {
+            /* A writer that died (a live one renames within minutes) left this behind. */
+            if (now - st.st_mtim.tv_sec > 24 * 3600 && unlink(path) == 0)
+                EFT_LOGI("program cache: removed %s, left over by a writer that stopped", path);
+            eft__free(path);
+            continue;
+        }
+        if (n == cap) {
+            size_t nc = cap ? cap * 2 : 32;
+            cache_file *nf = eft__realloc(f, nc * sizeof *nf);
+            if (!nf) {
+                eft__free(path);
+                break;
+            }
+            f = nf, cap = nc;
+        }
+        f[n++] = (cache_file){path, (uint64_t)st.st_size, st.st_mtim};
+        total += (uint64_t)st.st_size;
+    }
+    closedir(d);
+    if (total > limit) {
+        /* Least recently used first: a hit touches its entry's mtime (eft__program_cached). */
+        qsort(f, n, sizeof *f, cmp_cache_age);
+        for (size_t i = 0; i < n && total > limit; i++) {
+            if (keep && !strcmp(f[i].path, keep)) continue;
+            if (unlink(f[i].path) == 0) {
+                total -= f[i].bytes;
+                EFT_LOGI("program cache: removed %s (%.1f MiB, least recently used) to stay under EFT_CACHE_MAX "
+                         "(%.1f MiB)", f[i].path, (double)f[i].bytes / 1048576.0, (double)limit / 1048576.0);
+            }
+        }
+    }
+    for (size_t i = 0; i < n; i++) eft__free(f[i].path);
+    eft__free(f);
+}
+
 eft_status eft__program_cached(const char *cache_dir, const char *model_path, const eft__program_cache_ops *ops,
                                eft__program **prog, eft__error *err) {
     *prog = NULL;
@@ -515,6 +629,8 @@ eft_status eft__program_cached(const char *cache_dir, const char *model_path, co
     if (path && eft__path_exists(path)) {
         if (eft__program_open(path, prog, &cerr) == EFT_OK && ops->load(ops->ctx, *prog, &cerr) == EFT_OK) {
             EFT_LOGI("program cache: loaded %s", path);
+            /* Mark it used, for the least-recently-used pruning; a read-only cache just stays as it is. */
+            (void)utimensat(AT_FDCWD, path, NULL, 0);
             eft__free(path);
             eft__free(dir);
             return EFT_OK;
@@ -527,7 +643,10 @@ eft_status eft__program_cached(const char *cache_dir, const char *model_path, co
     if (s == EFT_OK && path) {
         if (eft__mkdir_p(dir, &cerr) != EFT_OK || ops->save(ops->ctx, key, path, &cerr) != EFT_OK)
             EFT_LOGW("program cache: not written: %s", cerr.msg);
-        else EFT_LOGI("program cache: wrote %s", path);
+        else {
+            EFT_LOGI("program cache: wrote %s", path);
+            eft__program_cache_prune(dir, path, eft__program_cache_limit());
+        }
     } else if (s == EFT_OK) {
         EFT_LOGW("program cache: no cache folder (%s)", cerr.status ? cerr.msg : "set EFT_CACHE_DIR or HOME");
     }

@@ -122,6 +122,17 @@ typedef struct eft__program_cache_ops {
  * otherwise *prog is NULL. Returns build's status, or EFT_OK on a hit. */
 eft_status eft__program_cached(const char *cache_dir, const char *model_path, const eft__program_cache_ops *ops,
                                eft__program **prog, eft__error *err);
+/* The cache's bound: programs are a model's size or more (a 1B model converted to f32 is 4 GiB),
+ * so an unbounded cache fills a disk one model revision or weight type at a time. After each
+ * write the cache keeps at most this many bytes, removing least recently used entries first
+ * (a hit counts as a use). $EFT_CACHE_MAX ("20G", "500M", a byte count; 0: no bound), else
+ * EFT__PROGRAM_CACHE_DEFAULT_MAX. */
+#define EFT__PROGRAM_CACHE_DEFAULT_MAX ((uint64_t)20 << 30)
+uint64_t eft__program_cache_limit(void);
+/* Removes cache entries of dir (files named <name>-<16 hex>.eft, nothing else), oldest mtime
+ * first, until the rest fit in limit bytes, never keep (a path, or NULL); also temporary files
+ * of writers that stopped over a day ago. limit 0: nothing is removed. Best effort, logged. */
+void eft__program_cache_prune(const char *dir, const char *keep, uint64_t limit);
 /* mkdir -p; EFT_ERR_IO naming the part that failed. */
 eft_status eft__mkdir_p(const char *dir, eft__error *err);
 

@@ -783,6 +783,98 @@ static void test_compile_and_open_program(void) {
     CHECK_CONTAINS(eft_last_error(), "program.eft");
 }
 
+static void touch_at(const char *path, time_t when) {
+    struct timespec ts[2] = {{when, 0}, {when, 0}};
+    CHECK(utimensat(AT_FDCWD, path, ts, 0) == 0);
+}
+
+static bool exists_in(const char *dir, const char *name) {
+    char path[4400];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    return access(path, F_OK) == 0;
+}
+
+/* The cache's bound: least recently used entries go first, only entries and dead writers'
+ * temporary files are ever removed, a hit counts as a use, and EFT_CACHE_MAX is read as a size. */
+static void test_cache_prune(void) {
+    char dir[4200], path[4400];
+    snprintf(dir, sizeof dir, "%s", test_tmpdir("program_cache_prune"));
+    static const char *const names[] = {"old-0123456789abcdef.eft", "mid-0123456789abcdee.eft",
+                                        "new-00000000000000aa.eft", "notes.txt", "x-0123456789ABCDEF.eft",
+                                        "old-0123456789abcdef.eft.tmp.77.0", "new-00000000000000aa.eft.tmp.78.0"};
+    static const time_t ages[] = {1000000000, 1000000100, 1000000200, 900000000, 900000000, 1000000000, 0};
+    uint8_t buf[1000] = {0};
+    for (int i = 0; i < 7; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        write_file(path, buf, i == 3 ? sizeof buf : 1000);
+        if (ages[i]) touch_at(path, ages[i]);
+    }
+    /* 4000 bytes of entries (the upper-case one is not an entry) under a bound of 2500: the
+     * oldest goes; the newest is kept even when it is the oldest by mtime. */
+    snprintf(path, sizeof path, "%s/%s", dir, names[1]);
+    eft__program_cache_prune(dir, path, 2500);
+    CHECK(!exists_in(dir, names[0]));
+    CHECK(exists_in(dir, names[1]) && exists_in(dir, names[2]));
+    CHECK_MSG(exists_in(dir, names[3]) && exists_in(dir, names[4]), "a file that is no cache entry was removed");
+    CHECK_MSG(!exists_in(dir, names[5]), "a day-old temporary file was kept");
+    CHECK_MSG(exists_in(dir, names[6]), "a live writer's temporary file was removed");
+    eft__program_cache_prune(dir, path, 1000); /* keep wins over the bound */
+    CHECK(exists_in(dir, names[1]) && !exists_in(dir, names[2]));
+    eft__program_cache_prune(dir, NULL, 0); /* 0: no bound */
+    CHECK(exists_in(dir, names[1]));
+
+    setenv("EFT_CACHE_MAX", "500M", 1);
+    CHECK(eft__program_cache_limit() == (uint64_t)500 << 20);
+    setenv("EFT_CACHE_MAX", "1.5G", 1);
+    CHECK(eft__program_cache_limit() == (uint64_t)3 << 29);
+    setenv("EFT_CACHE_MAX", "12345", 1);
+    CHECK(eft__program_cache_limit() == 12345);
+    setenv("EFT_CACHE_MAX", "0", 1);
+    CHECK(eft__program_cache_limit() == 0);
+    setenv("EFT_CACHE_MAX", "lots", 1);
+    CHECK(eft__program_cache_limit() == EFT__PROGRAM_CACHE_DEFAULT_MAX);
+    setenv("EFT_CACHE_MAX", "-3G", 1);
+    CHECK(eft__program_cache_limit() == EFT__PROGRAM_CACHE_DEFAULT_MAX);
+    unsetenv("EFT_CACHE_MAX");
+    CHECK(eft__program_cache_limit() == EFT__PROGRAM_CACHE_DEFAULT_MAX);
+
+    /* Through the embedder: a hit refreshes its entry, and a write under a small bound removes
+     * the least recently used other entry. */
+    char cache[4200];
+    snprintf(cache, sizeof cache, "%s", test_tmpdir("program_cache_lru"));
+    setenv("EFT_CACHE_DIR", cache, 1);
+    const char *model = copy_model("bert", "program_cache_lru_model");
+    char mdir[4200];
+    snprintf(mdir, sizeof mdir, "%s", model);
+    eft_embedder_params p = eft_embedder_params_default();
+    int64_t d = 0;
+    free(embed_with(mdir, &p, &d)); /* f32 entry */
+    p.dtype = EFT_DTYPE_F16;
+    free(embed_with(mdir, &p, &d)); /* f16 entry */
+    CHECK_EQ_INT(count_files(cache, ".eft"), 2);
+    eft_model *m = open_model(mdir);
+    char k32[17], k16[17];
+    eft__error err = {0};
+    CHECK(m && eft__encoder_program_key(m, EFT_DTYPE_F32, k32, &err) == EFT_OK);
+    CHECK(m && eft__encoder_program_key(m, EFT_DTYPE_F16, k16, &err) == EFT_OK);
+    eft_model_close(m);
+    char p32[4400], p16[4400];
+    snprintf(p32, sizeof p32, "%s/%s-%s.eft", cache, eft__path_basename(mdir), k32);
+    snprintf(p16, sizeof p16, "%s/%s-%s.eft", cache, eft__path_basename(mdir), k16);
+    touch_at(p32, 1000000000);
+    touch_at(p16, 1000000100);
+    p.dtype = EFT_DTYPE_F32;
+    free(embed_with(mdir, &p, &d)); /* a hit: f32 becomes the most recently used */
+    struct stat st;
+    CHECK(stat(p32, &st) == 0 && st.st_mtim.tv_sec > 1000000100);
+    setenv("EFT_CACHE_MAX", "1", 1); /* one byte: every write leaves only itself */
+    p.dtype = EFT_DTYPE_BF16;
+    free(embed_with(mdir, &p, &d));
+    CHECK_EQ_INT(count_files(cache, ".eft"), 1);
+    CHECK(access(p32, F_OK) != 0 && access(p16, F_OK) != 0);
+    unsetenv("EFT_CACHE_MAX");
+}
+
 int main(void) {
     /* Nothing here may touch the user's cache. */
     char cache[4200];
@@ -794,6 +886,7 @@ int main(void) {
     RUN(test_identical_f16);
     RUN(test_load_refusals);
     RUN(test_cache);
+    RUN(test_cache_prune);
     RUN(test_compile_and_open_program);
     return test_summary();
 }
