@@ -96,7 +96,7 @@ void eft__sgemm_packed_free(eft__sgemm_packed *p) {
 /* Packs rows [0, rows) x [0, kc) of A into MR-row micro-panels ap[tile][kc][MR], zeros past rows.
  * k outer and the row inner, so the stores are sequential and the six row reads are short
  * streams the prefetcher follows. */
-static void pack_a(float *restrict ap, const float *restrict a, int64_t lda, int64_t rows, int64_t kc) {
+void eft__sgemm_pack_a(float *restrict ap, const float *restrict a, int64_t lda, int64_t rows, int64_t kc) {
     enum { MR = EFT__SGEMM_MR };
     for (int64_t t = 0; t * MR < rows; t++) {
         float *restrict d = ap + t * kc * MR;
@@ -210,7 +210,7 @@ void eft__sgemm_worker(const eft__kernels *kt, float *c, int64_t ldc, const floa
         for (int64_t k0 = 0; k0 < K; k0 += kcb) {
             int64_t kc = K - k0 < kcb ? K - k0 : kcb;
             bool acc = k0 > 0;
-            pack_a(ap, a + i0 * lda + k0, lda, i1 - i0, kc);
+            eft__sgemm_pack_a(ap, a + i0 * lda + k0, lda, i1 - i0, kc);
             for (int64_t p = p0; p < p1; p++) {
                 int64_t off = (p * K + k0) * NR, j = p * NR;
                 int nr = (int)(w->n - j < NR ? w->n - j : NR);

@@ -204,6 +204,10 @@ void eft__sgemm(const eft__kernels *kt, eft__threadpool *tp, float *c, int64_t l
 void eft__sgemm_worker(const eft__kernels *kt, float *c, int64_t ldc, const float *a, int64_t lda,
                        int64_t m, const eft__sgemm_packed *w, const float *bias, int ith, int nth);
 
+/* Packs rows [0, rows) x [0, kc) of a (row stride lda) into the micro-panels the packed-A
+ * micro-kernels read: ap[ceil(rows / MR)][kc][MR], rows past the end zero. */
+void eft__sgemm_pack_a(float *ap, const float *a, int64_t lda, int64_t rows, int64_t kc);
+
 /* Scalar reference on unpacked weights, accumulating in double: what the tests compare with. */
 void eft__sgemm_ref(float *c, int64_t ldc, const float *a, int64_t lda, int64_t m, const float *w,
                     int64_t ldw, int64_t n, int64_t k, const float *bias);
