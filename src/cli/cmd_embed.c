@@ -16,7 +16,7 @@ static const char *k_usage =
     "usage: eft embed MODEL|PROGRAM [--pooling MODE[,MODE]] [--prompt-name NAME] [--normalize | --no-normalize]\n"
     "                 [--dimensions N]\n"
     "                 [--truncate left|right] [--seq-len 32,128,512] [--threads N] [--batch N]\n"
-    "                 [--no-cache] [--npy FILE] [--file F] [TEXT...]\n"
+    "                 [--token-embeddings] [--no-cache] [--npy FILE] [--file F] [TEXT...]\n"
     "\n"
     "Embeds each TEXT (else each line of --file F, else each line of stdin), pooled and normalised\n"
     "as the model folder says (sentence-transformers' 1_Pooling and Normalize), and prints one JSON\n"
@@ -27,7 +27,10 @@ static const char *k_usage =
     "  --dimensions N   keep the first N values (Matryoshka), normalised again when normalising\n"
     "  --truncate       cut inputs over the limit on that side; without it they are an error\n"
     "  --seq-len L,...  compiled sequence lengths (ascending); the longest is the limit\n"
-    "  --prompt-name    put the model's named prompt (config_sentence_transformers.json) first\n";
+    "  --prompt-name    put the model's named prompt (config_sentence_transformers.json) first\n"
+    "  --token-embeddings  no pooling: each input's last hidden states, one JSON array of T token\n"
+    "                   vectors per line (sentence-transformers' output_value=\"token_embeddings\");\n"
+    "                   with --npy, one input only ([T, C])\n";
 
 /* Reads a whole stream into lines (without their newline, a trailing '\r' dropped); returns the
  * count, -1 on out of memory. *buf_out owns the text the lines point into. */
@@ -115,6 +118,7 @@ int eft_cmd_embed(int argc, char **argv) {
     eft_embedder_params p = eft_embedder_params_default();
     eft_embed_request q = eft_embed_request_default();
     const char *model = NULL, *file = NULL, *npy = NULL;
+    bool tokens = false;
     char **texts = NULL, *text_buf = NULL;
     int lens[64];
     long n = 0;
@@ -138,6 +142,8 @@ int eft_cmd_embed(int argc, char **argv) {
             q.normalize = 0;
         } else if (!strcmp(a, "--no-cache")) {
             p.no_cache = true;
+        } else if (!strcmp(a, "--token-embeddings")) {
+            tokens = true;
         } else if (!strcmp(a, "--truncate") && v) {
             i++;
             if (!strcmp(v, "right")) q.truncate = EFT_TRUNCATE_RIGHT_SIDE;
@@ -191,10 +197,42 @@ int eft_cmd_embed(int argc, char **argv) {
             if (n < 0) rc = eft_cli_error("embed", "out of memory reading %s", file ? file : "stdin");
         }
     }
+    if (!rc && tokens && npy && n != 1)
+        rc = eft_cli_error("embed", "--token-embeddings with --npy takes one input (inputs have different lengths); "
+                                    "%ld given", n);
+    if (!rc && tokens && (q.dimensions || q.normalize == 1 || p.pooling))
+        rc = eft_cli_error("embed", "--token-embeddings is the output before pooling: --pooling, --normalize and "
+                                    "--dimensions do not apply to it");
     eft_embedder *e = NULL;
     float *out = NULL;
     if (!rc && eft_embedder_open(model, &p, &e) != EFT_OK) rc = eft_cli_error("embed", "%s", eft_last_error());
-    if (!rc) {
+    if (!rc && tokens) {
+        /* One input at a time: each answer is [T, C] with its own T. */
+        int64_t c = eft_embedder_hidden_size(e);
+        out = malloc((size_t)eft_embedder_max_tokens(e) * (size_t)c * sizeof *out);
+        if (!out) rc = eft_cli_error("embed", "out of memory");
+        for (long i = 0; !rc && i < n; i++) {
+            eft_embed_request r = q;
+            r.texts = (const char *const *)&texts[i];
+            r.n = 1;
+            r.normalize = 0;
+            size_t t = 0;
+            if (eft_embedder_run_tokens(e, &r, out, &t) != EFT_OK) {
+                rc = eft_cli_error("embed", "input %ld: %s", i, eft_embedder_errmsg(e));
+            } else if (npy) {
+                rc = write_npy(npy, out, t, c);
+            } else {
+                fputc('[', stdout);
+                for (size_t j = 0; j < t; j++) {
+                    fputs(j ? ", [" : "[", stdout);
+                    for (int64_t k = 0; k < c; k++) printf(k ? ", %.9g" : "%.9g", out[j * (size_t)c + (size_t)k]);
+                    fputc(']', stdout);
+                }
+                fputs("]\n", stdout);
+            }
+        }
+        if (!rc && !npy && fflush(stdout) != 0) rc = eft_cli_error("embed", "writing stdout failed");
+    } else if (!rc) {
         int64_t d = q.dimensions ? q.dimensions : eft_embedder_dim(e);
         out = malloc((size_t)(n ? n : 1) * (size_t)d * sizeof *out);
         q.texts = (const char *const *)texts;

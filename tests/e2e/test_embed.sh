@@ -3,8 +3,8 @@
 # against sentence-transformers' embeddings stored in tests/fixtures/ref (tolerance from each
 # file's metadata), and its length contract: over the limit is an error naming both lengths
 # unless --truncate is given. Also the output formats (JSON lines, --npy), inputs from --file and
-# stdin, --dimensions, --normalize/--no-normalize, --prompt-name and --seq-len (bucketing gives the
-# same vectors; lists that cannot be planned are refused).
+# stdin, --dimensions, --normalize/--no-normalize, --prompt-name, --token-embeddings and --seq-len
+# (bucketing gives the same vectors; lists that cannot be planned are refused).
 set -u
 EFT=$1
 SRC=$2
@@ -146,6 +146,46 @@ if [ -d "$MINILM" ]; then
 else
   echo "skip all-MiniLM-L6-v2 (not fetched)"
 fi
+# --token-embeddings: every case's last hidden state ([T, C], no pooling) against transformers'.
+for m in bert mpnet; do
+  python3 - "$EFT" "$SRC/tests/fixtures/models/$m" "$SRC/tests/fixtures/ref/$m.safetensors" <<'PY' \
+    && ok "--token-embeddings: fixture $m's last hidden states" || bad "--token-embeddings ($m)"
+import json, struct, subprocess, sys
+eft, model, ref = sys.argv[1:4]
+raw = open(ref, "rb").read()
+n = struct.unpack("<Q", raw[:8])[0]
+hdr = json.loads(raw[8:8 + n])
+meta = hdr.pop("__metadata__")
+texts = json.loads(meta["texts"])
+tol = json.loads(meta["tolerance"])["hidden"]
+idx = [i for i in range(len(texts)) if "case%d.last_hidden_state" % i in hdr]
+out = subprocess.run([eft, "embed", model, "--token-embeddings", "--"] + [texts[i] for i in idx],
+                     capture_output=True, text=True)
+if out.returncode != 0:
+    print("eft embed --token-embeddings failed:", out.stderr.strip()); sys.exit(1)
+lines = out.stdout.splitlines()
+worst = 0.0
+for k, i in enumerate(idx):
+    t = hdr["case%d.last_hidden_state" % i]
+    b, e = t["data_offsets"]
+    want = struct.unpack("<%df" % ((e - b) // 4), raw[8 + n + b:8 + n + e])
+    got = json.loads(lines[k])
+    if [len(got), len(got[0])] != t["shape"]:
+        print("case %d: shape %s, expected %s" % (i, [len(got), len(got[0])], t["shape"])); sys.exit(1)
+    worst = max(worst, max(abs(a - b) for a, b in zip([x for row in got for x in row], want)))
+print("%d texts, max abs error %.2g (tolerance %g)" % (len(idx), worst, tol))
+sys.exit(0 if worst <= tol else 1)
+PY
+done
+"$EFT" embed "$BERT" --token-embeddings --npy "$TMP/t.npy" "Hello, world!" 2>"$TMP/err" \
+  && python3 -c 'import sys; d=open(sys.argv[1],"rb").read(); assert b"(10, 64)" in d[:128], d[:128]' "$TMP/t.npy" \
+  && ok "--token-embeddings --npy: [T, C]" || bad "--token-embeddings --npy: $(head -c 200 "$TMP/err")"
+"$EFT" embed "$BERT" --token-embeddings --npy "$TMP/t.npy" a b 2>"$TMP/err"
+[ $? -eq 1 ] && grep -q "one input" "$TMP/err" && ok "--token-embeddings --npy refuses several inputs" \
+  || bad "--token-embeddings --npy with two inputs: $(head -c 200 "$TMP/err")"
+"$EFT" embed "$BERT" --token-embeddings --dimensions 8 a 2>"$TMP/err"
+[ $? -eq 1 ] && grep -q "before pooling" "$TMP/err" && ok "--token-embeddings refuses pooling options" \
+  || bad "--token-embeddings --dimensions: $(head -c 200 "$TMP/err")"
 "$EFT" embed "$SRC/tests/fixtures/models/llama" "x" >/dev/null 2>"$TMP/err"
 [ $? -eq 1 ] && grep -qi "llama" "$TMP/err" && ok "decoder refused" || bad "decoder refused: $(head -c 200 "$TMP/err")"
 
