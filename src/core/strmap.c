@@ -42,12 +42,15 @@ eft_status eft__strmap_reserve(eft__strmap *m, size_t n) {
 }
 
 eft_status eft__strmap_put(eft__strmap *m, const char *key, size_t len, uint64_t value) {
+    return eft__strmap_put_hashed(m, key, len, len > UINT32_MAX ? 0 : eft__hash_bytes(key, len), value);
+}
+
+eft_status eft__strmap_put_hashed(eft__strmap *m, const char *key, size_t len, uint32_t h, uint64_t value) {
     if (len > UINT32_MAX) return EFT_ERR_LIMIT;
     if ((m->count + 1) * 2 > m->cap) {
         eft_status st = grow(m);
         if (st) return st;
     }
-    uint32_t h = eft__hash_bytes(key, len);
     size_t j = h & (m->cap - 1);
     while (m->slots[j].key) {
         eft__strmap_slot *s = &m->slots[j];

@@ -36,6 +36,9 @@ bool eft__strmap_get(const eft__strmap *m, const char *key, size_t len, uint64_t
 static inline void eft__strmap_prefetch(const eft__strmap *m, uint32_t hash) {
     if (m->cap) __builtin_prefetch(&m->slots[hash & (m->cap - 1)]);
 }
+/* eft__strmap_put with hash = eft__hash_bytes(key, len) computed by the caller (who may have
+ * prefetched its slot: a put into a map that is sized already does not move the slots). */
+eft_status eft__strmap_put_hashed(eft__strmap *m, const char *key, size_t len, uint32_t hash, uint64_t value);
 /* eft__strmap_get with hash = eft__hash_bytes(key, len) computed by the caller. */
 bool eft__strmap_get_hashed(const eft__strmap *m, const char *key, size_t len, uint32_t hash, uint64_t *value);
 void eft__strmap_free(eft__strmap *m);

@@ -86,10 +86,19 @@ static eft_status vocab_index(eft__vocab *v, eft__error *err) {
     for (size_t i = 0; i < v->n; i++) live += v->tok_len[i] != UINT32_MAX;
     /* Sized once: growing step by step rehashes every key several times. */
     if (eft__strmap_reserve(&v->map, live)) return eft__fail(err, EFT_ERR_OUT_OF_MEMORY, "out of memory");
-    for (size_t i = 0; i < v->n; i++) {
-        if (v->tok_len[i] == UINT32_MAX) continue;
-        if (eft__strmap_put(&v->map, v->arena + v->tok_off[i], v->tok_len[i], i))
+    /* Each key's slot is fetched AHEAD keys before its put: a 262k-token vocabulary's table is
+     * 12 MiB, and one miss after another was most of building it. */
+    enum { AHEAD = 16 };
+    uint32_t ring[AHEAD];
+    for (size_t i = 0; i < v->n + AHEAD; i++) {
+        size_t j = i - AHEAD; /* put key j, then hash key i into the ring entry j had */
+        if (i >= AHEAD && v->tok_len[j] != UINT32_MAX &&
+            eft__strmap_put_hashed(&v->map, v->arena + v->tok_off[j], v->tok_len[j], ring[j % AHEAD], j))
             return eft__fail(err, EFT_ERR_OUT_OF_MEMORY, "out of memory");
+        if (i < v->n && v->tok_len[i] != UINT32_MAX) {
+            ring[i % AHEAD] = eft__hash_bytes(v->arena + v->tok_off[i], v->tok_len[i]);
+            eft__strmap_prefetch(&v->map, ring[i % AHEAD]);
+        }
     }
     return EFT_OK;
 }
