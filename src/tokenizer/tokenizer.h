@@ -427,6 +427,10 @@ struct eft_tokenizer {
 eft_status eft__tokenizer_finish(eft_tokenizer *t, eft__error *err);
 void eft__tokenizer_free_parts(eft_tokenizer *t);
 eft_status eft__tokenizer_load_gguf(const char *path, eft_tokenizer **out, eft__error *err);
+/* The same from a GGUF image in memory (kept alive by the caller during the call only); label
+ * names it in messages. The fuzz target's way in. */
+eft_status eft__tokenizer_load_gguf_memory(const uint8_t *data, size_t size, const char *label, eft_tokenizer **out,
+                                           eft__error *err);
 
 /* A JSON accessor used by every loader: the string member key, or NULL. */
 const char *eft__json_str(const struct json_t *j, const char *key, size_t *len);

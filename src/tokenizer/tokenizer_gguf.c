@@ -522,10 +522,24 @@ static eft_status load(eft__gguf *g, const char *path, eft_tokenizer *t, eft__er
     return eft__tokenizer_finish(t, err);
 }
 
+static eft_status load_opened(eft__gguf *g, const char *path, eft_tokenizer **out, eft__error *err);
+
 eft_status eft__tokenizer_load_gguf(const char *path, eft_tokenizer **out, eft__error *err) {
     eft__gguf *g = NULL;
     eft_status st = eft__gguf_open(path, &g, err);
-    if (st) return st;
+    return st ? st : load_opened(g, path, out, err);
+}
+
+eft_status eft__tokenizer_load_gguf_memory(const uint8_t *data, size_t size, const char *label, eft_tokenizer **out,
+                                           eft__error *err) {
+    eft__gguf *g = NULL;
+    eft_status st = eft__gguf_open_memory(data, size, label, &g, err);
+    return st ? st : load_opened(g, label, out, err);
+}
+
+/* Builds the tokenizer from an open file and closes it. */
+static eft_status load_opened(eft__gguf *g, const char *path, eft_tokenizer **out, eft__error *err) {
+    eft_status st;
     eft_tokenizer *t = eft__calloc(1, sizeof *t);
     st = t ? load(g, path, t, err) : eft__fail(err, EFT_ERR_OUT_OF_MEMORY, "out of memory");
     eft__gguf_close(g);
