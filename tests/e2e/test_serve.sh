@@ -23,27 +23,16 @@ bad() { fail=$((fail + 1)); echo "FAIL $1"; }
 command -v curl >/dev/null || { echo "skip: curl is not installed"; exit 0; }
 if "$EFT" serve --help 2>&1 | grep -q "without libmicrohttpd"; then echo "skip: built without libmicrohttpd"; exit 0; fi
 
+# shellcheck source=serve_lib.sh
+. "$SRC/tests/e2e/serve_lib.sh"
 # start NAME ARGS...: starts a server on port 0, sets PORT and SPID, waits for /health 200.
 start() {
-  local name=$1
+  local name=$1 rc
   shift
-  ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}quarantine_size_mb=1" "$EFT" serve --port 0 "$@" 2>"$TMP/$name.err" &
-  SPID=$!
+  serve_start "$TMP/$name.err" "$@"
+  rc=$?
   PIDS+=("$SPID")
-  PORT=
-  for _ in $(seq 300); do
-    PORT=$(grep -o 'listening on http://127.0.0.1:[0-9]*' "$TMP/$name.err" | grep -o '[0-9]*$')
-    [ -n "$PORT" ] && break
-    sleep 0.1
-  done
-  [ -n "$PORT" ] || { bad "$name: no 'listening on' line: $(head -c 300 "$TMP/$name.err")"; return 1; }
-  for _ in $(seq 600); do
-    [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/health")" = 200 ] && return 0
-    kill -0 "$SPID" 2>/dev/null || break
-    sleep 0.1
-  done
-  bad "$name: /health never answered 200: $(head -c 300 "$TMP/$name.err")"
-  return 1
+  [ $rc -eq 0 ] || { bad "$name: $SERVE_WHY"; return 1; }
 }
 
 # req METHOD PATH [BODY] [CURL ARGS...]: prints the body to $TMP/body, returns the status in CODE.

@@ -27,17 +27,13 @@ if ! "$PY" -c 'import openai' 2>/dev/null; then
   fi
 fi
 
-"$EFT" serve --port 0 --model "$SRC/tests/fixtures/models/llama" --ctx-len 128 --full-batch-size 2 \
-  --embedding-model "$SRC/tests/fixtures/models/bert" --api-key sk-test 2>"$TMP/err" &
-SPID=$!
-PORT=
-for _ in $(seq 600); do
-  PORT=$(grep -o 'listening on http://127.0.0.1:[0-9]*' "$TMP/err" | grep -o '[0-9]*$')
-  [ -n "$PORT" ] && [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/health")" = 200 ] && break
-  kill -0 "$SPID" 2>/dev/null || break
-  sleep 0.1
-done
-[ -n "$PORT" ] || { echo "FAIL server did not start: $(head -c 300 "$TMP/err")"; exit 1; }
+# shellcheck source=serve_lib.sh
+. "$SRC/tests/e2e/serve_lib.sh"
+if ! serve_start "$TMP/err" --model "$SRC/tests/fixtures/models/llama" --ctx-len 128 --full-batch-size 2 \
+  --embedding-model "$SRC/tests/fixtures/models/bert" --api-key sk-test; then
+  echo "FAIL server did not start: $SERVE_WHY"
+  exit 1
+fi
 
 "$PY" - "$PORT" "$SRC/tests/fixtures/ref" <<'PY'
 import json, math, struct, sys

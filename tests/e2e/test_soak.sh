@@ -19,21 +19,13 @@ command -v python3 >/dev/null || { echo "skip: python3 is not installed"; exit 0
 command -v curl >/dev/null || { echo "skip: curl is not installed"; exit 0; }
 if "$EFT" serve --help 2>&1 | grep -q "without libmicrohttpd"; then echo "skip: built without libmicrohttpd"; exit 0; fi
 F=$SRC/tests/fixtures/models
-ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}quarantine_size_mb=1" "$EFT" serve --port 0 --model "$F/llama" \
-  --ctx-len 128 --full-batch-size 4 --max-queue 64 --embedding-model "$F/bert" --rerank-model "$F/bert-cls" \
-  2>"$TMP/serve.err" &
-SPID=$!
-PORT=
-for _ in $(seq 300); do
-  PORT=$(grep -o 'listening on http://127.0.0.1:[0-9]*' "$TMP/serve.err" | grep -o '[0-9]*$')
-  [ -n "$PORT" ] && break
-  sleep 0.1
-done
-[ -n "$PORT" ] || { echo "FAIL no 'listening on' line: $(head -c 500 "$TMP/serve.err")"; exit 1; }
-for _ in $(seq 600); do
-  [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/health")" = 200 ] && break
-  sleep 0.1
-done
+# shellcheck source=serve_lib.sh
+. "$SRC/tests/e2e/serve_lib.sh"
+if ! serve_start "$TMP/serve.err" --model "$F/llama" --ctx-len 128 --full-batch-size 4 --max-queue 64 \
+  --embedding-model "$F/bert" --rerank-model "$F/bert-cls"; then
+  echo "FAIL the server did not start: $SERVE_WHY"
+  exit 1
+fi
 rc=0
 python3 "$SRC/tests/e2e/soak.py" "$PORT" "$SPID" "$SECONDS_" || rc=1
 kill -TERM "$SPID"
