@@ -293,7 +293,9 @@ static void attn_softmax(float *s, int64_t lds, int nq, int64_t nk, const int32_
                          const uint8_t *mask, float scale, float softcap, float *m, float *l, float *o, int64_t ldo,
                          int64_t hsp) {
     const int64_t nkp = (nk + 15) & ~(int64_t)15;
+    const float log2e = 1.44269504088896341f;
     const __m256 ninf = _mm256_set1_ps(-INFINITY), vscale = _mm256_set1_ps(scale);
+    const __m256 vlog2e = _mm256_set1_ps(log2e), vscale2 = _mm256_set1_ps(scale * log2e);
     const bool raw = softcap <= 0 && scale > 0; /* max and exp read the unscaled scores */
     const __m256 vcap = _mm256_set1_ps(softcap), vicap = _mm256_set1_ps(softcap > 0 ? 1.0f / softcap : 0.0f);
     for (int i = 0; i < nq; i++) {
@@ -320,11 +322,12 @@ static void attn_softmax(float *s, int64_t lds, int nq, int64_t nk, const int32_
         if (mx == -INFINITY) goto zero;
         if (raw) mx *= scale; /* scale > 0 keeps the order, and rounding is monotonic */
         const float mnew = mx > m[i] ? mx : m[i];
-        const __m256 vm = _mm256_set1_ps(mnew);
+        /* exp(x - m) = 2^(x log2(e) - m log2(e)), one FMA from the raw or the scaled score. */
+        const __m256 vm = _mm256_set1_ps(mnew * log2e);
         __m256 sum = _mm256_setzero_ps();
         for (int64_t j = 0; j < nkp; j += 8) {
             __m256 x = _mm256_loadu_ps(r + j);
-            __m256 e = eft__exp256(raw ? _mm256_fmsub_ps(x, vscale, vm) : _mm256_sub_ps(x, vm));
+            __m256 e = eft__exp2_256_nonpos(_mm256_fmsub_ps(x, raw ? vscale2 : vlog2e, vm));
             if (!whole) e = _mm256_and_ps(e, _mm256_cmp_ps(x, ninf, _CMP_NEQ_OQ));
             sum = _mm256_add_ps(sum, e);
             _mm256_storeu_ps(r + j, e);
