@@ -279,7 +279,7 @@ static inline __m256 visible8(int64_t j, int64_t a, int64_t b, const uint8_t *ma
                                   _mm256_cmpgt_epi32(_mm256_set1_epi32((int)b), jj));
     if (mask) {
         uint64_t bytes = 0;
-        memcpy(&bytes, mask + j, (size_t)(nk - j < 8 ? (nk - j > 0 ? nk - j : 0) : 8));
+        if (j < nk) memcpy(&bytes, mask + j, (size_t)(nk - j < 8 ? nk - j : 8));
         __m256i mv = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)bytes));
         ok = _mm256_andnot_si256(_mm256_cmpeq_epi32(mv, _mm256_setzero_si256()), ok);
     }
