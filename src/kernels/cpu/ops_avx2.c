@@ -256,8 +256,9 @@ static inline void transpose8(__m256 r[8]) {
     r[3] = _mm256_permute2f128_ps(u3, u7, 0x20), r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
 }
 
-/* The key panel is a transpose (keys become columns); scalar, it cost a fifth of the encoder's
- * attention at 128 tokens (one strided store per element), so it goes 8 x 8 blocks at a time. */
+/* The key panel is a transpose (keys become columns); scalar, it cost over a tenth of the
+ * encoder's attention at 128 tokens (one strided store per element), so it goes 8 x 8 blocks at
+ * a time. */
 static void attn_pack_k16(float *dst, const float *k, int64_t ldk, int n, int64_t hs) {
     for (int r0 = 0; r0 < 16; r0 += 8)
         for (int64_t d0 = 0; d0 < hs; d0 += 8) {
