@@ -799,8 +799,8 @@ static void test_attention(void) {
         int nkv = rnd_i(1, 3);
         p.nkv = nkv;
         p.nh = nkv * rnd_i(1, 3);
-        static const int hss[] = {1, 7, 16, 17, 32, 64, 80, 128};
-        p.hs = hss[rnd_i(0, 7)];
+        static const int hss[] = {1, 7, 16, 17, 32, 64, 80, 96, 128};
+        p.hs = hss[rnd_i(0, 8)];
         p.tk = rnd_i(1, 200);
         p.t = rnd_i(0, 3) == 0 ? 1 : rnd_i(1, (int)p.tk);
         p.causal = rnd_i(0, 2) != 0;
@@ -809,6 +809,33 @@ static void test_attention(void) {
         p.kv_len = rnd_i(0, 2) == 0 ? rnd_i(1, (int)p.tk) : 0;
         check_attention(it % 2 ? tp : NULL, p, rnd_i(0, 2) == 0);
     }
+    /* Rows longer than one key tile (256 keys), so the online softmax rescales what it has summed
+     * when a later tile raises the max; the encoder's whole tiles (every row sees every key, no
+     * mask), odd lengths, head sizes 80 and 96, windows, padding, masks and GQA, each on one
+     * thread and on two. */
+    static const struct {
+        int64_t t, tk;
+        int nh, nkv, hs;
+        bool causal;
+        int64_t window, kv_len;
+        bool mask;
+        float softcap;
+    } big[] = {
+        {128, 128, 12, 12, 32, false, 0, 0, false, 0},  {512, 512, 2, 2, 32, false, 0, 0, false, 0},
+        {300, 300, 3, 1, 64, true, 0, 0, false, 0},     {517, 517, 2, 2, 32, false, 0, 0, true, 0},
+        {333, 600, 4, 2, 80, true, 0, 0, false, 0},     {257, 257, 2, 1, 96, false, 100, 0, true, 0},
+        {401, 401, 2, 2, 96, true, 300, 0, false, 0},   {290, 290, 3, 3, 80, false, 0, 200, false, 0},
+        {3, 700, 2, 1, 64, true, 0, 0, true, 0},        {450, 450, 2, 1, 16, true, 0, 0, false, 5.0f},
+        {100, 520, 2, 2, 7, false, 0, 270, true, 0},
+    };
+    for (size_t i = 0; i < sizeof big / sizeof big[0]; i++)
+        for (int threads = 0; threads < 2; threads++) {
+            eft__attn_params p = base;
+            p.t = big[i].t, p.tk = big[i].tk, p.nh = big[i].nh, p.nkv = big[i].nkv, p.hs = big[i].hs;
+            p.causal = big[i].causal, p.window = big[i].window, p.kv_len = big[i].kv_len, p.softcap = big[i].softcap;
+            p.q_pos0 = p.causal ? p.tk - p.t : 0;
+            check_attention(threads ? tp : NULL, p, big[i].mask);
+        }
     /* Gemma 2's logit soft-capping: scores (|q.k| scale up to ~15 here) are bent by a cap of 5,
      * so a kernel that skipped or misplaced the cap (before the scale) is far off. */
     for (int it = 0; it < 12; it++) {

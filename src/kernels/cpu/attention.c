@@ -3,8 +3,9 @@
  * a flash-style tiled kernel and its scalar reference. The tiled kernel takes BQ queries of one
  * head at a time, walks the visible keys in tiles of BK, and keeps a running max and sum per
  * query row (the online softmax), so memory stays O(BQ x (BK + HS)) whatever the length. Both
- * products (Q K^T and P V) run on the GEMM micro-kernel after packing the key and value tile
- * into its 16-wide panels; that packing costs ~1 % of the tile's flops at BQ = 48.
+ * products (Q K^T and P V) run on the GEMM micro-kernel after packing keys and values into its
+ * 16-wide panels once per call; the key panels (a transpose) and the softmax step come from the
+ * kernel table, which has vector versions of both and the portable ones below.
  * Work items (head, query tile) are handed out through an atomic counter, so causal tiles of
  * unequal cost still balance across workers.
  */
@@ -15,7 +16,10 @@
 
 #include "kernels.h"
 
-enum { BQ = 48, BK = 64, NR = EFT__SGEMM_NR, MR = EFT__SGEMM_MR };
+/* BK = 256: the softmax's per-row costs (two horizontal reductions, the running max and sum,
+ * the rescale of O) are paid once per 256 keys instead of per 64, which cut the kernel's
+ * instructions by 9 % at 512 tokens (callgrind); a 48 x 256 score tile (48 KiB) still sits in L2. */
+enum { BQ = 48, BK = 256, NR = EFT__SGEMM_NR, MR = EFT__SGEMM_MR };
 _Static_assert(BQ % MR == 0 && BK % NR == 0, "tiles must hold whole micro-tiles");
 
 static inline int64_t round16(int64_t x) { return (x + 15) & ~(int64_t)15; }
@@ -35,9 +39,10 @@ static inline bool visible(const eft__attn_params *p, int64_t kvlen, int64_t i, 
 
 /* Work layout: K of every key/value head packed into GEMM panels of 16 keys ([NKV][Tk16/16][HS][16]),
  * V packed into panels of 16 head dims ([NKV][HSp/16][Tk16][16]), both once per call and shared
- * by all workers, then each worker's scratch: S [BQ][BK], O [BQ][HSp], running max and sum. */
+ * by all workers, then each worker's scratch: S [BQ][BK], O [BQ][HSp], running max and sum, and
+ * each row's visible key range (two int32 per row). */
 static size_t worker_floats(const eft__attn_params *p) {
-    return (size_t)round16(BQ * BK + BQ * round16(p->hs) + 2 * BQ);
+    return (size_t)round16(BQ * BK + BQ * round16(p->hs) + 4 * BQ);
 }
 
 static size_t packed_floats(const eft__attn_params *p) {
@@ -59,30 +64,89 @@ typedef struct attn_ctx {
     int64_t nqt; /* query tiles per head */
 } attn_ctx;
 
+/* ---------------------------------------------------------------------------------------------
+ * Portable inner steps (the scalar table's entries; see kernels.h for the contracts)
+ * ------------------------------------------------------------------------------------------- */
+
+static void pack_k16_portable(float *dst, const float *k, int64_t ldk, int n, int64_t hs) {
+    for (int r = 0; r < NR; r++) {
+        if (r < n)
+            for (int64_t d = 0; d < hs; d++) dst[d * NR + r] = k[r * ldk + d];
+        else
+            for (int64_t d = 0; d < hs; d++) dst[d * NR + r] = 0.0f;
+    }
+}
+
+static void softmax_portable(float *s, int64_t lds, int nq, int64_t nk, const int32_t *lo, const int32_t *hi,
+                             const uint8_t *mask, float scale, float softcap, float *m, float *l, float *o, int64_t ldo,
+                             int64_t hsp) {
+    const int64_t nkp = round16(nk);
+    for (int i = 0; i < nq; i++) {
+        float *r = s + i * lds, mx = -INFINITY;
+        int64_t a = lo ? lo[i] : 0, b = hi ? hi[i] : nk;
+        for (int64_t j = 0; j < nkp; j++) {
+            float x = -INFINITY;
+            if (j >= a && j < b && (!mask || mask[j])) {
+                x = r[j] * scale;
+                /* Gemma 2's soft-capping, after the scale as transformers applies it; tanh is
+                 * bounded, so the online softmax needs nothing else. */
+                if (softcap > 0) x = softcap * tanhf(x * (1.0f / softcap));
+                mx = x > mx ? x : mx;
+            }
+            r[j] = x;
+        }
+        if (mx == -INFINITY) {
+            memset(r, 0, sizeof(float) * (size_t)nkp);
+            continue;
+        }
+        float mnew = mx > m[i] ? mx : m[i], sum = 0;
+        for (int64_t j = 0; j < nkp; j++) {
+            r[j] = r[j] == -INFINITY ? 0.0f : expf(r[j] - mnew);
+            sum += r[j];
+        }
+        if (m[i] != mnew && m[i] != -INFINITY) {
+            /* Rows that saw nothing yet have O = 0 and l = 0: no rescale needed. */
+            float corr = expf(m[i] - mnew);
+            for (int64_t d = 0; d < hsp; d++) o[i * ldo + d] *= corr;
+            l[i] *= corr;
+        }
+        l[i] += sum;
+        m[i] = mnew;
+    }
+}
+
+void eft__kernels_fill_attn_scalar(eft__kernels *k) {
+    k->attn_pack_k16 = pack_k16_portable;
+    k->attn_softmax = softmax_portable;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * The tiled kernel
+ * ------------------------------------------------------------------------------------------- */
+
 /* Packs keys and values 16g .. 16g+15 of key/value head kvh, zero past tk. */
 static void pack_group(attn_ctx *x, int kvh, int64_t g) {
     const eft__attn_params *p = x->p;
     const int64_t hs = p->hs, hsp = round16(hs), tkp = round16(p->tk);
-    float *kdst = x->kp + ((int64_t)kvh * (tkp / NR) + g) * hs * NR;
-    for (int64_t jj = 0; jj < NR; jj++) {
-        int64_t j = g * NR + jj;
-        if (j < p->tk) {
-            const float *kr = x->k + j * p->ldk + (int64_t)kvh * hs;
-            for (int64_t d = 0; d < hs; d++) kdst[d * NR + jj] = kr[d];
-        } else {
-            for (int64_t d = 0; d < hs; d++) kdst[d * NR + jj] = 0.0f;
-        }
-    }
+    const int n = (int)(p->tk - g * NR < NR ? p->tk - g * NR : NR);
+    x->kt->attn_pack_k16(x->kp + ((int64_t)kvh * (tkp / NR) + g) * hs * NR, x->k + g * NR * p->ldk + (int64_t)kvh * hs,
+                         p->ldk, n, hs);
     for (int64_t pd = 0; pd < hsp / NR; pd++) {
         float *vdst = x->vp + ((int64_t)kvh * (hsp / NR) + pd) * tkp * NR + g * NR * NR;
-        int64_t nd = hs - pd * NR < NR ? hs - pd * NR : NR;
-        for (int64_t jj = 0; jj < NR; jj++) {
-            int64_t j = g * NR + jj, dd = 0;
-            if (j < p->tk) {
-                const float *vr = x->v + j * p->ldv + (int64_t)kvh * hs + pd * NR;
-                for (; dd < nd; dd++) vdst[jj * NR + dd] = vr[dd];
+        size_t nd = (size_t)(hs - pd * NR < NR ? hs - pd * NR : NR);
+        for (int jj = 0; jj < NR; jj++, vdst += NR) {
+            if (jj < n) {
+                /* A fixed-size copy of whole 16-float rows compiles to vector moves. */
+                const float *vr = x->v + (g * NR + jj) * p->ldv + (int64_t)kvh * hs + pd * NR;
+                if (nd == NR) {
+                    memcpy(vdst, vr, sizeof(float) * NR);
+                    continue;
+                }
+                memcpy(vdst, vr, sizeof(float) * nd);
+                memset(vdst + nd, 0, sizeof(float) * (NR - nd));
+            } else {
+                memset(vdst, 0, sizeof(float) * NR);
             }
-            for (; dd < NR; dd++) vdst[jj * NR + dd] = 0.0f;
         }
     }
 }
@@ -99,87 +163,89 @@ static inline void visible_range(const eft__attn_params *p, int64_t kvlen, int64
     *hi = h;
 }
 
-/* Gemma 2's attention logit soft-capping, cap * tanh(s / cap), applied after the scale as
- * transformers does. tanh is bounded, so the online softmax needs nothing else. */
-static void softcap_row(float *s, float cap, int64_t n) {
-    const float inv = 1.0f / cap;
-    for (int64_t j = 0; j < n; j++) s[j] = cap * tanhf(s[j] * inv);
-}
-
 static void attn_tile(attn_ctx *x, float *work, int h, int64_t q0) {
     const eft__attn_params *p = x->p;
     const eft__kernels *kt = x->kt;
     const int64_t hs = p->hs, hsp = round16(hs), tkp = round16(p->tk), kvlen = eff_kv_len(p);
     const int kvh = h / (p->nh / p->nkv);
-    const int64_t nq = p->t - q0 < BQ ? p->t - q0 : BQ;
+    const int nq = (int)(p->t - q0 < BQ ? p->t - q0 : BQ);
     float *S = work, *O = S + BQ * BK, *mrow = O + BQ * hsp, *lrow = mrow + BQ;
-    memset(O, 0, sizeof(float) * BQ * hsp);
-    for (int64_t i = 0; i < nq; i++) mrow[i] = -INFINITY, lrow[i] = 0;
+    int32_t *rlo = (int32_t *)(lrow + BQ), *rhi = rlo + BQ; /* visible keys of row i, then of row i in the key tile */
+    int64_t alo[BQ], ahi[BQ];
+    memset(O, 0, sizeof(float) * (size_t)nq * hsp);
 
     /* Keys any row of this tile can see: [jlo, jhi), jlo rounded down to a panel boundary. */
     int64_t jlo = INT64_MAX, jhi = 0;
-    for (int64_t i = 0; i < nq; i += nq - 1 > 0 ? nq - 1 : 1) {
-        int64_t lo, hi;
-        visible_range(p, kvlen, q0 + i, &lo, &hi);
-        if (lo < jlo) jlo = lo;
-        if (hi > jhi) jhi = hi;
+    for (int i = 0; i < nq; i++) {
+        mrow[i] = -INFINITY, lrow[i] = 0;
+        visible_range(p, kvlen, q0 + i, &alo[i], &ahi[i]);
+        if (ahi[i] <= alo[i]) alo[i] = ahi[i] = 0;
+        else {
+            if (alo[i] < jlo) jlo = alo[i];
+            if (ahi[i] > jhi) jhi = ahi[i];
+        }
     }
-    jlo = jlo / NR * NR;
+    jlo = jhi > 0 ? jlo / NR * NR : 0;
     const float *qh = x->q + q0 * p->ldq + (int64_t)h * hs;
+    /* This tile's query rows and output rows are strided slices of arrays far larger than the
+     * caches (the encoder's fused QKV output is 18 MiB for 32 x 128 tokens): ask for all of them
+     * now, so their misses overlap instead of stalling the first products one by one. */
+    for (int i = 0; i < nq; i++)
+        for (int64_t d = 0; d < hs; d += 16) {
+            __builtin_prefetch(qh + i * p->ldq + d, 0, 3);
+            __builtin_prefetch(x->out + (q0 + i) * p->ldo + (int64_t)h * hs + d, 1, 3);
+        }
     const float *kph = x->kp + (int64_t)kvh * (tkp / NR) * hs * NR;
     const float *vph = x->vp + (int64_t)kvh * (hsp / NR) * tkp * NR;
     for (int64_t j0 = jlo; j0 < jhi; j0 += BK) {
-        int64_t nk = jhi - j0 < BK ? jhi - j0 : BK, nkp = round16(nk);
-        /* S = Q K^T for the tile. */
-        for (int64_t pk = 0; pk < nkp / NR; pk++)
-            for (int64_t i = 0; i < nq; i += MR) {
-                int mr = (int)(nq - i < MR ? nq - i : MR);
-                kt->sgemm_ukernel(S + i * BK + pk * NR, BK, qh + i * p->ldq, p->ldq, kph + (j0 / NR + pk) * hs * NR, hs, mr,
-                                  NR, NULL, false);
-            }
-        /* Scale, mask, online softmax; P overwrites S (zero past nk, so padded keys add 0). */
-        for (int64_t i = 0; i < nq; i++) {
-            float *s = S + i * BK;
-            int64_t lo, hi;
-            visible_range(p, kvlen, q0 + i, &lo, &hi);
-            lo = lo > j0 ? lo - j0 : 0;
-            hi = hi < j0 + nk ? hi - j0 : nk;
-            for (int64_t j = nk; j < nkp; j++) s[j] = 0.0f;
-            if (lo >= hi) {
-                memset(s, 0, sizeof(float) * nk);
-                continue;
-            }
-            for (int64_t j = 0; j < lo; j++) s[j] = -INFINITY;
-            for (int64_t j = hi; j < nk; j++) s[j] = -INFINITY;
-            kt->scale_f32(s + lo, p->scale, hi - lo);
-            if (p->softcap > 0) softcap_row(s + lo, p->softcap, hi - lo);
-            if (p->key_mask)
-                for (int64_t j = lo; j < hi; j++)
-                    if (!p->key_mask[j0 + j]) s[j] = -INFINITY;
-            float mx = kt->max_f32(s + lo, hi - lo);
-            if (mx == -INFINITY) {
-                memset(s, 0, sizeof(float) * nk);
-                continue;
-            }
-            float mnew = mx > mrow[i] ? mx : mrow[i];
-            float corr = expf(mrow[i] - mnew); /* exp(-inf) = 0 for the first visible tile */
-            lrow[i] = lrow[i] * corr + kt->exp_sub_sum(s, nk, mnew);
-            if (corr != 1.0f) kt->scale_f32(O + i * hsp, corr, hsp);
-            mrow[i] = mnew;
+        const int64_t nk = jhi - j0 < BK ? jhi - j0 : BK;
+        bool whole = true; /* every row sees every key of the tile: the softmax skips its range checks */
+        for (int i = 0; i < nq; i++) {
+            int64_t a = alo[i] > j0 ? alo[i] - j0 : 0, b = ahi[i] < j0 + nk ? ahi[i] - j0 : nk;
+            if (b < a) b = a;
+            rlo[i] = (int32_t)a, rhi[i] = (int32_t)b;
+            whole = whole && a == 0 && b == nk;
         }
-        /* O += P V. */
-        for (int64_t pd = 0; pd < hsp / NR; pd++)
-            for (int64_t i = 0; i < nq; i += MR) {
-                int mr = (int)(nq - i < MR ? nq - i : MR);
-                kt->sgemm_ukernel(O + i * hsp + pd * NR, hsp, S + i * BK, BK, vph + pd * tkp * NR + j0 * NR, nkp, mr, NR, NULL,
-                                  true);
-            }
+        /* S = Q K^T, each block of MR rows only up to the last 16-key panel any of them sees (the
+         * causal diagonal); the softmax never reads a hidden score, so the rest may stay stale. */
+        for (int i = 0; i < nq; i += MR) {
+            int mr = nq - i < MR ? nq - i : MR;
+            int64_t top = 0;
+            for (int ii = i; ii < i + mr; ii++) top = rhi[ii] > top ? rhi[ii] : top;
+            for (int64_t pk = 0; pk < round16(top) / NR; pk++)
+                kt->sgemm_ukernel(S + i * BK + pk * NR, BK, qh + i * p->ldq, p->ldq, kph + (j0 / NR + pk) * hs * NR, hs,
+                                  mr, NR, NULL, false);
+        }
+        kt->attn_softmax(S, BK, nq, nk, whole ? NULL : rlo, whole ? NULL : rhi, p->key_mask ? p->key_mask + j0 : NULL,
+                         p->scale, p->softcap, mrow, lrow, O, hsp, hsp);
+        /* O += P V over the keys each row block sees (P is 0 past them). */
+        for (int i = 0; i < nq; i += MR) {
+            int mr = nq - i < MR ? nq - i : MR;
+            int64_t top = 0;
+            for (int ii = i; ii < i + mr; ii++) top = rhi[ii] > top ? rhi[ii] : top;
+            if (!top) continue;
+            for (int64_t pd = 0; pd < hsp / NR; pd++)
+                kt->sgemm_ukernel(O + i * hsp + pd * NR, hsp, S + i * BK, BK, vph + pd * tkp * NR + j0 * NR, round16(top),
+                                  mr, NR, NULL, true);
+        }
     }
-    for (int64_t i = 0; i < nq; i++) {
+    for (int i = 0; i < nq; i++) {
         float *o = x->out + (q0 + i) * p->ldo + (int64_t)h * hs;
-        float inv = lrow[i] > 0 ? 1.0f / lrow[i] : 0.0f;
-        for (int64_t d = 0; d < hs; d++) o[d] = O[i * hsp + d] * inv;
+        memcpy(o, O + i * hsp, sizeof(float) * (size_t)hs);
+        kt->scale_f32(o, lrow[i] > 0 ? 1.0f / lrow[i] : 0.0f, hs);
     }
+}
+
+/* Asks for the K and V rows of key group g (all heads): packing is a pure stream through memory,
+ * and without this each of its loads waits for DRAM in turn. */
+static void prefetch_rows(const attn_ctx *x, int64_t g) {
+    const eft__attn_params *p = x->p;
+    const int64_t w = (int64_t)p->nkv * p->hs;
+    for (int64_t j = g * NR; j < (g + 1) * NR && j < p->tk; j++)
+        for (int64_t d = 0; d < w; d += 16) {
+            __builtin_prefetch(x->k + j * p->ldk + d, 0, 3);
+            __builtin_prefetch(x->v + j * p->ldv + d, 0, 3);
+        }
 }
 
 static void attn_task(void *arg, int ith, int nth) {
@@ -187,7 +253,12 @@ static void attn_task(void *arg, int ith, int nth) {
     const eft__attn_params *p = x->p;
     int64_t groups = round16(p->tk) / NR, b, e;
     eft__split_range(groups * p->nkv, ith, nth, &b, &e);
-    for (int64_t it = b; it < e; it++) pack_group(x, (int)(it / groups), it % groups);
+    /* Heads vary fastest, so each worker reads whole K and V rows front to back (one stream the
+     * hardware prefetcher follows) rather than one head's column of them. */
+    for (int64_t it = b; it < e; it++) {
+        if (it % p->nkv == 0) prefetch_rows(x, it / p->nkv + 2);
+        pack_group(x, (int)(it % p->nkv), it / p->nkv);
+    }
     if (x->tp) eft__threadpool_barrier(x->tp);
     float *work = x->scratch + (size_t)ith * worker_floats(p);
     int64_t total = x->nqt * p->nh;

@@ -20,6 +20,7 @@ static void build(void) {
     eft__kernels_fill_scalar(k);
     eft__kernels_fill_gemm_scalar(k);
     eft__kernels_fill_q8_scalar(k);
+    eft__kernels_fill_attn_scalar(k);
     k->isa = EFT__ISA_SCALAR;
     g_available[EFT__ISA_SCALAR] = true;
 

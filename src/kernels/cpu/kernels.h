@@ -150,6 +150,23 @@ typedef struct eft__kernels {
     /* Peak-rate probe for the benchmark: runs iters iterations of independent FMA chains and
      * returns the floating-point operations performed. */
     double (*fma_probe)(int64_t iters);
+
+    /* Flash attention's inner steps; the scalar table's are the portable versions in
+     * attention.c, which the fast ones are tested against through eft__attention.
+     * attn_pack_k16: one GEMM panel of keys, dst[d * 16 + r] = k[r * ldk + d] for r < n (1..16)
+     * and d < hs, zeros for rows n..15; dst is 32-byte aligned.
+     * attn_softmax: the online-softmax step for nq query rows of one tile of nk (1..lds) keys.
+     * s[nq][lds] holds raw scores q.k; row i sees keys [lo[i], hi[i]) of the tile (lo, hi NULL:
+     * all nk) that also have mask[j] != 0 (mask NULL: all). Each visible score becomes
+     * x = s * scale, then softcap * tanh(x / softcap) when softcap > 0; m[i] (running max of x,
+     * -inf at first) and l[i] (running sum) are updated, row i of o[nq][ldo] (hsp floats) is
+     * multiplied by exp(m_old - m_new) when the max grows, and s row i is overwritten with
+     * exp(x - m_new), 0 for hidden keys and for columns nk .. round16(nk) - 1, so P V may read
+     * whole 16-key panels. A row with no visible key in the tile gets zeros and keeps m, l. */
+    void (*attn_pack_k16)(float *dst, const float *k, int64_t ldk, int n, int64_t hs);
+    void (*attn_softmax)(float *s, int64_t lds, int nq, int64_t nk, const int32_t *lo, const int32_t *hi,
+                         const uint8_t *mask, float scale, float softcap, float *m, float *l, float *o, int64_t ldo,
+                         int64_t hsp);
 } eft__kernels;
 
 /* The table for the best ISA of this CPU, or for EFT_ISA=scalar|avx2|avx512 when that is set and
@@ -168,6 +185,7 @@ void eft__kernels_fill_gemm_avx2(eft__kernels *k);
 void eft__kernels_fill_gemm_avx512(eft__kernels *k);
 void eft__kernels_fill_q8_scalar(eft__kernels *k);
 void eft__kernels_fill_q8_avx2(eft__kernels *k);
+void eft__kernels_fill_attn_scalar(eft__kernels *k);
 
 /* ---------------------------------------------------------------------------------------------
  * Packed f32 GEMM (gemm.c): C[M, N] = A[M, K] . W[N, K]^T (+ bias[N]), i.e. PyTorch's Linear

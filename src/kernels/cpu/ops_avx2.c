@@ -236,6 +236,119 @@ static void axpy_i8(float *y, float a, const int8_t *x, int64_t n) {
     }
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * Flash attention's inner steps (contracts in kernels.h)
+ * ------------------------------------------------------------------------------------------- */
+
+/* In-register transpose of the 8 x 8 block r[0..7] (rows) into columns. */
+static inline void transpose8(__m256 r[8]) {
+    __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    r[0] = _mm256_permute2f128_ps(u0, u4, 0x20), r[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+    r[1] = _mm256_permute2f128_ps(u1, u5, 0x20), r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+    r[2] = _mm256_permute2f128_ps(u2, u6, 0x20), r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+    r[3] = _mm256_permute2f128_ps(u3, u7, 0x20), r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
+/* The key panel is a transpose (keys become columns); scalar, it cost over a tenth of the
+ * encoder's attention at 128 tokens (one strided store per element), so it goes 8 x 8 blocks at
+ * a time. */
+static void attn_pack_k16(float *dst, const float *k, int64_t ldk, int n, int64_t hs) {
+    for (int r0 = 0; r0 < 16; r0 += 8)
+        for (int64_t d0 = 0; d0 < hs; d0 += 8) {
+            int64_t nd = hs - d0 < 8 ? hs - d0 : 8;
+            __m256i m = eft__tail_mask(nd);
+            __m256 b[8];
+            for (int rr = 0; rr < 8; rr++)
+                b[rr] = r0 + rr < n ? _mm256_maskload_ps(k + (r0 + rr) * ldk + d0, m) : _mm256_setzero_ps();
+            transpose8(b);
+            for (int64_t dd = 0; dd < nd; dd++) _mm256_store_ps(dst + (d0 + dd) * 16 + r0, b[dd]);
+        }
+}
+
+/* Lanes j .. j+7 of a row that sees keys [a, b) and, with a mask, only those with mask[j] != 0
+ * (mask readable up to nk). */
+static inline __m256 visible8(int64_t j, int64_t a, int64_t b, const uint8_t *mask, int64_t nk) {
+    __m256i jj = _mm256_add_epi32(_mm256_set1_epi32((int)j), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    __m256i ok = _mm256_and_si256(_mm256_cmpgt_epi32(jj, _mm256_set1_epi32((int)a - 1)),
+                                  _mm256_cmpgt_epi32(_mm256_set1_epi32((int)b), jj));
+    if (mask) {
+        uint64_t bytes = 0;
+        if (j < nk) memcpy(&bytes, mask + j, (size_t)(nk - j < 8 ? nk - j : 8));
+        __m256i mv = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)bytes));
+        ok = _mm256_andnot_si256(_mm256_cmpeq_epi32(mv, _mm256_setzero_si256()), ok);
+    }
+    return _mm256_castsi256_ps(ok);
+}
+
+/* One pass finds the row's max, a second writes exp(x - max) and sums it; the scale rides in
+ * the exponent's FMA (x scale - max) when there is no soft-capping, so a tile every row sees
+ * whole costs two loads, one FMA and the exp per score. */
+static void attn_softmax(float *s, int64_t lds, int nq, int64_t nk, const int32_t *lo, const int32_t *hi,
+                         const uint8_t *mask, float scale, float softcap, float *m, float *l, float *o, int64_t ldo,
+                         int64_t hsp) {
+    const int64_t nkp = (nk + 15) & ~(int64_t)15;
+    const float log2e = 1.44269504088896341f;
+    const __m256 ninf = _mm256_set1_ps(-INFINITY), vscale = _mm256_set1_ps(scale);
+    const __m256 vlog2e = _mm256_set1_ps(log2e), vscale2 = _mm256_set1_ps(scale * log2e);
+    const bool raw = softcap <= 0 && scale > 0; /* max and exp read the unscaled scores */
+    const __m256 vcap = _mm256_set1_ps(softcap), vicap = _mm256_set1_ps(softcap > 0 ? 1.0f / softcap : 0.0f);
+    for (int i = 0; i < nq; i++) {
+        float *r = s + i * lds;
+        const int64_t a = lo ? lo[i] : 0, b = hi ? hi[i] : nk;
+        const bool whole = a == 0 && b == nk && nk == nkp && !mask;
+        __m256 vmx = ninf;
+        if (a >= b) goto zero;
+        if (whole && raw) {
+            for (int64_t j = 0; j < nkp; j += 8) vmx = _mm256_max_ps(vmx, _mm256_loadu_ps(r + j));
+        } else {
+            for (int64_t j = 0; j < nkp; j += 8) {
+                __m256 x = _mm256_loadu_ps(r + j);
+                if (!raw) {
+                    x = _mm256_mul_ps(x, vscale);
+                    if (softcap > 0) x = _mm256_mul_ps(vcap, eft__tanh256(_mm256_mul_ps(x, vicap)));
+                }
+                if (!whole) x = _mm256_blendv_ps(ninf, x, visible8(j, a, b, mask, nk));
+                _mm256_storeu_ps(r + j, x);
+                vmx = _mm256_max_ps(vmx, x);
+            }
+        }
+        float mx = eft__hmax256(vmx);
+        if (mx == -INFINITY) goto zero;
+        if (raw) mx *= scale; /* scale > 0 keeps the order, and rounding is monotonic */
+        const float mnew = mx > m[i] ? mx : m[i];
+        /* exp(x - m) = 2^(x log2(e) - m log2(e)), one FMA from the raw or the scaled score. */
+        const __m256 vm = _mm256_set1_ps(mnew * log2e);
+        __m256 sum = _mm256_setzero_ps();
+        for (int64_t j = 0; j < nkp; j += 8) {
+            __m256 x = _mm256_loadu_ps(r + j);
+            __m256 e = eft__exp2_256_nonpos(_mm256_fmsub_ps(x, raw ? vscale2 : vlog2e, vm));
+            if (!whole) e = _mm256_and_ps(e, _mm256_cmp_ps(x, ninf, _CMP_NEQ_OQ));
+            sum = _mm256_add_ps(sum, e);
+            _mm256_storeu_ps(r + j, e);
+        }
+        if (m[i] != mnew && m[i] != -INFINITY) {
+            /* Rows that saw nothing yet have O = 0 and l = 0: no rescale needed. */
+            float corr = expf(m[i] - mnew);
+            __m256 vc = _mm256_set1_ps(corr);
+            float *oi = o + i * ldo;
+            for (int64_t d = 0; d < hsp; d += 8) _mm256_storeu_ps(oi + d, _mm256_mul_ps(vc, _mm256_loadu_ps(oi + d)));
+            l[i] *= corr;
+        }
+        l[i] += eft__hsum256(sum);
+        m[i] = mnew;
+        continue;
+    zero:
+        for (int64_t j = 0; j < nkp; j += 8) _mm256_storeu_ps(r + j, _mm256_setzero_ps());
+    }
+}
+
 /* Twelve independent FMA chains: enough to cover the 4-cycle latency on both FMA pipes. */
 static double fma_probe(int64_t iters) {
     __m256 x0 = _mm256_set1_ps(1.0f), x1 = _mm256_set1_ps(1.1f), x2 = _mm256_set1_ps(1.2f), x3 = _mm256_set1_ps(1.3f);
@@ -275,4 +388,6 @@ void eft__kernels_fill_avx2(eft__kernels *k) {
     k->axpy_f16 = axpy_f16;
     k->dot_f32_i8 = dot_f32_i8;
     k->axpy_i8 = axpy_i8;
+    k->attn_pack_k16 = attn_pack_k16;
+    k->attn_softmax = attn_softmax;
 }

@@ -49,6 +49,29 @@ static inline __m256 eft__exp256(__m256 x) {
     return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
 }
 
+/* 2^x for x <= 0, as the softmax's exponents are in base 2: the range reduction is one add of
+ * 1.5 * 2^23 (which leaves round(x) in the low mantissa bits), 2^f on [-0.5, 0.5] is the
+ * degree-6 Taylor series (relative error 1.6e-7), and 2^n is added to the result's exponent
+ * bits instead of multiplied in. About 12 operations against exp256's 17. x is clamped at -126
+ * so the result stays a normal float: it is 2^-126 (not 0) far below, and callers that need
+ * exact zeros (masked keys) mask them. */
+static inline __m256 eft__exp2_256_nonpos(__m256 x) {
+    const __m256 magic = _mm256_set1_ps(12582912.0f);
+    x = _mm256_max_ps(x, _mm256_set1_ps(-126.0f));
+    __m256 t = _mm256_add_ps(x, magic);
+    __m256 f = _mm256_sub_ps(x, _mm256_sub_ps(t, magic));
+    __m256 p = _mm256_set1_ps(1.5403530393381606e-4f);
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.3333558146428441e-3f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(9.618129107628477e-3f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(5.5504108664821576e-2f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(2.402265069591007e-1f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(6.931471805599453e-1f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0f));
+    /* t's bits are those of 1.5 * 2^23 plus n, and 1.5 * 2^23 << 23 vanishes mod 2^32. */
+    __m256i e = _mm256_slli_epi32(_mm256_castps_si256(t), 23);
+    return _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p), e));
+}
+
 /* tanh(x) = 1 - 2 / (exp(2x) + 1): absolute error about 1e-7, which is what GELU needs. */
 static inline __m256 eft__tanh256(__m256 x) {
     __m256 e = eft__exp256(_mm256_add_ps(x, x));
