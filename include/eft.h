@@ -128,6 +128,15 @@ typedef enum eft_dtype {
     EFT_DTYPE_Q5_K,
     EFT_DTYPE_Q6_K,
     EFT_DTYPE_Q8_K,
+    /* eft's group-quantised weight layouts (GGUF's Q4_0, Q4_1 and Q8_0 are the members with
+     * groups of 32): int4 symmetric, int4 with a per-group minimum (AWQ/GPTQ zero points), and
+     * int8, each with groups of 64 or 128 along K. See src/core/quant.h. */
+    EFT_DTYPE_I4_G64,
+    EFT_DTYPE_I4_G128,
+    EFT_DTYPE_U4_G64,
+    EFT_DTYPE_U4_G128,
+    EFT_DTYPE_I8_G64,
+    EFT_DTYPE_I8_G128,
     EFT_DTYPE_COUNT
 } eft_dtype;
 

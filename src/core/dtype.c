@@ -35,6 +35,12 @@ static const eft__dtype_traits k_traits[EFT_DTYPE_COUNT] = {
     [EFT_DTYPE_Q5_K] = {"Q5_K", 256, 176, false},
     [EFT_DTYPE_Q6_K] = {"Q6_K", 256, 210, false},
     [EFT_DTYPE_Q8_K] = {"Q8_K", 256, 292, false},
+    [EFT_DTYPE_I4_G64] = {"I4_G64", 64, 34, false},
+    [EFT_DTYPE_I4_G128] = {"I4_G128", 128, 66, false},
+    [EFT_DTYPE_U4_G64] = {"U4_G64", 64, 36, false},
+    [EFT_DTYPE_U4_G128] = {"U4_G128", 128, 68, false},
+    [EFT_DTYPE_I8_G64] = {"I8_G64", 64, 66, false},
+    [EFT_DTYPE_I8_G128] = {"I8_G128", 128, 130, false},
 };
 
 const eft__dtype_traits *eft__dtype_traits_of(eft_dtype t) {
