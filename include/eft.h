@@ -137,11 +137,21 @@ typedef enum eft_dtype {
     EFT_DTYPE_U4_G128,
     EFT_DTYPE_I8_G64,
     EFT_DTYPE_I8_G128,
+    /* A compile request rather than a storage type: int8 with one scale per output channel,
+     * stored as I8_G128 blocks with the row's scale in each (Q8_0 blocks where K % 128 != 0). */
+    EFT_DTYPE_I8_CH,
     EFT_DTYPE_COUNT
 } eft_dtype;
 
 /* "F32", "Q4_K", ...; "?" for a value out of range. */
 const char *eft_dtype_name(eft_dtype dtype);
+/* The names compile targets go by (`--dtype`, programs' "weights"): "f32", "f16", "bf16", "int8"
+ * (Q8_0), "int4" (Q4_0), "int8-g32|g64|g128", "int8-channel", "int4-g32|g64|g128" (symmetric) and
+ * "int4-g32|g64|g128-asym" (with a per-group minimum). eft_weight_dtype_parse returns
+ * EFT_DTYPE_COUNT for a name it does not know; eft_weight_dtype_label returns NULL for a dtype
+ * that is not a weight compile target. */
+eft_dtype eft_weight_dtype_parse(const char *name);
+const char *eft_weight_dtype_label(eft_dtype dtype);
 
 /* ---------------------------------------------------------------------------------------------
  * Models as published

@@ -53,7 +53,7 @@ def _find_library():
 library_path = _find_library()
 _lib = C.CDLL(library_path)
 
-_DTYPES = {"F32": 0, "F16": 1, "BF16": 2, "I8": 9, "Q4_0": 15, "Q4_1": 16, "Q8_0": 19, "COUNT": 32}
+_DTYPES = {"F32": 0, "F16": 1, "BF16": 2, "I8": 9, "Q4_0": 15, "Q4_1": 16, "Q8_0": 19, "COUNT": 33}
 _WEIGHT_DTYPES = {None: _DTYPES["COUNT"], "keep": _DTYPES["COUNT"], "f32": _DTYPES["F32"], "fp32": _DTYPES["F32"],
                   "f16": _DTYPES["F16"], "fp16": _DTYPES["F16"], "bf16": _DTYPES["BF16"],
                   "int8": _DTYPES["Q8_0"], "int4": _DTYPES["Q4_0"]}

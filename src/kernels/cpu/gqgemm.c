@@ -24,50 +24,98 @@ static void pack_nibbles(uint8_t *qs, const uint8_t *q, int group) {
         for (int j = 0; j < 16; j++) qs[16 * r + j] = (uint8_t)(q[32 * r + j] | q[32 * r + 16 + j] << 4);
 }
 
-static void quantize_block(uint8_t *blk, const float *x, const eft__gq_layout *l, float chan_scale) {
-    const int G = l->group;
+/* Squared error of group x[G] coded as q[G] with x ~ d q + m. */
+static double sq_err(const float *x, const uint8_t *q, int G, float d, float m) {
+    double e = 0;
+    for (int i = 0; i < G; i++) {
+        double r = (double)x[i] - ((double)d * q[i] + m);
+        e += r * r;
+    }
+    return e;
+}
+
+/* Symmetric int4, x ~ d (q - 8). Each element is rounded to the nearest level of a scale, and the
+ * scale is the best of a small search: ggml's rule (the extreme maps to -8, all 16 levels used)
+ * and the extreme mapped to between -8.5 and -6.5 or +6.5 and +7.5 levels, each candidate then
+ * refitted by least squares for its codes. On weights this lowers the squared error by about a
+ * fifth against ggml's rule alone, at no cost to the kernels (the same layout, the same decode). */
+static void quantize_i4(uint8_t *blk, const float *x, int G) {
+    float amax = 0, mx = 0;
+    for (int i = 0; i < G; i++)
+        if (fabsf(x[i]) > amax) amax = fabsf(x[i]), mx = x[i];
+    uint8_t q[128], qb[128];
+    float best_d = mx / -8.0f;
+    double best = INFINITY;
+    for (int c = -1; c <= 24; c++) {
+        /* c = -1: ggml's rule; 0..16: -8.5 .. -6.5; 17..24: +6.5 .. +7.5 (steps of 1/8). */
+        float div = c < 0 ? -8.0f : c <= 16 ? -8.5f + 0.125f * (float)c : 6.5f + 0.125f * (float)(c - 17);
+        float d = mx / div, id = d != 0.0f ? 1.0f / d : 0.0f;
+        for (int i = 0; i < G; i++) q[i] = (uint8_t)clampi((int)nearbyintf(x[i] * id) + 8, 0, 15);
+        /* Least-squares scale for these codes. */
+        double sxq = 0, sqq = 0;
+        for (int i = 0; i < G; i++) sxq += (double)x[i] * (q[i] - 8), sqq += (double)(q[i] - 8) * (q[i] - 8);
+        if (sqq > 0) d = (float)(sxq / sqq);
+        double e = sq_err(x, q, G, d, -8.0f * d);
+        if (e < best) best = e, best_d = d;
+    }
+    /* The codes for the scale as stored (f16), rounded to nearest. */
+    uint16_t hd = eft__f32_to_f16(best_d);
+    float d = eft__f16_to_f32(hd), id = d != 0.0f ? 1.0f / d : 0.0f;
+    for (int i = 0; i < G; i++) qb[i] = (uint8_t)clampi((int)nearbyintf(x[i] * id) + 8, 0, 15);
+    memcpy(blk, &hd, 2);
+    pack_nibbles(blk + 2, qb, G);
+}
+
+/* int4 with a minimum, x ~ d q + m: min/max first, then the range narrowed or widened a little
+ * (15 +- 1.5 steps over max - min), each candidate's d and m refitted by least squares for its
+ * codes, the best kept; codes are rounded to nearest for the d and m as stored (f16). */
+static void quantize_u4(uint8_t *blk, const float *x, int G) {
+    float lo = x[0], hi = x[0];
+    for (int i = 1; i < G; i++) lo = x[i] < lo ? x[i] : lo, hi = x[i] > hi ? x[i] : hi;
     uint8_t q[128];
-    uint16_t hd, hm;
-    switch (l->kind) {
-    case EFT__GQ_I4: {
-        /* ggml's Q4_0 rule: the value of largest magnitude maps to -8, so all 16 levels serve. */
-        float amax = 0, mx = 0;
-        for (int i = 0; i < G; i++)
-            if (fabsf(x[i]) > amax) amax = fabsf(x[i]), mx = x[i];
-        float d = mx / -8.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
-        hd = eft__f32_to_f16(d);
-        for (int i = 0; i < G; i++) q[i] = (uint8_t)clampi((int)(x[i] * id + 8.5f), 0, 15);
-        memcpy(blk, &hd, 2);
-        pack_nibbles(blk + 2, q, G);
-        break;
-    }
-    case EFT__GQ_U4: {
-        float lo = x[0], hi = x[0];
-        for (int i = 1; i < G; i++) lo = x[i] < lo ? x[i] : lo, hi = x[i] > hi ? x[i] : hi;
-        hd = eft__f32_to_f16((hi - lo) / 15.0f);
-        hm = eft__f32_to_f16(lo);
-        /* Codes from the stored (f16) scale and minimum, so the rounding of those is not doubled
-         * by codes chosen for values the kernel never sees. */
-        float d = eft__f16_to_f32(hd), m = eft__f16_to_f32(hm), id = d != 0.0f ? 1.0f / d : 0.0f;
-        for (int i = 0; i < G; i++) q[i] = (uint8_t)clampi((int)nearbyintf((x[i] - m) * id), 0, 15);
-        memcpy(blk, &hd, 2);
-        memcpy(blk + 2, &hm, 2);
-        pack_nibbles(blk + 4, q, G);
-        break;
-    }
-    case EFT__GQ_I8: {
-        float d = chan_scale;
-        if (d < 0) {
-            float amax = 0;
-            for (int i = 0; i < G; i++) amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax;
-            d = amax / 127.0f;
+    float best_d = (hi - lo) / 15.0f, best_m = lo;
+    double best = INFINITY;
+    for (int c = 0; c <= 24; c++) {
+        float steps = c == 0 ? 15.0f : 13.5f + 0.125f * (float)(c - 1);
+        float d = (hi - lo) / steps, id = d != 0.0f ? 1.0f / d : 0.0f, m = lo;
+        for (int i = 0; i < G; i++) q[i] = (uint8_t)clampi((int)nearbyintf((x[i] - lo) * id), 0, 15);
+        double n = G, sq = 0, sqq = 0, sx = 0, sqx = 0;
+        for (int i = 0; i < G; i++) sq += q[i], sqq += (double)q[i] * q[i], sx += x[i], sqx += (double)q[i] * x[i];
+        double det = n * sqq - sq * sq;
+        if (det > 0) {
+            d = (float)((n * sqx - sq * sx) / det);
+            m = (float)((sqq * sx - sq * sqx) / det);
         }
-        hd = eft__f32_to_f16(d);
-        float ds = eft__f16_to_f32(hd), id = ds != 0.0f ? 1.0f / ds : 0.0f;
-        memcpy(blk, &hd, 2);
-        for (int i = 0; i < G; i++) blk[2 + i] = (uint8_t)(int8_t)clampi((int)nearbyintf(x[i] * id), -127, 127);
-        break;
+        double e = sq_err(x, q, G, d, m);
+        if (e < best) best = e, best_d = d, best_m = m;
     }
+    uint16_t hd = eft__f32_to_f16(best_d), hm = eft__f32_to_f16(best_m);
+    float d = eft__f16_to_f32(hd), m = eft__f16_to_f32(hm), id = d != 0.0f ? 1.0f / d : 0.0f;
+    for (int i = 0; i < G; i++) q[i] = (uint8_t)clampi((int)nearbyintf((x[i] - m) * id), 0, 15);
+    memcpy(blk, &hd, 2);
+    memcpy(blk + 2, &hm, 2);
+    pack_nibbles(blk + 4, q, G);
+}
+
+/* int8, x ~ d q, d = max|x| / 127 (or the channel's scale when chan_scale >= 0). */
+static void quantize_i8(uint8_t *blk, const float *x, int G, float chan_scale) {
+    float d = chan_scale;
+    if (d < 0) {
+        float amax = 0;
+        for (int i = 0; i < G; i++) amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax;
+        d = amax / 127.0f;
+    }
+    uint16_t hd = eft__f32_to_f16(d);
+    float ds = eft__f16_to_f32(hd), id = ds != 0.0f ? 1.0f / ds : 0.0f;
+    memcpy(blk, &hd, 2);
+    for (int i = 0; i < G; i++) blk[2 + i] = (uint8_t)(int8_t)clampi((int)nearbyintf(x[i] * id), -127, 127);
+}
+
+static void quantize_block(uint8_t *blk, const float *x, const eft__gq_layout *l, float chan_scale) {
+    switch (l->kind) {
+    case EFT__GQ_I4: quantize_i4(blk, x, l->group); break;
+    case EFT__GQ_U4: quantize_u4(blk, x, l->group); break;
+    case EFT__GQ_I8: quantize_i8(blk, x, l->group, chan_scale); break;
     }
 }
 

@@ -295,9 +295,12 @@ void eft__q8_0_gemm(const eft__kernels *kt, eft__threadpool *tp, float *c, int64
  * every row, so each weight is decoded once per call. Threaded over output channels.
  * ------------------------------------------------------------------------------------------- */
 
-/* Quantises w[N, K] (K % G == 0) into wtype's blocks, round to nearest: symmetric int4 as
- * ggml's Q4_0 (the signed extreme maps to -8), int4 with a minimum from each group's min and max,
- * int8 with max|x| / 127. False for a type outside the family or K % G != 0. */
+/* Quantises w[N, K] (K % G == 0) into wtype's blocks, every element rounded to the nearest level
+ * of its group's stored (f16) scale and minimum. int8: d = max|x| / 127. int4: the scale (and
+ * minimum) of each group is the best of a small search around ggml's rule (symmetric: the extreme
+ * maps to -8) or the group's min and max (with a minimum), each candidate refitted by least
+ * squares, so the squared error is never above those rules' (gqgemm.c). False for a type outside
+ * the family or K % G != 0. */
 bool eft__quantize_gq(eft_dtype wtype, void *out, const float *w, int64_t n, int64_t k);
 /* int8 with one scale per output channel (max|row| / 127), stored in an int8 member of the
  * family (wtype Q8_0, I8_G64 or I8_G128) with the row's scale repeated in every block. */
