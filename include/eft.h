@@ -138,7 +138,8 @@ typedef enum eft_dtype {
     EFT_DTYPE_I8_G64,
     EFT_DTYPE_I8_G128,
     /* A compile request rather than a storage type: int8 with one scale per output channel,
-     * stored as I8_G128 blocks with the row's scale in each (Q8_0 blocks where K % 128 != 0). */
+     * stored as I8_G128 blocks with the row's scale in each (I8_G64 or Q8_0 where 128 does not
+     * divide K). */
     EFT_DTYPE_I8_CH,
     EFT_DTYPE_COUNT
 } eft_dtype;

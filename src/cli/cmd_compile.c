@@ -74,14 +74,11 @@ int eft_cmd_compile(int argc, char **argv) {
             else if (a[2] == 'p') p.prefill_seq_len = (int)n;
             else p.full_batch_size = (int)n;
         } else if (!strcmp(a, "--weight-dtype") && v) {
-            static const struct { const char *n; eft_dtype t; } k[] = {
-                {"f32", EFT_DTYPE_F32}, {"f16", EFT_DTYPE_F16}, {"bf16", EFT_DTYPE_BF16},
-                {"int8", EFT_DTYPE_Q8_0}, {"int4", EFT_DTYPE_Q4_0}, {"keep", EFT_DTYPE_COUNT}};
-            bool ok = false;
             ++i;
-            for (size_t j = 0; j < sizeof k / sizeof k[0]; j++)
-                if (!strcmp(v, k[j].n)) ok = true, p.dtype = k[j].t;
-            if (!ok) return eft_cli_error("compile", "--weight-dtype takes f32, f16, bf16, int8, int4 or keep, not '%s'", v);
+            p.dtype = eft_weight_dtype_parse(v);
+            if (p.dtype == EFT_DTYPE_COUNT && strcmp(v, "keep"))
+                return eft_cli_error("compile", "--weight-dtype takes f32, f16, bf16, int8, int4, int8-g64, int8-g128, "
+                                     "int8-channel, int4-g32|g64|g128, int4-g32|g64|g128-asym or keep, not '%s'", v);
         } else if (!strcmp(a, "--kv-dtype") && v) {
             ++i;
             if (!strcmp(v, "f32")) p.kv_dtype = EFT_DTYPE_F32;

@@ -208,6 +208,15 @@ eft_dtype eft__gq_dtype(eft__gq_kind kind, int group) {
     return k[kind][gi];
 }
 
+eft_dtype eft__gq_fit(eft_dtype want, int64_t k) {
+    eft__gq_layout l;
+    if (want == EFT_DTYPE_I8_CH) want = EFT_DTYPE_I8_G128;
+    if (!eft__gq_layout_of(want, &l)) return want;
+    for (int g = l.group; g >= 32; g /= 2)
+        if (k % g == 0) return eft__gq_dtype(l.kind, g);
+    return EFT_DTYPE_F32;
+}
+
 /* One block of any member; the arithmetic is dq_q4_0's, dq_q4_1's and dq_q8_0's, so the G = 32
  * members decode here exactly as there. */
 static void dq_gq(float *y, const uint8_t *blk, const eft__gq_layout *l) {

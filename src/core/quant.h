@@ -192,6 +192,11 @@ typedef struct eft__gq_layout {
 bool eft__gq_layout_of(eft_dtype t, eft__gq_layout *out);
 /* The member of the given kind and group (EFT_DTYPE_COUNT: none). */
 eft_dtype eft__gq_dtype(eft__gq_kind kind, int group);
+/* What a matrix with k input channels is stored as when want is asked for: a family member (or
+ * I8_CH, which is int8 with groups of 128) becomes the member of the same kind with the largest
+ * group <= its own that divides k (SmolLM2's 576 channels take groups of 64 where 128 was asked),
+ * F32 when not even 32 divides k; any other type is returned as it is. */
+eft_dtype eft__gq_fit(eft_dtype want, int64_t k);
 
 /* Scalar reference: dequantizes n elements (a multiple of the type's block size) of type t at src
  * into dst. Handles F32, F16, BF16 and all the Q types above. src may be unaligned. Returns false

@@ -205,8 +205,8 @@ static void test_precision_and_kernels(void) {
         CHECK_MSG(d > 0 && d < tol[i], "%s: max |diff| %g", eft_dtype_name(types[i]), d);
         eft__ir_free(g);
     }
-    /* Groups of 128 only where K allows; every K here is 64, so U4_G128 leaves the matrices in F32
-     * and per-channel int8 (I8_G128 where K % 128 == 0) falls back to Q8_0 with one scale a row. */
+    /* Groups of 128 only where K allows; every K here is 64, so U4_G128 becomes U4_G64 and
+     * per-channel int8 I8_G64, one scale a row repeated in each block. */
     const eft_dtype big[2] = {EFT_DTYPE_U4_G128, EFT_DTYPE_I8_CH};
     for (int i = 0; i < 2; i++) {
         eft__error err = {0};
@@ -223,15 +223,14 @@ static void test_precision_and_kernels(void) {
                 n128++;
                 CHECK(w->dtype == (i ? EFT_DTYPE_I8_G128 : EFT_DTYPE_U4_G128) && op->kernel == EFT__K_GQGEMM);
             } else {
-                CHECK(w->dtype == (i ? EFT_DTYPE_Q8_0 : EFT_DTYPE_F32) &&
-                      op->kernel == (i ? EFT__K_QGEMM_Q8_0 : EFT__K_SGEMM_F32));
+                CHECK(w->dtype == (i ? EFT_DTYPE_I8_G64 : EFT_DTYPE_U4_G64) && op->kernel == EFT__K_GQGEMM);
             }
         }
         CHECK(n128 == 0);
         float y[8 * C], h[8 * I];
         run(g, y, h);
         double d = maxdiff(y, Y0, 8 * C);
-        CHECK_MSG(d < (i ? 3e-2 : 1e-5) && (d > 0) == (i == 1), "%s: max |diff| %g", eft_dtype_name(big[i]), d);
+        CHECK_MSG(d > 0 && d < (i ? 3e-2 : 3e-1), "%s: max |diff| %g", eft_dtype_name(big[i]), d);
         eft__ir_free(g);
     }
     eft__error err = {0};

@@ -53,6 +53,14 @@ static void test_layouts(void) {
     CHECK(!eft__gq_layout_of(EFT_DTYPE_F32, NULL));
     CHECK(eft__gq_dtype(EFT__GQ_I4, 16) == EFT_DTYPE_COUNT);
     CHECK_EQ_STR(eft_dtype_name(EFT_DTYPE_U4_G128), "U4_G128");
+    /* Groups shrink to divide K; F32 below 32; other types pass through. */
+    CHECK(eft__gq_fit(EFT_DTYPE_U4_G128, 576) == EFT_DTYPE_U4_G64);
+    CHECK(eft__gq_fit(EFT_DTYPE_I4_G128, 1536) == EFT_DTYPE_I4_G128);
+    CHECK(eft__gq_fit(EFT_DTYPE_I4_G64, 96) == EFT_DTYPE_Q4_0);
+    CHECK(eft__gq_fit(EFT_DTYPE_I8_CH, 384) == EFT_DTYPE_I8_G128);
+    CHECK(eft__gq_fit(EFT_DTYPE_I8_CH, 320) == EFT_DTYPE_I8_G64);
+    CHECK(eft__gq_fit(EFT_DTYPE_Q8_0, 48) == EFT_DTYPE_F32);
+    CHECK(eft__gq_fit(EFT_DTYPE_F16, 48) == EFT_DTYPE_F16);
 }
 
 /* The G = 32 members are GGUF's blocks: the family decoder reads Q4_0/Q4_1/Q8_0 as their own

@@ -17,11 +17,10 @@ static eft_status convert(eft__ir_graph *g, int ti, eft_dtype to, eft__error *er
     eft__ir_tensor *t = &g->t[ti];
     const int64_t N = t->shape[0], K = t->shape[1];
     if (t->dtype == to) return EFT_OK;
-    /* Per-channel int8 is stored in the int8 member with the largest group that divides K. */
+    /* Groups that do not divide K shrink to ones that do (per-channel int8 is stored with the
+     * largest); F32 when not even 32 divides it (there is no block kernel for that). */
     const bool per_channel = to == EFT_DTYPE_I8_CH;
-    if (per_channel) to = K % 128 == 0 ? EFT_DTYPE_I8_G128 : EFT_DTYPE_Q8_0;
-    eft__gq_layout gl;
-    if (eft__gq_layout_of(to, &gl) && K % gl.group) to = EFT_DTYPE_F32;
+    to = eft__gq_fit(to, K);
     if (t->dtype == to) return EFT_OK;
     uint64_t n = (uint64_t)N * (uint64_t)K, bytes;
     if (!eft__dtype_nbytes(to, n, &bytes)) return eft__fail(err, EFT_ERR_INTERNAL, "precision: '%s' size", t->name);
@@ -50,6 +49,7 @@ static eft_status convert(eft__ir_graph *g, int ti, eft_dtype to, eft__error *er
         break;
     case EFT_DTYPE_Q4_0: eft__quantize_q4_0(out, w, N, K); break;
     default:
+        if (to == EFT_DTYPE_F32) break;
         if (per_channel) eft__quantize_gq_i8_channel(to, out, w, N, K);
         else if (to != EFT_DTYPE_F32) eft__quantize_gq(to, out, w, N, K);
         break;
