@@ -59,10 +59,11 @@ static inline __attribute__((always_inline)) void load_dm(__m256 *d, __m256 *m, 
  * the 16 registers. */
 static inline __attribute__((always_inline)) void gemv(float *c, int64_t ldc, const float *a, int64_t lda, const int M,
                                                        const uint8_t *w, size_t row_bytes, int64_t nrows, int64_t nb,
-                                                       int runs, size_t bb, int hdr, const float *bias,
-                                                       const eft__gq_kind KIND) {
+                                                       const float *bias, const eft__gq_kind KIND, const int RUNS) {
     const int NA = M <= 2 ? 4 : M <= 4 ? 2 : 1;
     const int run_bytes = KIND == EFT__GQ_I8 ? 32 : 16;
+    const int hdr = KIND == EFT__GQ_U4 ? 4 : 2;
+    const size_t bb = (size_t)hdr + (size_t)(RUNS * run_bytes);
     for (int64_t j = 0; j < nrows; j++) {
         const uint8_t *wr = w + (size_t)j * row_bytes;
         __m256 acc[8][4];
@@ -75,7 +76,8 @@ static inline __attribute__((always_inline)) void gemv(float *c, int64_t ldc, co
             const uint8_t *blk = wr + (size_t)b * bb;
             __m256 d, m;
             load_dm(&d, &m, blk, KIND);
-            for (int r = 0; r < runs; r++, ab += 32) {
+#pragma GCC unroll 4
+            for (int r = 0; r < RUNS; r++, ab += 32) {
                 __m256 wv[4];
                 decode_run(wv, blk + hdr + r * run_bytes, d, m, KIND);
 #pragma GCC unroll 8
@@ -98,16 +100,23 @@ static inline __attribute__((always_inline)) void gemv(float *c, int64_t ldc, co
     }
 }
 
-#define GEMV_M(KIND)                                                                                \
+#define GEMV_M(KIND, RUNS)                                                                          \
     switch (m) {                                                                                    \
-    case 1: gemv(c, ldc, a, lda, 1, w, row_bytes, nrows, nb, runs, bb, hdr, bias, KIND); break;     \
-    case 2: gemv(c, ldc, a, lda, 2, w, row_bytes, nrows, nb, runs, bb, hdr, bias, KIND); break;     \
-    case 3: gemv(c, ldc, a, lda, 3, w, row_bytes, nrows, nb, runs, bb, hdr, bias, KIND); break;     \
-    case 4: gemv(c, ldc, a, lda, 4, w, row_bytes, nrows, nb, runs, bb, hdr, bias, KIND); break;     \
-    case 5: gemv(c, ldc, a, lda, 5, w, row_bytes, nrows, nb, runs, bb, hdr, bias, KIND); break;     \
-    case 6: gemv(c, ldc, a, lda, 6, w, row_bytes, nrows, nb, runs, bb, hdr, bias, KIND); break;     \
-    case 7: gemv(c, ldc, a, lda, 7, w, row_bytes, nrows, nb, runs, bb, hdr, bias, KIND); break;     \
-    default: gemv(c, ldc, a, lda, 8, w, row_bytes, nrows, nb, runs, bb, hdr, bias, KIND); break;    \
+    case 1: gemv(c, ldc, a, lda, 1, w, row_bytes, nrows, nb, bias, KIND, RUNS); break;              \
+    case 2: gemv(c, ldc, a, lda, 2, w, row_bytes, nrows, nb, bias, KIND, RUNS); break;              \
+    case 3: gemv(c, ldc, a, lda, 3, w, row_bytes, nrows, nb, bias, KIND, RUNS); break;              \
+    case 4: gemv(c, ldc, a, lda, 4, w, row_bytes, nrows, nb, bias, KIND, RUNS); break;              \
+    case 5: gemv(c, ldc, a, lda, 5, w, row_bytes, nrows, nb, bias, KIND, RUNS); break;              \
+    case 6: gemv(c, ldc, a, lda, 6, w, row_bytes, nrows, nb, bias, KIND, RUNS); break;              \
+    case 7: gemv(c, ldc, a, lda, 7, w, row_bytes, nrows, nb, bias, KIND, RUNS); break;              \
+    default: gemv(c, ldc, a, lda, 8, w, row_bytes, nrows, nb, bias, KIND, RUNS); break;             \
+    }
+/* The group as a constant too, so each block's runs unroll with fixed offsets. */
+#define GEMV_G(KIND)                                                                                \
+    switch (l.group) {                                                                              \
+    case 32: GEMV_M(KIND, 1); break;                                                                \
+    case 64: GEMV_M(KIND, 2); break;                                                                \
+    default: GEMV_M(KIND, 4); break;                                                                \
     }
 
 static void gqgemv_f32(float *c, int64_t ldc, const float *a, int64_t lda, int m, eft_dtype wtype, const void *wv,
@@ -116,12 +125,10 @@ static void gqgemv_f32(float *c, int64_t ldc, const float *a, int64_t lda, int m
     if (m < 1 || !eft__gq_layout_of(wtype, &l)) return;
     const uint8_t *w = wv;
     const int64_t nb = k / l.group;
-    const int runs = l.group / 32, hdr = l.header;
-    const size_t bb = l.block_bytes;
     switch (l.kind) {
-    case EFT__GQ_I4: GEMV_M(EFT__GQ_I4); break;
-    case EFT__GQ_U4: GEMV_M(EFT__GQ_U4); break;
-    case EFT__GQ_I8: GEMV_M(EFT__GQ_I8); break;
+    case EFT__GQ_I4: GEMV_G(EFT__GQ_I4); break;
+    case EFT__GQ_U4: GEMV_G(EFT__GQ_U4); break;
+    case EFT__GQ_I8: GEMV_G(EFT__GQ_I8); break;
     }
 }
 
