@@ -128,11 +128,31 @@ typedef enum eft_dtype {
     EFT_DTYPE_Q5_K,
     EFT_DTYPE_Q6_K,
     EFT_DTYPE_Q8_K,
+    /* eft's group-quantised weight layouts (GGUF's Q4_0, Q4_1 and Q8_0 are the members with
+     * groups of 32): int4 symmetric, int4 with a per-group minimum (AWQ/GPTQ zero points), and
+     * int8, each with groups of 64 or 128 along K. See src/core/quant.h. */
+    EFT_DTYPE_I4_G64,
+    EFT_DTYPE_I4_G128,
+    EFT_DTYPE_U4_G64,
+    EFT_DTYPE_U4_G128,
+    EFT_DTYPE_I8_G64,
+    EFT_DTYPE_I8_G128,
+    /* A compile request rather than a storage type: int8 with one scale per output channel,
+     * stored as I8_G128 blocks with the row's scale in each (I8_G64 or Q8_0 where 128 does not
+     * divide K). */
+    EFT_DTYPE_I8_CH,
     EFT_DTYPE_COUNT
 } eft_dtype;
 
 /* "F32", "Q4_K", ...; "?" for a value out of range. */
 const char *eft_dtype_name(eft_dtype dtype);
+/* The names compile targets go by (`--dtype`, programs' "weights"): "f32", "f16", "bf16", "int8"
+ * (Q8_0), "int4" (Q4_0), "int8-g32|g64|g128", "int8-channel", "int4-g32|g64|g128" (symmetric) and
+ * "int4-g32|g64|g128-asym" (with a per-group minimum). eft_weight_dtype_parse returns
+ * EFT_DTYPE_COUNT for a name it does not know; eft_weight_dtype_label returns NULL for a dtype
+ * that is not a weight compile target. */
+eft_dtype eft_weight_dtype_parse(const char *name);
+const char *eft_weight_dtype_label(eft_dtype dtype);
 
 /* ---------------------------------------------------------------------------------------------
  * Models as published

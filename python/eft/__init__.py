@@ -53,10 +53,16 @@ def _find_library():
 library_path = _find_library()
 _lib = C.CDLL(library_path)
 
-_DTYPES = {"F32": 0, "F16": 1, "BF16": 2, "I8": 9, "Q4_0": 15, "Q4_1": 16, "Q8_0": 19, "COUNT": 26}
+_DTYPES = {"F32": 0, "F16": 1, "BF16": 2, "I8": 9, "Q4_0": 15, "Q4_1": 16, "Q8_0": 19, "I4_G64": 26, "I4_G128": 27,
+           "U4_G64": 28, "U4_G128": 29, "I8_G64": 30, "I8_G128": 31, "I8_CH": 32, "COUNT": 33}
 _WEIGHT_DTYPES = {None: _DTYPES["COUNT"], "keep": _DTYPES["COUNT"], "f32": _DTYPES["F32"], "fp32": _DTYPES["F32"],
                   "f16": _DTYPES["F16"], "fp16": _DTYPES["F16"], "bf16": _DTYPES["BF16"],
-                  "int8": _DTYPES["Q8_0"], "int4": _DTYPES["Q4_0"]}
+                  "int8": _DTYPES["Q8_0"], "int4": _DTYPES["Q4_0"],
+                  # The group-quantised layouts (src/core/quant.h), as `eft compile --dtype` names them.
+                  "int8-g32": _DTYPES["Q8_0"], "int8-g64": _DTYPES["I8_G64"], "int8-g128": _DTYPES["I8_G128"],
+                  "int8-channel": _DTYPES["I8_CH"], "int4-g32": _DTYPES["Q4_0"], "int4-g64": _DTYPES["I4_G64"],
+                  "int4-g128": _DTYPES["I4_G128"], "int4-g32-asym": _DTYPES["Q4_1"],
+                  "int4-g64-asym": _DTYPES["U4_G64"], "int4-g128-asym": _DTYPES["U4_G128"]}
 _KV_DTYPES = {None: _DTYPES["F32"], "f32": _DTYPES["F32"], "f16": _DTYPES["F16"], "int8": _DTYPES["I8"]}
 _TRUNCATE = {None: 0, False: 0, "none": 0, True: 1, "right": 1, "left": 2}
 
@@ -295,7 +301,8 @@ class AutoModel:
     def compile(self, num_cores=1, seq_len=None, batch_size=1, weight_dtype=None, **kwargs):
         """Builds the model for num_cores threads, batch_size inputs per pass and at most max(seq_len)
         tokens per input, with weights in weight_dtype: None or "f32", "f16", "bf16", "int8" (Q8_0
-        blocks), "int4" (Q4_0). Returns self."""
+        blocks), "int4" (Q4_0), or a group-quantised layout ("int4-g128", "int4-g32-asym",
+        "int8-channel", ...: eft compile --help). Returns self."""
         if weight_dtype not in _WEIGHT_DTYPES or weight_dtype == "keep":
             raise EftError("EFT_ERR_INVALID_ARGUMENT", "weight_dtype %r: want one of f32, f16, bf16, int8, int4" % (weight_dtype,))
         lens = [seq_len] if isinstance(seq_len, int) else list(seq_len or [])

@@ -28,7 +28,7 @@ typedef struct shape {
 
 static int usage(void) {
     return eft_cli_error("bench", "usage: eft bench embed MODEL [--shape BxT ...] [--threads N] [--seconds S] "
-                                  "[--dtype f32|f16|bf16|int8|int4] [--peer] [--python PATH]");
+                                  "[--dtype f32|f16|bf16|int8|int4|int4-g128|...] [--peer] [--python PATH]");
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -215,18 +215,12 @@ int eft_cmd_bench_embed(int argc, char **argv) {
             if (*end || !(v > 0 && v <= 600)) return eft_cli_error("bench", "--seconds wants (0, 600], got '%s'", argv[i]);
             seconds = v;
         } else if (!strcmp(argv[i], "--dtype") && i + 1 < argc) {
-            static const struct {
-                const char *name;
-                eft_dtype dtype;
-            } k_dt[] = {{"f32", EFT_DTYPE_F32}, {"f16", EFT_DTYPE_F16}, {"bf16", EFT_DTYPE_BF16},
-                        {"int8", EFT_DTYPE_Q8_0}, {"int4", EFT_DTYPE_Q4_0}};
             const char *v = argv[++i];
-            size_t k = 0;
-            while (k < sizeof k_dt / sizeof k_dt[0] && strcmp(v, k_dt[k].name)) k++;
-            if (k == sizeof k_dt / sizeof k_dt[0])
-                return eft_cli_error("bench", "--dtype wants f32, f16, bf16, int8 or int4, got '%s'", v);
-            dtype = k_dt[k].dtype;
-            dtype_name = k_dt[k].name;
+            dtype = eft_weight_dtype_parse(v);
+            if (dtype == EFT_DTYPE_COUNT)
+                return eft_cli_error("bench", "--dtype wants f32, f16, bf16, int8, int4, int8-g64, int8-g128, "
+                                     "int8-channel, int4-g32|g64|g128 or int4-g32|g64|g128-asym, got '%s'", v);
+            dtype_name = eft_weight_dtype_label(dtype);
         } else if (!strcmp(argv[i], "--peer")) {
             peer = true;
         } else if (!strcmp(argv[i], "--python") && i + 1 < argc) {

@@ -13,7 +13,7 @@
 #include "cli.h"
 
 static const char *k_usage =
-    "usage: eft compile MODEL [--seq-len 32,128,512] [--batch-size N] [--num-cores N] [--dtype f32|f16|bf16|int8|int4] -o DIR\n"
+    "usage: eft compile MODEL [--seq-len 32,128,512] [--batch-size N] [--num-cores N] [--dtype f32|f16|bf16|int8|int4|int4-g128|...] -o DIR\n"
     "       eft compile LM [--ctx-len N] [--prefill-seq-len N] [--full-batch-size N] [--num-cores N]\n"
     "                      [--weight-dtype f32|f16|bf16|int8|int4] [--kv-dtype f32|f16|int8] -o DIR\n"
     "\n"
@@ -74,14 +74,11 @@ int eft_cmd_compile(int argc, char **argv) {
             else if (a[2] == 'p') p.prefill_seq_len = (int)n;
             else p.full_batch_size = (int)n;
         } else if (!strcmp(a, "--weight-dtype") && v) {
-            static const struct { const char *n; eft_dtype t; } k[] = {
-                {"f32", EFT_DTYPE_F32}, {"f16", EFT_DTYPE_F16}, {"bf16", EFT_DTYPE_BF16},
-                {"int8", EFT_DTYPE_Q8_0}, {"int4", EFT_DTYPE_Q4_0}, {"keep", EFT_DTYPE_COUNT}};
-            bool ok = false;
             ++i;
-            for (size_t j = 0; j < sizeof k / sizeof k[0]; j++)
-                if (!strcmp(v, k[j].n)) ok = true, p.dtype = k[j].t;
-            if (!ok) return eft_cli_error("compile", "--weight-dtype takes f32, f16, bf16, int8, int4 or keep, not '%s'", v);
+            p.dtype = eft_weight_dtype_parse(v);
+            if (p.dtype == EFT_DTYPE_COUNT && strcmp(v, "keep"))
+                return eft_cli_error("compile", "--weight-dtype takes f32, f16, bf16, int8, int4, int8-g64, int8-g128, "
+                                     "int8-channel, int4-g32|g64|g128, int4-g32|g64|g128-asym or keep, not '%s'", v);
         } else if (!strcmp(a, "--kv-dtype") && v) {
             ++i;
             if (!strcmp(v, "f32")) p.kv_dtype = EFT_DTYPE_F32;
@@ -90,12 +87,10 @@ int eft_cmd_compile(int argc, char **argv) {
             else return eft_cli_error("compile", "--kv-dtype takes f32, f16 or int8, not '%s'", v);
         } else if (!strcmp(a, "--dtype") && v) {
             ++i;
-            if (!strcmp(v, "f32")) p.dtype = EFT_DTYPE_F32;
-            else if (!strcmp(v, "f16")) p.dtype = EFT_DTYPE_F16;
-            else if (!strcmp(v, "bf16")) p.dtype = EFT_DTYPE_BF16;
-            else if (!strcmp(v, "int8")) p.dtype = EFT_DTYPE_Q8_0;
-            else if (!strcmp(v, "int4")) p.dtype = EFT_DTYPE_Q4_0;
-            else return eft_cli_error("compile", "--dtype takes f32, f16, bf16, int8 or int4, not '%s'", v);
+            p.dtype = eft_weight_dtype_parse(v);
+            if (p.dtype == EFT_DTYPE_COUNT)
+                return eft_cli_error("compile", "--dtype takes f32, f16, bf16, int8, int4, int8-g64, int8-g128, "
+                                     "int8-channel, int4-g32|g64|g128 or int4-g32|g64|g128-asym, not '%s'", v);
         } else if (a[0] == '-' && a[1]) {
             eft_cli_error("compile", "unknown option or missing value: '%s'\n%s", a, k_usage);
             return 2;

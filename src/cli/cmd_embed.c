@@ -16,7 +16,8 @@ static const char *k_usage =
     "usage: eft embed MODEL|PROGRAM [--pooling MODE[,MODE]] [--prompt-name NAME] [--normalize | --no-normalize]\n"
     "                 [--dimensions N]\n"
     "                 [--truncate left|right] [--seq-len 32,128,512] [--threads N] [--batch N]\n"
-    "                 [--token-embeddings] [--no-cache] [--npy FILE] [--file F] [TEXT...]\n"
+    "                 [--dtype f32|f16|bf16|int8|int4|int4-g128|...] [--token-embeddings] [--no-cache]\n"
+    "                 [--npy FILE] [--file F] [TEXT...]\n"
     "\n"
     "Embeds each TEXT (else each line of --file F, else each line of stdin), pooled and normalised\n"
     "as the model folder says (sentence-transformers' 1_Pooling and Normalize), and prints one JSON\n"
@@ -28,6 +29,8 @@ static const char *k_usage =
     "  --truncate       cut inputs over the limit on that side; without it they are an error\n"
     "  --seq-len L,...  compiled sequence lengths (ascending); the longest is the limit\n"
     "  --prompt-name    put the model's named prompt (config_sentence_transformers.json) first\n"
+    "  --dtype D        weights of a model folder: f32 (default), f16, bf16, int8, int4, int8-g64,\n"
+    "                   int8-g128, int8-channel, int4-g32|g64|g128, int4-g32|g64|g128-asym\n"
     "  --token-embeddings  no pooling: each input's last hidden states, one JSON array of T token\n"
     "                   vectors per line (sentence-transformers' output_value=\"token_embeddings\");\n"
     "                   with --npy, one input only ([T, C])\n";
@@ -140,6 +143,12 @@ int eft_cmd_embed(int argc, char **argv) {
             q.normalize = 1;
         } else if (!strcmp(a, "--no-normalize")) {
             q.normalize = 0;
+        } else if (!strcmp(a, "--dtype") && v) {
+            ++i;
+            p.dtype = eft_weight_dtype_parse(v);
+            if (p.dtype == EFT_DTYPE_COUNT)
+                rc = eft_cli_error("embed", "--dtype takes f32, f16, bf16, int8, int4, int8-g64, int8-g128, "
+                                     "int8-channel, int4-g32|g64|g128 or int4-g32|g64|g128-asym, not '%s'", v);
         } else if (!strcmp(a, "--no-cache")) {
             p.no_cache = true;
         } else if (!strcmp(a, "--token-embeddings")) {

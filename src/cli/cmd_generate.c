@@ -17,7 +17,7 @@ static const char *k_usage =
     "                    [--temperature T] [--top-k K] [--top-p P] [--min-p P] [--repetition-penalty R]\n"
     "                    [--presence-penalty X] [--frequency-penalty X] [--seed S] [--stop TEXT]...\n"
     "                    [--ignore-eos] [--stream] [--num-cores N] [--ctx-len N] [--prefill-seq-len N]\n"
-    "                    [--weight-dtype f32|f16|bf16|int8|int4] [--kv-dtype f32|f16|int8] [--no-cache] [--quiet]\n"
+    "                    [--weight-dtype f32|f16|bf16|int8|int4|int4-g64|...] [--kv-dtype f32|f16|int8] [--no-cache] [--quiet]\n"
     "\n"
     "Generates text from the prompt (stdin when neither --prompt nor --prompt-file is given) and prints\n"
     "it on stdout, followed by a newline; figures go to stderr (--quiet: none). --chat renders the\n"
@@ -213,12 +213,9 @@ int eft_cmd_generate(int argc, char **argv) {
             ok = parse_long(v, 1, 65536, &l);
             gp.prefill_seq_len = (int)l;
         } else if (!strcmp(a, "--weight-dtype")) {
-            static const struct { const char *n; eft_dtype t; } k[] = {
-                {"f32", EFT_DTYPE_F32}, {"f16", EFT_DTYPE_F16}, {"bf16", EFT_DTYPE_BF16},
-                {"int8", EFT_DTYPE_Q8_0}, {"int4", EFT_DTYPE_Q4_0}};
-            ok = false;
-            for (size_t j = 0; j < sizeof k / sizeof k[0]; j++)
-                if (!strcmp(v, k[j].n)) ok = true, gp.weight_dtype = k[j].t;
+            /* f32, f16, bf16, int8, int4 and the group-quantised names (int4-g64, ...). */
+            gp.weight_dtype = eft_weight_dtype_parse(v);
+            ok = gp.weight_dtype != EFT_DTYPE_COUNT;
         } else if (!strcmp(a, "--kv-dtype")) {
             ok = true;
             if (!strcmp(v, "f32")) gp.kv_dtype = EFT_DTYPE_F32;

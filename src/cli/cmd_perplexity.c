@@ -17,7 +17,7 @@
 #define MAX_TYPES 8
 
 static const char *k_usage =
-    "usage: eft perplexity MODEL --file TEXT [--weight-dtype f32,f16,bf16,int8,int4,keep] [--ctx-len N]\n"
+    "usage: eft perplexity MODEL --file TEXT [--weight-dtype f32,f16,bf16,int8,int4,int4-g64,...,keep] [--ctx-len N]\n"
     "                        [--threads N] [--greedy N] [--prompt-tokens N]\n"
     "\n"
     "Perplexity of TEXT (at most --ctx-len tokens, default 512) under each weight type, with its\n"
@@ -33,6 +33,10 @@ typedef struct wtype {
 
 static const wtype k_types[] = {{"f32", EFT_DTYPE_F32},  {"f16", EFT_DTYPE_F16},  {"bf16", EFT_DTYPE_BF16},
                                 {"int8", EFT_DTYPE_Q8_0}, {"int4", EFT_DTYPE_Q4_0}, {"keep", EFT_DTYPE_COUNT}};
+static const wtype k_gq_types[] = {{"int8-g64", EFT_DTYPE_I8_G64},       {"int8-g128", EFT_DTYPE_I8_G128},
+                                   {"int8-channel", EFT_DTYPE_I8_CH},    {"int4-g64", EFT_DTYPE_I4_G64},
+                                   {"int4-g128", EFT_DTYPE_I4_G128},     {"int4-g32-asym", EFT_DTYPE_Q4_1},
+                                   {"int4-g64-asym", EFT_DTYPE_U4_G64},  {"int4-g128-asym", EFT_DTYPE_U4_G128}};
 
 typedef struct collected {
     int32_t *toks;
@@ -145,8 +149,13 @@ int eft_cmd_perplexity(int argc, char **argv) {
                 const wtype *w = NULL;
                 for (size_t j = 0; j < sizeof k_types / sizeof k_types[0]; j++)
                     if (!strcmp(tok, k_types[j].name)) w = &k_types[j];
+                /* The group-quantised names, spelled as eft_weight_dtype_label spells them. */
+                eft_dtype gt = eft_weight_dtype_parse(tok);
+                for (size_t j = 0; !w && gt != EFT_DTYPE_COUNT && j < sizeof k_gq_types / sizeof k_gq_types[0]; j++)
+                    if (k_gq_types[j].dtype == gt) w = &k_gq_types[j];
                 if (!w || n_types == MAX_TYPES)
-                    return eft_cli_error("perplexity", "--weight-dtype wants f32, f16, bf16, int8, int4 or keep, got '%s'", tok);
+                    return eft_cli_error("perplexity", "--weight-dtype wants f32, f16, bf16, int8, int4, int8-g64, "
+                                         "int8-g128, int8-channel, int4-g32|g64|g128[-asym] or keep, got '%s'", tok);
                 types[n_types++] = w;
             }
         } else if (a[0] == '-' && a[1]) {
@@ -190,7 +199,7 @@ int eft_cmd_perplexity(int argc, char **argv) {
     }
     printf("eft %s perplexity — %s, %s: %d tokens scored, greedy %d tokens after the first %d, %d threads\n\n",
            eft_version(), model, file, n, n_new, n_prompt, threads);
-    printf("%-7s %12s %9s %16s %20s\n", "weights", "perplexity", "vs f32", "top-1 vs f32", "greedy same as f32");
+    printf("%-14s %12s %9s %16s %20s\n", "weights", "perplexity", "vs f32", "top-1 vs f32", "greedy same as f32");
     double ppl_ref = 0;
     int n_ref = 0;
     if ((rc = run_type(model, &k_types[0], threads, ctx, ids, n, n_prompt, n_new, top_ref, gr_ref, &ppl_ref, &n_ref)))
@@ -201,7 +210,7 @@ int eft_cmd_perplexity(int argc, char **argv) {
             f.ppl = ppl_ref, f.top1_agree = 1, f.greedy_same = n_ref, f.n_greedy = n_ref;
         } else {
             if (run_type(model, types[t], threads, ctx, ids, n, n_prompt, n_new, top, gr, &f.ppl, &f.n_greedy)) {
-                printf("%-7s (failed)\n", types[t]->name);
+                printf("%-14s (failed)\n", types[t]->name);
                 rc = 1;
                 continue;
             }
@@ -211,7 +220,7 @@ int eft_cmd_perplexity(int argc, char **argv) {
             while (f.greedy_same < f.n_greedy && f.greedy_same < n_ref && gr[f.greedy_same] == gr_ref[f.greedy_same])
                 f.greedy_same++;
         }
-        printf("%-7s %12.3f %+8.2f%% %15.1f%% %13d of %-4d\n", types[t]->name, f.ppl, 100 * (f.ppl / ppl_ref - 1),
+        printf("%-14s %12.3f %+8.2f%% %15.1f%% %13d of %-4d\n", types[t]->name, f.ppl, 100 * (f.ppl / ppl_ref - 1),
                100 * f.top1_agree, f.greedy_same, n_ref);
         fflush(stdout);
     }

@@ -175,6 +175,75 @@ static void dq_q8_k(float *y, const eft__block_q8_k *b) {
 }
 
 /* ---------------------------------------------------------------------------------------------
+ * The group-quantised family (quant.h): one decoder for every member, G/32 runs per block.
+ * ------------------------------------------------------------------------------------------- */
+
+bool eft__gq_layout_of(eft_dtype t, eft__gq_layout *out) {
+    eft__gq_layout l;
+    switch (t) {
+    case EFT_DTYPE_Q4_0: l = (eft__gq_layout){EFT__GQ_I4, 32, 2, 0}; break;
+    case EFT_DTYPE_I4_G64: l = (eft__gq_layout){EFT__GQ_I4, 64, 2, 0}; break;
+    case EFT_DTYPE_I4_G128: l = (eft__gq_layout){EFT__GQ_I4, 128, 2, 0}; break;
+    case EFT_DTYPE_Q4_1: l = (eft__gq_layout){EFT__GQ_U4, 32, 4, 0}; break;
+    case EFT_DTYPE_U4_G64: l = (eft__gq_layout){EFT__GQ_U4, 64, 4, 0}; break;
+    case EFT_DTYPE_U4_G128: l = (eft__gq_layout){EFT__GQ_U4, 128, 4, 0}; break;
+    case EFT_DTYPE_Q8_0: l = (eft__gq_layout){EFT__GQ_I8, 32, 2, 0}; break;
+    case EFT_DTYPE_I8_G64: l = (eft__gq_layout){EFT__GQ_I8, 64, 2, 0}; break;
+    case EFT_DTYPE_I8_G128: l = (eft__gq_layout){EFT__GQ_I8, 128, 2, 0}; break;
+    default: return false;
+    }
+    l.block_bytes = (size_t)l.header + (size_t)(l.kind == EFT__GQ_I8 ? l.group : l.group / 2);
+    if (out) *out = l;
+    return true;
+}
+
+eft_dtype eft__gq_dtype(eft__gq_kind kind, int group) {
+    static const eft_dtype k[3][3] = {
+        [EFT__GQ_I4] = {EFT_DTYPE_Q4_0, EFT_DTYPE_I4_G64, EFT_DTYPE_I4_G128},
+        [EFT__GQ_U4] = {EFT_DTYPE_Q4_1, EFT_DTYPE_U4_G64, EFT_DTYPE_U4_G128},
+        [EFT__GQ_I8] = {EFT_DTYPE_Q8_0, EFT_DTYPE_I8_G64, EFT_DTYPE_I8_G128},
+    };
+    int gi = group == 32 ? 0 : group == 64 ? 1 : group == 128 ? 2 : -1;
+    if ((unsigned)kind > EFT__GQ_I8 || gi < 0) return EFT_DTYPE_COUNT;
+    return k[kind][gi];
+}
+
+eft_dtype eft__gq_fit(eft_dtype want, int64_t k) {
+    eft__gq_layout l;
+    if (want == EFT_DTYPE_I8_CH) want = EFT_DTYPE_I8_G128;
+    if (!eft__gq_layout_of(want, &l)) return want;
+    for (int g = l.group; g >= 32; g /= 2)
+        if (k % g == 0) return eft__gq_dtype(l.kind, g);
+    return EFT_DTYPE_F32;
+}
+
+/* One block of any member; the arithmetic is dq_q4_0's, dq_q4_1's and dq_q8_0's, so the G = 32
+ * members decode here exactly as there. */
+static void dq_gq(float *y, const uint8_t *blk, const eft__gq_layout *l) {
+    uint16_t hd, hm = 0;
+    memcpy(&hd, blk, 2);
+    if (l->kind == EFT__GQ_U4) memcpy(&hm, blk + 2, 2);
+    const float d = h2f(hd), m = h2f(hm);
+    const uint8_t *qs = blk + l->header;
+    for (int r = 0; r < l->group / 32; r++, y += 32) {
+        if (l->kind == EFT__GQ_I8) {
+            for (int j = 0; j < 32; j++) y[j] = d * (float)(int8_t)qs[32 * r + j];
+            continue;
+        }
+        const uint8_t *q = qs + 16 * r;
+        for (int j = 0; j < 16; j++) {
+            if (l->kind == EFT__GQ_I4) {
+                y[j] = d * (float)((q[j] & 0x0f) - 8);
+                y[j + 16] = d * (float)((q[j] >> 4) - 8);
+            } else {
+                y[j] = d * (float)(q[j] & 0x0f) + m;
+                y[j + 16] = d * (float)(q[j] >> 4) + m;
+            }
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------
  * Row entry point
  * ------------------------------------------------------------------------------------------- */
 
@@ -213,6 +282,17 @@ bool eft__dequantize_row(eft_dtype t, const void *src, float *dst, int64_t n) {
     case EFT_DTYPE_Q5_K: DQ_BLOCKS(eft__block_q5_k, dq_q5_k, EFT__QK_K); return true;
     case EFT_DTYPE_Q6_K: DQ_BLOCKS(eft__block_q6_k, dq_q6_k, EFT__QK_K); return true;
     case EFT_DTYPE_Q8_K: DQ_BLOCKS(eft__block_q8_k, dq_q8_k, EFT__QK_K); return true;
+    case EFT_DTYPE_I4_G64:
+    case EFT_DTYPE_I4_G128:
+    case EFT_DTYPE_U4_G64:
+    case EFT_DTYPE_U4_G128:
+    case EFT_DTYPE_I8_G64:
+    case EFT_DTYPE_I8_G128: {
+        eft__gq_layout l;
+        eft__gq_layout_of(t, &l);
+        for (int64_t i = 0; i < n / l.group; i++) dq_gq(dst + i * l.group, s + (size_t)i * l.block_bytes, &l);
+        return true;
+    }
     default: return false;
     }
 }

@@ -35,6 +35,13 @@ static const eft__dtype_traits k_traits[EFT_DTYPE_COUNT] = {
     [EFT_DTYPE_Q5_K] = {"Q5_K", 256, 176, false},
     [EFT_DTYPE_Q6_K] = {"Q6_K", 256, 210, false},
     [EFT_DTYPE_Q8_K] = {"Q8_K", 256, 292, false},
+    [EFT_DTYPE_I4_G64] = {"I4_G64", 64, 34, false},
+    [EFT_DTYPE_I4_G128] = {"I4_G128", 128, 66, false},
+    [EFT_DTYPE_U4_G64] = {"U4_G64", 64, 36, false},
+    [EFT_DTYPE_U4_G128] = {"U4_G128", 128, 68, false},
+    [EFT_DTYPE_I8_G64] = {"I8_G64", 64, 66, false},
+    [EFT_DTYPE_I8_G128] = {"I8_G128", 128, 130, false},
+    [EFT_DTYPE_I8_CH] = {"I8_CH", 128, 130, false}, /* a request; stored as I8_G128 */
 };
 
 const eft__dtype_traits *eft__dtype_traits_of(eft_dtype t) {
@@ -45,6 +52,34 @@ const eft__dtype_traits *eft__dtype_traits_of(eft_dtype t) {
 const char *eft_dtype_name(eft_dtype dtype) {
     const eft__dtype_traits *tr = eft__dtype_traits_of(dtype);
     return tr ? tr->name : "?";
+}
+
+/* Compile targets by name. The first name of a dtype is its label; "int8-g32" and "int4-g32" are
+ * the same layouts as "int8" and "int4" (GGUF's Q8_0 and Q4_0), "int4-g32-asym" is Q4_1. */
+static const struct {
+    const char *name;
+    eft_dtype dtype;
+} k_weight_names[] = {
+    {"f32", EFT_DTYPE_F32},           {"f16", EFT_DTYPE_F16},
+    {"bf16", EFT_DTYPE_BF16},         {"int8", EFT_DTYPE_Q8_0},
+    {"int4", EFT_DTYPE_Q4_0},         {"int8-g32", EFT_DTYPE_Q8_0},
+    {"int8-g64", EFT_DTYPE_I8_G64},   {"int8-g128", EFT_DTYPE_I8_G128},
+    {"int8-channel", EFT_DTYPE_I8_CH}, {"int4-g32", EFT_DTYPE_Q4_0},
+    {"int4-g64", EFT_DTYPE_I4_G64},   {"int4-g128", EFT_DTYPE_I4_G128},
+    {"int4-g32-asym", EFT_DTYPE_Q4_1}, {"int4-g64-asym", EFT_DTYPE_U4_G64},
+    {"int4-g128-asym", EFT_DTYPE_U4_G128},
+};
+
+eft_dtype eft_weight_dtype_parse(const char *name) {
+    for (size_t i = 0; name && i < sizeof k_weight_names / sizeof k_weight_names[0]; i++)
+        if (!strcmp(name, k_weight_names[i].name)) return k_weight_names[i].dtype;
+    return EFT_DTYPE_COUNT;
+}
+
+const char *eft_weight_dtype_label(eft_dtype dtype) {
+    for (size_t i = 0; i < sizeof k_weight_names / sizeof k_weight_names[0]; i++)
+        if (k_weight_names[i].dtype == dtype) return k_weight_names[i].name;
+    return NULL;
 }
 
 bool eft__dtype_nbytes(eft_dtype t, uint64_t n, uint64_t *out) {

@@ -36,6 +36,7 @@ static uint64_t round_up(uint64_t n) { return (n + ALIGN - 1) / ALIGN * ALIGN; }
 static uint64_t scratch_of(const eft__ir_graph *g, const eft__ir_op *op, int64_t rows, int max_tokens, int nth) {
     if (op->kernel == EFT__K_QGEMM_Q8_0 || op->kernel == EFT__K_QGEMM_Q4_0)
         return eft__qgemm_f32_work_size(rows, g->t[op->in[1]].shape[1], nth);
+    if (op->kernel == EFT__K_GQGEMM) return eft__gqgemm_f32_work_size(rows, g->t[op->in[1]].shape[1], nth);
     if (op->kernel == EFT__K_ATTN_FLASH) {
         const eft__ir_tensor *q = &g->t[op->in[0]], *k = &g->t[op->in[1]], *v = &g->t[op->in[2]];
         int64_t C = g->t[op->out].shape[1];
@@ -359,6 +360,9 @@ void eft__ir_exec(const eft__ir_graph *g, const eft__kernels *kt, eft__threadpoo
             if (op->kernel == EFT__K_QGEMM_Q8_0 || op->kernel == EFT__K_QGEMM_Q4_0)
                 (void)eft__qgemm_f32(kt, tp, c, w->shape[0], AT(&x, op->in[0]), in->ld, x.rows, w->dtype, w->data,
                                      w->shape[0], w->shape[1], bias, (char *)arena + op->scratch_off);
+            else if (op->kernel == EFT__K_GQGEMM)
+                (void)eft__gqgemm_f32(kt, tp, c, w->shape[0], AT(&x, op->in[0]), in->ld, x.rows, w->dtype, w->data,
+                                      w->shape[0], w->shape[1], bias, (char *)arena + op->scratch_off);
             else
                 eft__sgemm(kt, tp, c, w->shape[0], AT(&x, op->in[0]), in->ld, x.rows, w->packed, bias);
             if (op->act != EFT__IR_ACT_NONE) run_rows(&x, tp);

@@ -173,7 +173,7 @@ const char *eft__ir_kernel_name(eft__ir_kernel k) {
     static const char *const names[EFT__K_COUNT] = {
         [EFT__K_NONE] = "none",           [EFT__K_ROWS] = "rows",           [EFT__K_SGEMM_F32] = "sgemm_f32",
         [EFT__K_SGEMM_F16] = "sgemm_f16", [EFT__K_SGEMM_BF16] = "sgemm_bf16", [EFT__K_QGEMM_Q8_0] = "qgemm_q8_0",
-        [EFT__K_QGEMM_Q4_0] = "qgemm_q4_0", [EFT__K_ATTN_FLASH] = "attention_flash",
+        [EFT__K_QGEMM_Q4_0] = "qgemm_q4_0", [EFT__K_GQGEMM] = "gqgemm", [EFT__K_ATTN_FLASH] = "attention_flash",
         [EFT__K_ATTN_RELBIAS] = "attention_relbias",
     };
     return (unsigned)k < EFT__K_COUNT ? names[k] : "?";
@@ -244,11 +244,13 @@ static bool check_op(vctx *v) {
         int64_t N = w->shape[0], K = w->shape[1];
         eft_dtype d = w->dtype;
         if (w->kind != EFT__IR_WEIGHT) return bad(v, "the matrix is not a weight", in[1]);
-        if (d != EFT_DTYPE_F32 && d != EFT_DTYPE_F16 && d != EFT_DTYPE_BF16 && d != EFT_DTYPE_Q8_0 &&
-            d != EFT_DTYPE_Q4_0)
-            return bad(v, "the matrix is not F32, F16, BF16, Q8_0 or Q4_0", in[1]);
-        if ((d == EFT_DTYPE_Q8_0 || d == EFT_DTYPE_Q4_0) && K % 32)
-            return bad(v, "a block-quantised matrix needs K a multiple of 32", in[1]);
+        eft__gq_layout gl;
+        bool gq = eft__gq_layout_of(d, &gl);
+        if (d != EFT_DTYPE_F32 && d != EFT_DTYPE_F16 && d != EFT_DTYPE_BF16 && !gq)
+            return bad(v, "the matrix is not F32, F16, BF16 or group-quantised (Q8_0, Q4_0, Q4_1, I4_G*, U4_G*, I8_G*)",
+                       in[1]);
+        if (gq && K % gl.group)
+            return bad(v, "a group-quantised matrix needs K a multiple of its group", in[1]);
         if ((unsigned)o->act >= EFT__IR_ACT_COUNT) return bad(v, "unknown activation", -1);
         return is(v, in[0], 2, R, K) && is_f32(v, in[0]) && (in[2] < 0 || (is(v, in[2], 1, N, 0) && is_f32(v, in[2]))) &&
                ((out->ndim == 2 && out->shape[1] == N) || bad(v, "the output is not [R, N]", o->out));

@@ -85,6 +85,7 @@ typedef enum eft__ir_kernel {
     EFT__K_QGEMM_Q4_0,
     EFT__K_ATTN_FLASH,    /* eft__attention */
     EFT__K_ATTN_RELBIAS,  /* plain softmax(q k^T s + bias[j - i]) v (MPNet) */
+    EFT__K_GQGEMM,        /* eft__gqgemm_f32: the group-quantised family (core/quant.h), f32 activations */
     EFT__K_COUNT
 } eft__ir_kernel;
 
@@ -163,8 +164,11 @@ eft_status eft__pass_fold(eft__ir_graph *g, eft__error *err);
  * become column views of. */
 eft_status eft__pass_fuse_matmuls(eft__ir_graph *g, eft__error *err);
 /* Every MATMUL weight converted to dtype: F32, F16, BF16 (rounded to nearest even), Q8_0 or Q4_0
- * (blocks of 32, eft__quantize_q8_0 / _q4_0). A matrix whose K is not a multiple of 32 stays in
- * F32 when blocks were asked for (the executor has no block kernel for it). */
+ * (blocks of 32, eft__quantize_q8_0 / _q4_0), or another member of the group-quantised family
+ * (Q4_1, I4_G*, U4_G*, I8_G*: eft__quantize_gq), or I8_CH (int8 per output channel, stored as
+ * the int8 member with the largest group dividing K). A matrix whose K is not a multiple of the
+ * group takes the largest group of the same kind that divides K (eft__gq_fit), and stays in F32
+ * when not even 32 does (the executor has no block kernel for it). */
 eft_status eft__pass_precision(eft__ir_graph *g, eft_dtype dtype, eft__error *err);
 /* Records the kernel each op runs. */
 eft_status eft__pass_kernels(eft__ir_graph *g, eft__error *err);

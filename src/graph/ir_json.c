@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/json.h"
+#include "core/quant.h"
 
 #include "graph/ir.h"
 
@@ -193,7 +194,7 @@ eft_status eft__ir_from_json(const json_t *j, eft__ir_graph **out, eft__error *e
         const eft__ir_op *op = &g->ops[i];
         eft__ir_kernel k = op->kernel;
         bool mm = k == EFT__K_SGEMM_F32 || k == EFT__K_SGEMM_F16 || k == EFT__K_SGEMM_BF16 || k == EFT__K_QGEMM_Q8_0 ||
-                  k == EFT__K_QGEMM_Q4_0;
+                  k == EFT__K_QGEMM_Q4_0 || k == EFT__K_GQGEMM;
         bool fits = op->kind == EFT__OP_MATMUL ? mm
                   : op->kind == EFT__OP_ATTENTION ? k == (op->n_in > 3 && op->in[3] >= 0 ? EFT__K_ATTN_RELBIAS : EFT__K_ATTN_FLASH)
                                                   : k == EFT__K_ROWS;
@@ -203,7 +204,8 @@ eft_status eft__ir_from_json(const json_t *j, eft__ir_graph **out, eft__error *e
                 [EFT__K_SGEMM_BF16] = EFT_DTYPE_BF16, [EFT__K_QGEMM_Q8_0] = EFT_DTYPE_Q8_0,
                 [EFT__K_QGEMM_Q4_0] = EFT_DTYPE_Q4_0,
             };
-            fits = g->t[op->in[1]].dtype == want[k];
+            /* The group-quantised kernel takes any member of the family. */
+            fits = k == EFT__K_GQGEMM ? eft__gq_layout_of(g->t[op->in[1]].dtype, NULL) : g->t[op->in[1]].dtype == want[k];
         }
         if (!fits)
             s = eft__fail(err, EFT_ERR_FORMAT, "graph: op %d (%s) cannot run kernel %s", i, eft__ir_op_name(op->kind),

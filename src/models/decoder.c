@@ -145,6 +145,11 @@ static void shape_str(char *buf, size_t n, const int64_t *shape, int ndim) {
 
 static bool is_plain(eft_dtype t) { return t == EFT_DTYPE_F32 || t == EFT_DTYPE_F16 || t == EFT_DTYPE_BF16; }
 static bool is_kernel_q(eft_dtype t) { return t == EFT_DTYPE_Q8_0 || t == EFT_DTYPE_Q4_0 || t == EFT_DTYPE_Q4_1; }
+/* The rest of the group-quantised family (core/quant.h: I4_G*, U4_G*, I8_G*), and the per-channel
+ * int8 request, which eft__gqgemm_f32 runs; only ever made from f32 here, never read from a file. */
+static bool is_gq_only(eft_dtype t) {
+    return t == EFT_DTYPE_I8_CH || (eft__gq_layout_of(t, NULL) && !is_kernel_q(t));
+}
 static bool is_block_q(eft_dtype t) {
     return t >= EFT_DTYPE_Q4_0 && t <= EFT_DTYPE_Q8_K;
 }
@@ -268,6 +273,18 @@ static bool lin_alloc_q(builder *b, lin *l, eft_dtype qt, const char *name) {
  * quantised). */
 static bool lin_from_f32(builder *b, lin *l, const float *w, eft_dtype want, const char *name) {
     const int64_t n = l->n, k = l->k;
+    if (is_gq_only(want)) {
+        /* Groups shrink to ones that divide K (eft__gq_fit); per-channel int8 keeps one scale a row. */
+        eft_dtype to = eft__gq_fit(want, k);
+        if (to == EFT_DTYPE_F32)
+            return eft__fail(b->err, EFT_ERR_UNSUPPORTED, "%s: '%s' has %lld input channels, not a multiple of 32, "
+                             "so it cannot be quantised to %s", b->m->path, name, (long long)k, eft_dtype_name(want)),
+                   false;
+        if (!lin_alloc_q(b, l, to, name)) return false;
+        if (want == EFT_DTYPE_I8_CH) eft__quantize_gq_i8_channel(to, l->q_owned, w, n, k);
+        else eft__quantize_gq(to, l->q_owned, w, n, k);
+        return true;
+    }
     if (is_kernel_q(want)) {
         if (k % EFT__QK != 0)
             return eft__fail(b->err, EFT_ERR_UNSUPPORTED, "%s: '%s' has %lld input channels, not a multiple of 32, "
@@ -343,7 +360,7 @@ static bool lin_from_view(builder *b, lin *l, const eft__tensor_view *t, int64_t
         w = wt;
     }
     if (want == EFT_DTYPE_COUNT) want = is_block_q(src) ? EFT_DTYPE_Q8_0 : EFT_DTYPE_F32;
-    if (is_kernel_q(want) && k % EFT__QK != 0 && is_plain(src)) want = EFT_DTYPE_F32; /* cannot block it */
+    if ((is_kernel_q(want) || is_gq_only(want)) && k % EFT__QK != 0 && is_plain(src)) want = EFT_DTYPE_F32; /* cannot block it */
     bool ok = lin_from_f32(b, l, w, want, t->name);
     eft__free(w);
     return ok;
@@ -443,8 +460,10 @@ static bool prog_lin(builder *b, lin *l, const char *name, int64_t n, int64_t k)
     l->k = k;
     uint64_t want_bytes = 0;
     bool ok;
-    if (is_kernel_q(bl->dtype)) {
-        ok = k % EFT__QK == 0 && eft__dtype_nbytes(bl->dtype, (uint64_t)n * (uint64_t)k, &want_bytes);
+    eft__gq_layout gl;
+    if (is_kernel_q(bl->dtype) || (is_gq_only(bl->dtype) && eft__gq_layout_of(bl->dtype, &gl))) {
+        ok = k % (is_kernel_q(bl->dtype) ? EFT__QK : gl.group) == 0 &&
+             eft__dtype_nbytes(bl->dtype, (uint64_t)n * (uint64_t)k, &want_bytes);
         l->qt = bl->dtype;
         l->q = bl->data;
     } else if (is_plain(bl->dtype)) {
@@ -688,6 +707,8 @@ static eft_status plan(eft__decoder *d, const eft__decoder_params *p, eft__error
     d->tmp = alloc_buf((size_t)T, sizeof(float) * (size_t)d->C, &ok);
     d->ff = alloc_buf((size_t)T, sizeof(float) * 2 * (size_t)d->I, &ok);
     size_t qw8 = eft__q8_0_gemm_work_size(T, maxk), qwf = eft__qgemm_f32_work_size(T, maxk, d->nth);
+    size_t qwg = eft__gqgemm_f32_work_size(T, maxk, d->nth);
+    if (qwg > qwf) qwf = qwg;
     d->qwork = alloc_buf(qw8 > qwf ? qw8 : qwf, 1, &ok);
     d->attn_work = alloc_buf(flash > dec ? flash : dec, sizeof(float), &ok);
     if (d->kv_dtype != EFT_DTYPE_F32) {
@@ -758,9 +779,9 @@ static eft_status build(eft__decoder *d, const eft_model *m, const eft__decoder_
         return eft__fail(err, EFT_ERR_UNSUPPORTED, "decoder plan: kv_dtype %s; the cache holds F32, F16 or I8",
                          eft_dtype_name(p->kv_dtype));
     eft_dtype wd = p->weight_dtype;
-    if (wd != EFT_DTYPE_COUNT && !is_plain(wd) && !is_kernel_q(wd))
+    if (wd != EFT_DTYPE_COUNT && !is_plain(wd) && !is_kernel_q(wd) && !is_gq_only(wd))
         return eft__fail(err, EFT_ERR_UNSUPPORTED, "decoder plan: weight_dtype %s; choose F32, F16, BF16, Q8_0, "
-                         "Q4_0, Q4_1 or keep", eft_dtype_name(wd));
+                         "Q4_0, Q4_1, a group-quantised layout (I4_G64 ... I8_CH) or keep", eft_dtype_name(wd));
     d->arch = a;
     d->C = c->hidden_size;
     d->NH = c->num_attention_heads;
@@ -978,6 +999,7 @@ eft_status eft__decoder_load(const eft_model *m, const eft__program *prog, const
 
 static void lin_run(eft__decoder *d, float *c, int64_t ldc, const float *a, int64_t lda, int64_t m, const lin *l) {
     if (l->qt == EFT_DTYPE_COUNT) eft__sgemm(d->kt, d->tp, c, ldc, a, lda, m, &l->p, l->b);
+    else if (is_gq_only(l->qt)) eft__gqgemm_f32(d->kt, d->tp, c, ldc, a, lda, m, l->qt, l->q, l->n, l->k, l->b, d->qwork);
     else if (d->int8_act) eft__qgemm(d->kt, d->tp, c, ldc, a, lda, m, l->qt, l->q, l->n, l->k, l->b, d->qwork);
     else eft__qgemm_f32(d->kt, d->tp, c, ldc, a, lda, m, l->qt, l->q, l->n, l->k, l->b, d->qwork);
 }

@@ -231,10 +231,10 @@ eft_status eft__encoder_build(const eft_model *m, const eft__encoder_params *p, 
     eft__encoder_params def = eft__encoder_params_default();
     if (!p) p = &def;
     eft_dtype wd = p->weight_dtype;
-    if (wd != EFT_DTYPE_F32 && wd != EFT_DTYPE_F16 && wd != EFT_DTYPE_BF16 && wd != EFT_DTYPE_Q8_0 &&
-        wd != EFT_DTYPE_Q4_0)
-        return eft__fail(err, EFT_ERR_UNSUPPORTED, "encoder: weights as %s; F32, F16, BF16, Q8_0 (int8) and Q4_0 "
-                         "(int4) are implemented", eft_dtype_name(wd));
+    if (!eft_weight_dtype_label(wd))
+        return eft__fail(err, EFT_ERR_UNSUPPORTED, "encoder: weights as %s; F32, F16, BF16 and the group-quantised "
+                         "int8/int4 layouts (int8, int4, int8-g64, int4-g128-asym, ...) are implemented",
+                         eft_dtype_name(wd));
     eft__encoder *e = eft__calloc(1, sizeof *e);
     if (!e) return eft__fail(err, EFT_ERR_OUT_OF_MEMORY, "out of memory");
     e->wdtype = wd;
@@ -380,13 +380,8 @@ eft_status eft__encoder_model_hash(const eft_model *m, uint64_t *out, eft__error
 }
 
 static const char *weights_name(eft_dtype d) {
-    switch (d) {
-    case EFT_DTYPE_F16: return "f16";
-    case EFT_DTYPE_BF16: return "bf16";
-    case EFT_DTYPE_Q8_0: return "int8";
-    case EFT_DTYPE_Q4_0: return "int4";
-    default: return "f32";
-    }
+    const char *n = eft_weight_dtype_label(d);
+    return n ? n : "f32";
 }
 
 eft_status eft__encoder_save(const eft__encoder *e, const eft_model *m, const char *header, const char *path,
@@ -529,10 +524,8 @@ eft_status eft__encoder_load(const eft_model *m, const eft__program *prog, const
     if (!e) return eft__fail(err, EFT_ERR_OUT_OF_MEMORY, "out of memory");
     e->prog = prog;
     const char *wn = json_string_value(json_object_get(h, "weights"));
-    static const eft_dtype k_w[] = {EFT_DTYPE_F32, EFT_DTYPE_F16, EFT_DTYPE_BF16, EFT_DTYPE_Q8_0, EFT_DTYPE_Q4_0};
-    e->wdtype = EFT_DTYPE_F32;
-    for (size_t i = 0; wn && i < sizeof k_w / sizeof k_w[0]; i++)
-        if (!strcmp(wn, weights_name(k_w[i]))) e->wdtype = k_w[i];
+    e->wdtype = eft_weight_dtype_parse(wn);
+    if (e->wdtype == EFT_DTYPE_COUNT) e->wdtype = EFT_DTYPE_F32;
     const char *prefix;
     s = configure(e, m, &pp, &prefix, err);
     if (s == EFT_OK) s = eft__ir_from_json(graph, &e->g, err);

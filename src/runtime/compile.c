@@ -29,13 +29,8 @@ eft_status eft__encoder_program_key(const eft_model *m, eft_dtype dtype, char *o
 
 /* The --dtype spelling of a weight type. */
 static const char *dtype_option(eft_dtype d) {
-    switch (d) {
-    case EFT_DTYPE_F16: return "f16";
-    case EFT_DTYPE_BF16: return "bf16";
-    case EFT_DTYPE_Q8_0: return "int8";
-    case EFT_DTYPE_Q4_0: return "int4";
-    default: return "f32";
-    }
+    const char *n = eft_weight_dtype_label(d);
+    return n ? n : "f32";
 }
 
 eft_status eft__decoder_program_key(const eft_model *m, eft_dtype weight_dtype, char *out, eft__error *err) {
@@ -149,10 +144,10 @@ eft_status eft_compile(const char *model, const eft_compile_params *params, cons
         return EFT_OK;
     }
     if (p.dtype == EFT_DTYPE_COUNT) p.dtype = EFT_DTYPE_F32;
-    if (p.dtype != EFT_DTYPE_F32 && p.dtype != EFT_DTYPE_F16 && p.dtype != EFT_DTYPE_BF16 &&
-        p.dtype != EFT_DTYPE_Q8_0 && p.dtype != EFT_DTYPE_Q4_0) {
-        eft__fail(&err, EFT_ERR_UNSUPPORTED, "eft_compile: dtype %s; encoders compile to F32, F16, BF16, Q8_0 (int8) or Q4_0 (int4)",
-                  eft_dtype_name(p.dtype));
+    if (!eft_weight_dtype_label(p.dtype)) {
+        eft__fail(&err, EFT_ERR_UNSUPPORTED, "eft_compile: dtype %s; encoders compile to F32, F16, BF16 or a "
+                  "group-quantised int8/int4 layout (Q8_0, Q4_0, Q4_1, I8_G64, I8_G128, I8_CH, I4_G64, I4_G128, "
+                  "U4_G64, U4_G128)", eft_dtype_name(p.dtype));
         return eft__set_last_error(&err);
     }
     eft_embedder_params ep = eft_embedder_params_default();

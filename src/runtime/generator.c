@@ -190,7 +190,7 @@ static eft_status read_generation_config(eft_generator *g, eft__error *err) {
 
 static bool valid_weight_dtype(eft_dtype t) {
     return t == EFT_DTYPE_COUNT || t == EFT_DTYPE_F32 || t == EFT_DTYPE_F16 || t == EFT_DTYPE_BF16 ||
-           t == EFT_DTYPE_Q8_0 || t == EFT_DTYPE_Q4_0 || t == EFT_DTYPE_Q4_1;
+           t == EFT_DTYPE_Q8_0 || t == EFT_DTYPE_Q4_0 || t == EFT_DTYPE_Q4_1 || eft_weight_dtype_label(t) != NULL;
 }
 
 /* "F32" etc. back to the dtype, for the fields of a program header; false when not one of those. */

@@ -89,6 +89,14 @@ if "$EFT" compile "$MODEL" --seq-len 16,64 --batch-size 2 --num-cores 2 --dtype 
    grep -q "passes *fold, fuse_matmuls, precision, kernels" "$TMP/i8.info" &&
    [ "$(stat -c %s "$TMP/i8/program.eft")" -lt "$(stat -c %s "$TMP/f16/program.eft")" ]; then ok "--dtype int8: Q8_0 kernels, smaller, within 5e-2 of f32"
 else bad "--dtype int8: $(head -c 300 "$TMP/err")"; fi
+# A group-quantised layout (int4, groups of 64 with a minimum): the family's gqgemm kernel, named in
+# the header, within int4's distance of f32.
+if "$EFT" compile "$MODEL" --seq-len 16,64 --batch-size 2 --num-cores 2 --dtype int4-g64-asym -o "$TMP/i4" >/dev/null 2>"$TMP/err" &&
+   "$EFT" embed "$TMP/i4" -- "${TEXTS[@]}" >"$TMP/i4.json" 2>>"$TMP/err" &&
+   same "$TMP/prog.json" "$TMP/i4.json" 3e-1 >/dev/null &&
+   "$EFT" info "$TMP/i4" >"$TMP/i4.info" 2>>"$TMP/err" && grep -q "gqgemm" "$TMP/i4.info" && grep -q "U4_G64" "$TMP/i4.info" &&
+   [ "$(stat -c %s "$TMP/i4/program.eft")" -lt "$(stat -c %s "$TMP/i8/program.eft")" ]; then ok "--dtype int4-g64-asym: gqgemm kernels, smaller than int8, within 3e-1 of f32"
+else bad "--dtype int4-g64-asym: $(head -c 300 "$TMP/err")"; fi
 
 # Refusals: clear errors, nothing written.
 expect_error() { # name rc pattern args...
@@ -101,7 +109,7 @@ expect_error() { # name rc pattern args...
 expect_error "unsorted --seq-len" 1 "ascending" compile "$MODEL" --seq-len 64,16 -o "$TMP/x1"
 expect_error "--seq-len over the limit" 1 "outside" compile "$MODEL" --seq-len 4096 -o "$TMP/x1"
 expect_error "malformed --seq-len" 1 "seq-len" compile "$MODEL" --seq-len 16,,32 -o "$TMP/x1"
-expect_error "--dtype int3" 1 "f32, f16, bf16, int8 or int4" compile "$MODEL" --dtype int3 -o "$TMP/x1"
+expect_error "--dtype int3" 1 "f32, f16, bf16, int8, int4, int8-g64" compile "$MODEL" --dtype int3 -o "$TMP/x1"
 expect_error "a bad --weight-dtype" 1 "weight-dtype" compile "$SRC/tests/fixtures/models/llama" --weight-dtype q2 -o "$TMP/x1"
 expect_error "no -o" 2 "usage" compile "$MODEL"
 [ ! -e "$TMP/x1" ] && ok "refused compiles write nothing" || bad "refused compiles wrote $TMP/x1"

@@ -389,6 +389,9 @@ static void test_precision(void) {
         {EFT_DTYPE_Q8_0, EFT_DTYPE_F32, 0.06, 0.90}, {EFT_DTYPE_Q4_0, EFT_DTYPE_F32, 0.5, 0.45},
         {EFT_DTYPE_Q4_1, EFT_DTYPE_F32, 0.5, 0.45},  {EFT_DTYPE_COUNT, EFT_DTYPE_F16, 0.01, 0.97},
         {EFT_DTYPE_COUNT, EFT_DTYPE_I8, 0.03, 0.95},
+        /* The group-quantised layouts on gqgemm (groups shrink to divide K). */
+        {EFT_DTYPE_I8_CH, EFT_DTYPE_F32, 0.06, 0.90}, {EFT_DTYPE_I4_G64, EFT_DTYPE_F32, 0.5, 0.45},
+        {EFT_DTYPE_U4_G128, EFT_DTYPE_F32, 0.5, 0.45},
     };
     for (size_t i = 0; i < N_FIXTURES; i++) {
         ref_model r;

@@ -179,10 +179,13 @@ static void test_fuse(void) {
 }
 
 static void test_precision_and_kernels(void) {
-    const eft_dtype types[4] = {EFT_DTYPE_F16, EFT_DTYPE_BF16, EFT_DTYPE_Q8_0, EFT_DTYPE_Q4_0};
-    const eft__ir_kernel kern[4] = {EFT__K_SGEMM_F16, EFT__K_SGEMM_BF16, EFT__K_QGEMM_Q8_0, EFT__K_QGEMM_Q4_0};
-    const double tol[4] = {2e-2, 1e-1, 3e-2, 3e-1};
-    for (int i = 0; i < 4; i++) {
+    /* The group-quantised layouts other than Q8_0/Q4_0 run on the family's kernel. */
+    const eft_dtype types[] = {EFT_DTYPE_F16,    EFT_DTYPE_BF16,   EFT_DTYPE_Q8_0,  EFT_DTYPE_Q4_0,
+                               EFT_DTYPE_Q4_1,   EFT_DTYPE_I4_G64, EFT_DTYPE_U4_G64, EFT_DTYPE_I8_G64};
+    const eft__ir_kernel kern[] = {EFT__K_SGEMM_F16, EFT__K_SGEMM_BF16, EFT__K_QGEMM_Q8_0, EFT__K_QGEMM_Q4_0,
+                                   EFT__K_GQGEMM,    EFT__K_GQGEMM,     EFT__K_GQGEMM,     EFT__K_GQGEMM};
+    const double tol[] = {2e-2, 1e-1, 3e-2, 3e-1, 3e-1, 3e-1, 3e-1, 3e-2};
+    for (int i = 0; i < (int)(sizeof types / sizeof types[0]); i++) {
         eft__error err = {0};
         eft__ir_graph *g = build();
         CHECK(eft__pass_fold(g, &err) == EFT_OK && eft__pass_fuse_matmuls(g, &err) == EFT_OK);
@@ -202,9 +205,37 @@ static void test_precision_and_kernels(void) {
         CHECK_MSG(d > 0 && d < tol[i], "%s: max |diff| %g", eft_dtype_name(types[i]), d);
         eft__ir_free(g);
     }
+    /* Groups of 128 only where K allows; every K here is 64, so U4_G128 becomes U4_G64 and
+     * per-channel int8 I8_G64, one scale a row repeated in each block. */
+    const eft_dtype big[2] = {EFT_DTYPE_U4_G128, EFT_DTYPE_I8_CH};
+    for (int i = 0; i < 2; i++) {
+        eft__error err = {0};
+        eft__ir_graph *g = build();
+        CHECK(eft__pass_fold(g, &err) == EFT_OK && eft__pass_fuse_matmuls(g, &err) == EFT_OK);
+        CHECK_MSG(eft__pass_precision(g, big[i], &err) == EFT_OK, "%s", err.msg);
+        CHECK(eft__pass_kernels(g, &err) == EFT_OK);
+        int n128 = 0;
+        for (int o = 0; o < g->n_ops; o++) {
+            const eft__ir_op *op = &g->ops[o];
+            if (op->kind != EFT__OP_MATMUL) continue;
+            const eft__ir_tensor *w = &g->t[op->in[1]];
+            if (w->shape[1] % 128 == 0) {
+                n128++;
+                CHECK(w->dtype == (i ? EFT_DTYPE_I8_G128 : EFT_DTYPE_U4_G128) && op->kernel == EFT__K_GQGEMM);
+            } else {
+                CHECK(w->dtype == (i ? EFT_DTYPE_I8_G64 : EFT_DTYPE_U4_G64) && op->kernel == EFT__K_GQGEMM);
+            }
+        }
+        CHECK(n128 == 0);
+        float y[8 * C], h[8 * I];
+        run(g, y, h);
+        double d = maxdiff(y, Y0, 8 * C);
+        CHECK_MSG(d > 0 && d < (i ? 3e-2 : 3e-1), "%s: max |diff| %g", eft_dtype_name(big[i]), d);
+        eft__ir_free(g);
+    }
     eft__error err = {0};
     eft__ir_graph *g = build();
-    CHECK(eft__pass_precision(g, EFT_DTYPE_Q4_1, &err) == EFT_ERR_UNSUPPORTED);
+    CHECK(eft__pass_precision(g, EFT_DTYPE_Q5_0, &err) == EFT_ERR_UNSUPPORTED);
     eft__ir_free(g);
 }
 

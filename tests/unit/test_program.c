@@ -466,7 +466,7 @@ static void test_identical_f16(void) {
         CHECK_MSG(worst < 2e-2 && worst > 0, "f16 vs f32 max |diff| %g", worst);
     }
     eft__encoder_params p = eft__encoder_params_default();
-    p.weight_dtype = EFT_DTYPE_Q4_1; /* no precision pass makes it */
+    p.weight_dtype = EFT_DTYPE_Q5_0; /* no precision pass makes it */
     eft__encoder *bad = NULL;
     eft__error err = {0};
     CHECK(eft__encoder_build(m, &p, &bad, &err) == EFT_ERR_UNSUPPORTED && !bad);
@@ -767,7 +767,7 @@ static void test_compile_and_open_program(void) {
     CHECK_CONTAINS(eft_last_error(), "ascending");
     CHECK(!eft__path_exists(dir2));
     cp = eft_compile_params_default();
-    cp.dtype = EFT_DTYPE_Q4_1;
+    cp.dtype = EFT_DTYPE_Q5_0;
     CHECK(eft_compile(test_path("tests/fixtures/models/bert"), &cp, dir2) == EFT_ERR_UNSUPPORTED);
     /* A causal LM compiles to a decoder program, which the embedder refuses by its kind. */
     CHECK(eft_compile(test_path("tests/fixtures/models/llama"), NULL, dir2) == EFT_OK);

@@ -2,8 +2,10 @@
  * (issue 5, "checked against the reference"): for each tests/fixtures/ref/<model>-bulk.safetensors
  * whose model folder the fetch step has put in models/, 240 sentences of mixed lengths (some over
  * max_seq_length, truncated on the right as sentence-transformers does) and 40 queries go through
- * the public embedder API with f32, f16 and int8 (Q8_0 blocks through the precision pass) weights.
- * Every embedding must have a cosine of at least 0.99999 (f32) / 0.9999 (f16) / 0.999 (int8) to
+ * the public embedder API with f32, f16 and int8 (Q8_0 blocks through the precision pass) weights,
+ * and MiniLM with int4-g32-asym (Q4_1 blocks with searched scales and minimums).
+ * Every embedding must have a cosine of at least 0.99999 (f32) / 0.9999 (f16) / 0.999 (int8) /
+ * 0.955 (int4-g32-asym) to
  * the reference, and each query's nearest sentence by eft's own embeddings must be the
  * reference's. Plain I8 (no block scales) is not a type the encoder compiles to: refused cleanly. A model that has not been fetched is skipped with a message.
  * Sanitizer builds are many times slower: there MiniLM runs on a subset (every reference top-1,
@@ -258,6 +260,12 @@ static void test_real_encoders(void) {
             /* Sanitizer builds skip int8 to stay inside the test timeout: its memory safety is
              * covered there by test_ir, the int8 e2e compile and fuzz_ir_graph. */
             if (!SANITIZED) check_dtype(name, &r, EFT_DTYPE_Q8_0, 0.999);
+            /* The best int4 layout (int4-g32-asym: Q4_1 blocks, each group's scale and minimum
+             * searched): measured 0.9618 min / 0.978 mean cosine on MiniLM with every query's
+             * nearest sentence kept, against 0.940 for plain int4 (Q4_0). The bar leaves 0.007 for
+             * float-order differences between ISAs. MPNet (0.9508 min, 0.983 mean, top-1 40/40) is left out:
+             * another MPNet pass would push the test towards ctest's timeout on a loaded machine. */
+            if (!SANITIZED && m == 0) check_dtype(name, &r, EFT_DTYPE_Q4_1, 0.955);
             check_i8_refused(name);
             ran++;
         }

@@ -3,6 +3,7 @@
  * op and its weight's type, so a program says (and `eft info` shows) what each op will run and
  * the executor never guesses.
  */
+#include "core/quant.h"
 #include "graph/ir.h"
 
 eft_status eft__pass_kernels(eft__ir_graph *g, eft__error *err) {
@@ -17,6 +18,10 @@ eft_status eft__pass_kernels(eft__ir_graph *g, eft__error *err) {
             case EFT_DTYPE_Q8_0: op->kernel = EFT__K_QGEMM_Q8_0; break;
             case EFT_DTYPE_Q4_0: op->kernel = EFT__K_QGEMM_Q4_0; break;
             default:
+                if (eft__gq_layout_of(g->t[op->in[1]].dtype, NULL)) {
+                    op->kernel = EFT__K_GQGEMM;
+                    break;
+                }
                 return eft__fail(err, EFT_ERR_UNSUPPORTED, "kernel choice: no kernel multiplies by a %s matrix ('%s')",
                                  eft_dtype_name(g->t[op->in[1]].dtype), g->t[op->in[1]].name);
             }

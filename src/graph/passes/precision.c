@@ -3,7 +3,9 @@
  * type asked for. F16 and BF16 halve the bytes the GEMM streams (the micro-kernel widens them);
  * Q8_0 (int8, one f16 scale per 32 weights) and Q4_0 (int4) quarter or eighth them and run on
  * eft__qgemm_f32, which widens each weight exactly and multiplies in f32, so the only error is
- * the rounding of the weights themselves. Activations, norms and biases stay f32.
+ * the rounding of the weights themselves. The rest of the group-quantised family (int4 with groups
+ * of 64 or 128, symmetric or with a minimum; int8 with groups of 64 or 128, or one scale per output
+ * channel) runs the same way on eft__gqgemm_f32. Activations, norms and biases stay f32.
  */
 #include <string.h>
 
@@ -15,7 +17,10 @@ static eft_status convert(eft__ir_graph *g, int ti, eft_dtype to, eft__error *er
     eft__ir_tensor *t = &g->t[ti];
     const int64_t N = t->shape[0], K = t->shape[1];
     if (t->dtype == to) return EFT_OK;
-    if ((to == EFT_DTYPE_Q8_0 || to == EFT_DTYPE_Q4_0) && K % 32) to = EFT_DTYPE_F32;
+    /* Groups that do not divide K shrink to ones that do (per-channel int8 is stored with the
+     * largest); F32 when not even 32 divides it (there is no block kernel for that). */
+    const bool per_channel = to == EFT_DTYPE_I8_CH;
+    to = eft__gq_fit(to, K);
     if (t->dtype == to) return EFT_OK;
     uint64_t n = (uint64_t)N * (uint64_t)K, bytes;
     if (!eft__dtype_nbytes(to, n, &bytes)) return eft__fail(err, EFT_ERR_INTERNAL, "precision: '%s' size", t->name);
@@ -38,9 +43,16 @@ static eft_status convert(eft__ir_graph *g, int ti, eft_dtype to, eft__error *er
         for (uint64_t i = 0; i < n; i++) h[i] = to == EFT_DTYPE_F16 ? eft__f32_to_f16(w[i]) : eft__f32_to_bf16(w[i]);
         break;
     }
-    case EFT_DTYPE_Q8_0: eft__quantize_q8_0(out, w, N, K); break;
+    case EFT_DTYPE_Q8_0:
+        if (per_channel) eft__quantize_gq_i8_channel(to, out, w, N, K);
+        else eft__quantize_q8_0(out, w, N, K);
+        break;
     case EFT_DTYPE_Q4_0: eft__quantize_q4_0(out, w, N, K); break;
-    default: break;
+    default:
+        if (to == EFT_DTYPE_F32) break;
+        if (per_channel) eft__quantize_gq_i8_channel(to, out, w, N, K);
+        else if (to != EFT_DTYPE_F32) eft__quantize_gq(to, out, w, N, K);
+        break;
     }
     if (out != w && w != t->owned) eft__free(w);
     if (t->owned != out) eft__free(t->owned);
@@ -52,10 +64,10 @@ static eft_status convert(eft__ir_graph *g, int ti, eft_dtype to, eft__error *er
 }
 
 eft_status eft__pass_precision(eft__ir_graph *g, eft_dtype dtype, eft__error *err) {
-    if (dtype != EFT_DTYPE_F32 && dtype != EFT_DTYPE_F16 && dtype != EFT_DTYPE_BF16 && dtype != EFT_DTYPE_Q8_0 &&
-        dtype != EFT_DTYPE_Q4_0)
-        return eft__fail(err, EFT_ERR_UNSUPPORTED, "weights as %s: f32, f16, bf16, int8 (Q8_0) and int4 (Q4_0) are "
-                         "implemented", eft_dtype_name(dtype));
+    if (dtype != EFT_DTYPE_F32 && dtype != EFT_DTYPE_F16 && dtype != EFT_DTYPE_BF16 && dtype != EFT_DTYPE_I8_CH &&
+        !eft__gq_layout_of(dtype, NULL))
+        return eft__fail(err, EFT_ERR_UNSUPPORTED, "weights as %s: f32, f16, bf16 and the group-quantised int8/int4 "
+                         "layouts are implemented", eft_dtype_name(dtype));
     for (int o = 0; o < g->n_ops; o++) {
         if (g->ops[o].kind != EFT__OP_MATMUL) continue;
         eft_status s = convert(g, g->ops[o].in[1], dtype, err);

@@ -167,6 +167,12 @@ typedef struct eft__kernels {
     void (*attn_softmax)(float *s, int64_t lds, int nq, int64_t nk, const int32_t *lo, const int32_t *hi,
                          const uint8_t *mask, float scale, float softcap, float *m, float *l, float *o, int64_t ldo,
                          int64_t hsp);
+    /* The group-quantised family (core/quant.h: Q4_0, Q4_1, Q8_0, I4_G*, U4_G*, I8_G*), f32
+     * activations, each weight widened exactly as eft__dequantize_row widens it. The same contracts
+     * as qgemv_f32 and qpanel_f32, with k, k0 and kc multiples of the type's group G. */
+    void (*gqgemv_f32)(float *c, int64_t ldc, const float *a, int64_t lda, int m, eft_dtype wtype, const void *w,
+                       size_t row_bytes, int64_t nrows, int64_t k, const float *bias);
+    void (*gqpanel_f32)(float *wp, eft_dtype wtype, const void *w, size_t row_bytes, int nr, int64_t k0, int64_t kc);
 } eft__kernels;
 
 /* The table for the best ISA of this CPU, or for EFT_ISA=scalar|avx2|avx512 when that is set and
@@ -186,6 +192,8 @@ void eft__kernels_fill_gemm_avx512(eft__kernels *k);
 void eft__kernels_fill_q8_scalar(eft__kernels *k);
 void eft__kernels_fill_q8_avx2(eft__kernels *k);
 void eft__kernels_fill_attn_scalar(eft__kernels *k);
+void eft__kernels_fill_gq_scalar(eft__kernels *k);
+void eft__kernels_fill_gq_avx2(eft__kernels *k);
 
 /* ---------------------------------------------------------------------------------------------
  * Packed f32 GEMM (gemm.c): C[M, N] = A[M, K] . W[N, K]^T (+ bias[N]), i.e. PyTorch's Linear
@@ -299,6 +307,34 @@ size_t eft__q8_0_gemm_work_size(int64_t m, int64_t k);
 void eft__q8_0_gemm(const eft__kernels *kt, eft__threadpool *tp, float *c, int64_t ldc, const float *a,
                     int64_t lda, int64_t m, const eft__block_q8_0 *w, int64_t n, int64_t k,
                     const float *bias, void *work);
+
+/* ---------------------------------------------------------------------------------------------
+ * Group-quantised weights (gqgemm.c): W[N, K] as rows of K/G blocks of one of core/quant.h's
+ * family (int4 symmetric or with a minimum, int8; G = 32, 64, 128), f32 activations. Few rows
+ * (1..EFT__QGEMV_MAX_M, decode) stream every weight row once, widened in registers, against all
+ * of them; more rows decode 16-row panels of KQ x 16 floats and run the sgemm micro-kernel over
+ * every row, so each weight is decoded once per call. Threaded over output channels.
+ * ------------------------------------------------------------------------------------------- */
+
+/* Quantises w[N, K] (K % G == 0) into wtype's blocks, every element rounded to the nearest level
+ * of its group's stored (f16) scale and minimum. int8: d = max|x| / 127. int4: the scale (and
+ * minimum) of each group is the best of a small search around ggml's rule (symmetric: the extreme
+ * maps to -8) or the group's min and max (with a minimum), each candidate refitted by least
+ * squares, so the squared error is never above those rules' (gqgemm.c). False for a type outside
+ * the family or K % G != 0. */
+bool eft__quantize_gq(eft_dtype wtype, void *out, const float *w, int64_t n, int64_t k);
+/* int8 with one scale per output channel (max|row| / 127), stored in an int8 member of the
+ * family (wtype Q8_0, I8_G64 or I8_G128) with the row's scale repeated in every block. */
+bool eft__quantize_gq_i8_channel(eft_dtype wtype, void *out, const float *w, int64_t n, int64_t k);
+/* Scalar reference: c[M, N] (ldc) = a[M, K] (lda) . dequant(W)^T (+ bias), in double. */
+bool eft__gqgemm_ref(float *c, int64_t ldc, const float *a, int64_t lda, int64_t m, eft_dtype wtype, const void *w,
+                     int64_t n, int64_t k, const float *bias);
+/* The fast product on tp (NULL: this thread) with kt (NULL: eft__kernels_get()). work: 
+ * eft__gqgemm_f32_work_size(m, k, nth) bytes (none for m <= EFT__QGEMV_MAX_M), any alignment.
+ * False, computing nothing, for a type outside the family, K % G != 0 or missing work. */
+bool eft__gqgemm_f32(const eft__kernels *kt, eft__threadpool *tp, float *c, int64_t ldc, const float *a, int64_t lda,
+                     int64_t m, eft_dtype wtype, const void *w, int64_t n, int64_t k, const float *bias, void *work);
+size_t eft__gqgemm_f32_work_size(int64_t m, int64_t k, int nth);
 
 /* ---------------------------------------------------------------------------------------------
  * Attention (attention.c). q[T, NH, HS], k and v [Tk, NKV, HS] (rows of NH*HS or NKV*HS floats,
