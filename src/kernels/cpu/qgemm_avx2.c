@@ -275,6 +275,12 @@ static inline __attribute__((always_inline)) void gemv_small(float *c, int64_t l
 static inline __attribute__((always_inline)) void gemv_12(float *c, int64_t ldc, const float *a, int64_t lda,
                                                           const int M, const uint8_t *w, size_t row_bytes, int64_t nrows,
                                                           int64_t nb, const float *bias, const int WT) {
+    /* Two rows of Q4_1: the per-row block sums and minimum FMAs cost more than widening each
+     * weight once for both rows saves (callgrind: 3.73M against 3.27M instructions, SmolLM2 gate). */
+    if (M == 2 && WT == WQ4_1) {
+        gemv(c, ldc, a, lda, 2, w, row_bytes, nrows, nb, bias, WT);
+        return;
+    }
     int64_t j = 0;
     if (M == 1)
         for (; j + 2 <= nrows; j += 2) gemv_small(c, ldc, a, lda, 1, 2, w + (size_t)j * row_bytes, row_bytes, nb, bias, j, WT);
