@@ -578,6 +578,12 @@ typedef struct eft_generator_params {
      * warning; a bad cached program is built again. */
     const char *cache_dir;
     bool no_cache;
+    /* Activations of the quantised matrices (Q8_0, Q4_0, Q4_1 weights): EFT_DTYPE_F32 (the
+     * default, exact: the weights are dequantised and multiplied in f32, as transformers does, so
+     * greedy tokens match it) or EFT_DTYPE_I8 (each row quantised to int8 per block of 32 and
+     * multiplied on integer instructions, as llama.cpp does: faster, not token-for-token the
+     * reference's). A run-time choice: the compiled program is the same for both. */
+    eft_dtype activation_dtype;
 } eft_generator_params;
 
 eft_generator_params eft_generator_params_default(void);

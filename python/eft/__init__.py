@@ -84,7 +84,7 @@ class _EmbedRequest(C.Structure):
 class _GeneratorParams(C.Structure):
     _fields_ = [("n_threads", C.c_int), ("ctx_len", C.c_int), ("prefill_seq_len", C.c_int),
                 ("full_batch_size", C.c_int), ("weight_dtype", C.c_int), ("kv_dtype", C.c_int),
-                ("cache_dir", C.c_char_p), ("no_cache", C.c_bool)]
+                ("cache_dir", C.c_char_p), ("no_cache", C.c_bool), ("activation_dtype", C.c_int)]
 
 
 class _SamplingParams(C.Structure):
@@ -491,8 +491,10 @@ class AutoModelForCausalLM:
 
     def compile(self, prefill_seq_len=32, ctx_len=128, batch_size=1, full_batch_size=None, num_cores=1,
                 weight_dtype=None, kv_dtype=None, mxint8_kv_cache=False, mxfp6_matmul=False, cache_dir=None,
-                no_cache=False, **kwargs):
-        """weight_dtype: None (as stored), "f32", "f16", "bf16", "int8", "int4"; mxfp6_matmul=True
+                no_cache=False, act_dtype=None, **kwargs):
+        """weight_dtype: None (as stored), "f32", "f16", "bf16", "int8", "int4"; act_dtype: None or
+        "f32" (exact, the default) or "int8" (quantised GGUF matrices take int8 activations, as
+        llama.cpp does: faster, not token-for-token transformers); mxfp6_matmul=True
         means f16 weights, mxint8_kv_cache=True an int8 KV cache (QEfficient's names). The converted
         weights are kept as a compiled program in the cache (cache_dir, else $EFT_CACHE_DIR, else
         ~/.cache/eft; no_cache=True: neither read nor written; at most $EFT_CACHE_MAX bytes, default
@@ -507,6 +509,8 @@ class AutoModelForCausalLM:
             raise EftError("EFT_ERR_INVALID_ARGUMENT", "weight_dtype %r: want one of f32, f16, bf16, int8, int4" % weight_dtype)
         if kv_dtype not in _KV_DTYPES:
             raise EftError("EFT_ERR_INVALID_ARGUMENT", "kv_dtype %r: want one of f32, f16, int8" % kv_dtype)
+        if act_dtype not in (None, "f32", "int8"):
+            raise EftError("EFT_ERR_INVALID_ARGUMENT", "act_dtype %r: want f32 or int8" % (act_dtype,))
         p = _gen_defaults()
         p.n_threads = int(num_cores)
         p.ctx_len = int(ctx_len)
@@ -514,6 +518,8 @@ class AutoModelForCausalLM:
         p.full_batch_size = int(full_batch_size or batch_size or 1)
         p.weight_dtype = _WEIGHT_DTYPES[weight_dtype]
         p.kv_dtype = _KV_DTYPES[kv_dtype]
+        if act_dtype == "int8":
+            p.activation_dtype = _DTYPES["I8"]
         cache_bytes = os.fsencode(cache_dir) if cache_dir is not None else None
         p.cache_dir = cache_bytes
         p.no_cache = bool(no_cache)

@@ -18,9 +18,12 @@
 #define MAX_DTYPES 6
 #define MAX_BATCHES 8
 
+/* --act-dtype: the quantised matrices' activations for every run (f32 exact, or int8). */
+static eft_dtype g_act_dtype = EFT_DTYPE_F32;
+
 static int usage(void) {
     return eft_cli_error("bench", "usage: eft bench generate MODEL [--threads N] [--seconds S] [--prefill 512] "
-                                  "[--decode 1,8] [--context 128] [--weight-dtype keep,f32,f16,bf16,int8,int4] "
+                                  "[--decode 1,8] [--context 128] [--weight-dtype keep,f32,f16,bf16,int8,int4] [--act-dtype f32|int8] "
                                   "[--peer] [--python PATH]");
 }
 
@@ -80,6 +83,7 @@ static eft_status run_dtype(const char *model, const wtype *w, int threads, doub
     gp.ctx_len = (prefill > context ? prefill : context) + 4096 / 16;
     gp.prefill_seq_len = prefill < 128 ? prefill : 128;
     gp.weight_dtype = w->dtype;
+    gp.activation_dtype = g_act_dtype;
     gp.no_cache = true; /* throughput only: no program of every weight type written to the cache */
     eft_generator *g = NULL;
     eft_status st = eft_generator_open(model, &gp, &g);
@@ -243,6 +247,11 @@ int eft_cmd_bench_generate(int argc, char **argv) {
                     return eft_cli_error("bench", "--weight-dtype wants keep, f32, f16, bf16, int8 or int4, got '%s'", tok);
                 dtypes[n_dtypes++] = w;
             }
+        } else if (!strcmp(argv[i], "--act-dtype") && i + 1 < argc) {
+            const char *v = argv[++i];
+            if (!strcmp(v, "f32")) g_act_dtype = EFT_DTYPE_F32;
+            else if (!strcmp(v, "int8")) g_act_dtype = EFT_DTYPE_I8;
+            else return eft_cli_error("bench", "--act-dtype wants f32 or int8, got '%s'", v);
         } else if (!strcmp(argv[i], "--peer")) {
             peer = true;
         } else if (!strcmp(argv[i], "--python") && i + 1 < argc) {

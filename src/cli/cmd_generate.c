@@ -17,7 +17,8 @@ static const char *k_usage =
     "                    [--temperature T] [--top-k K] [--top-p P] [--min-p P] [--repetition-penalty R]\n"
     "                    [--presence-penalty X] [--frequency-penalty X] [--seed S] [--stop TEXT]...\n"
     "                    [--ignore-eos] [--stream] [--num-cores N] [--ctx-len N] [--prefill-seq-len N]\n"
-    "                    [--weight-dtype f32|f16|bf16|int8|int4|int4-g64|...] [--kv-dtype f32|f16|int8] [--no-cache] [--quiet]\n"
+    "                    [--weight-dtype f32|f16|bf16|int8|int4|int4-g64|...] [--kv-dtype f32|f16|int8]\n"
+    "                    [--act-dtype f32|int8] [--no-cache] [--quiet]\n"
     "\n"
     "Generates text from the prompt (stdin when neither --prompt nor --prompt-file is given) and prints\n"
     "it on stdout, followed by a newline; figures go to stderr (--quiet: none). --chat renders the\n"
@@ -29,7 +30,10 @@ static const char *k_usage =
     "default). A model's converted weights are cached in $EFT_CACHE_DIR (else $XDG_CACHE_HOME/eft or\n"
     "~/.cache/eft), so the next start with the same --weight-dtype maps them; --no-cache neither\n"
     "reads nor writes that cache. The cache keeps at most $EFT_CACHE_MAX bytes (default 20G; 0: no\n"
-    "bound), removing the least recently used programs first.\n";
+    "bound), removing the least recently used programs first.\n"
+    "\n"
+    "--act-dtype int8 quantises the activations of GGUF Q8_0/Q4_0/Q4_1 matrices to int8 (llama.cpp's\n"
+    "way: faster decode, close to but not token-for-token transformers); f32, the default, is exact.\n";
 
 typedef struct run_state {
     bool stream;
@@ -221,6 +225,11 @@ int eft_cmd_generate(int argc, char **argv) {
             if (!strcmp(v, "f32")) gp.kv_dtype = EFT_DTYPE_F32;
             else if (!strcmp(v, "f16")) gp.kv_dtype = EFT_DTYPE_F16;
             else if (!strcmp(v, "int8")) gp.kv_dtype = EFT_DTYPE_I8;
+            else ok = false;
+        } else if (!strcmp(a, "--act-dtype")) {
+            ok = true;
+            if (!strcmp(v, "f32")) gp.activation_dtype = EFT_DTYPE_F32;
+            else if (!strcmp(v, "int8")) gp.activation_dtype = EFT_DTYPE_I8;
             else ok = false;
         } else if (a[0] == '-' && a[1]) {
             return eft_cli_error(C, "unknown option '%s'\n%s", a, k_usage), 2;

@@ -17,7 +17,8 @@
 #define MAX_TYPES 8
 
 static const char *k_usage =
-    "usage: eft perplexity MODEL --file TEXT [--weight-dtype f32,f16,bf16,int8,int4,int4-g64,...,keep] [--ctx-len N]\n"
+    "usage: eft perplexity MODEL --file TEXT [--weight-dtype f32,f16,bf16,int8,int4,int4-g64,...,keep]\n"
+    "                        [--act-dtype f32|int8] [--ctx-len N]\n"
     "                        [--threads N] [--greedy N] [--prompt-tokens N]\n"
     "\n"
     "Perplexity of TEXT (at most --ctx-len tokens, default 512) under each weight type, with its\n"
@@ -56,6 +57,9 @@ typedef struct figures {
     int n_greedy;
 } figures;
 
+/* --act-dtype: the quantised matrices' activations for every run (f32 exact, or int8). */
+static eft_dtype g_act_dtype = EFT_DTYPE_F32;
+
 /* Opens the model with weights w and scores ids; top1[n-1], greedy[n_new] are filled. */
 static int run_type(const char *model, const wtype *w, int threads, int ctx, const int32_t *ids, int n,
                     int n_prompt, int n_new, int32_t *top1, int32_t *greedy, double *ppl, int *n_greedy) {
@@ -63,6 +67,7 @@ static int run_type(const char *model, const wtype *w, int threads, int ctx, con
     gp.n_threads = threads;
     gp.ctx_len = ctx;
     gp.weight_dtype = w->dtype;
+    gp.activation_dtype = g_act_dtype;
     gp.no_cache = true; /* one-off runs: no programs of every weight type left in the cache */
     eft_generator *g = NULL;
     if (eft_generator_open(model, &gp, &g) != EFT_OK)
@@ -141,6 +146,11 @@ int eft_cmd_perplexity(int argc, char **argv) {
             else if (a[2] == 'c') ctx = (int)x;
             else if (a[2] == 'g') n_new = (int)x;
             else n_prompt = (int)x;
+        } else if (!strcmp(a, "--act-dtype") && v) {
+            i++;
+            if (!strcmp(v, "f32")) g_act_dtype = EFT_DTYPE_F32;
+            else if (!strcmp(v, "int8")) g_act_dtype = EFT_DTYPE_I8;
+            else return eft_cli_error("perplexity", "--act-dtype wants f32 or int8, got '%s'", v);
         } else if (!strcmp(a, "--weight-dtype") && v) {
             char buf[256];
             snprintf(buf, sizeof buf, "%s", argv[++i]);

@@ -15,6 +15,7 @@
 static const char *k_usage =
     "usage: eft serve --model MODEL [--embedding-model MODEL] [--rerank-model MODEL] [--host H] [--port P]\n"
     "                 [--api-key KEY ...] [--cors] [--num-cores N] [--ctx-len N] [--full-batch-size N]\n"
+    "                 [--act-dtype f32|int8]\n"
     "                 [--prefill-seq-len N] [--max-batch-tokens N] [--max-batch N] [--max-body-bytes N]\n"
     "                 [--max-inputs N] [--max-queue N] [--served-model-name NAME] [--shutdown-timeout S]\n"
     "\n"
@@ -67,6 +68,9 @@ int eft_cmd_serve(int argc, char **argv) {
                 return eft_cli_error("serve", "at most %d --api-key options", EFT_SERVER_MAX_API_KEYS);
             if (!*v) return eft_cli_error("serve", "--api-key must not be empty");
             c.api_keys[c.n_api_keys++] = v;
+        } else if (!strcmp(a, "--act-dtype")) {
+            if (strcmp(v, "f32") && strcmp(v, "int8")) return eft_cli_error("serve", "--act-dtype wants f32 or int8, got '%s'", v);
+            c.int8_activations = !strcmp(v, "int8");
         }
         INT_OPT("--port", port, 0, 65535)
         INT_OPT("--num-cores", n_threads, 0, 1024)

@@ -101,7 +101,8 @@ const char *eft_finish_reason_str(eft_finish_reason r) {
 eft_generator_params eft_generator_params_default(void) {
     return (eft_generator_params){.n_threads = 1, .ctx_len = 0, .prefill_seq_len = 128, .full_batch_size = 1,
                                   .cache_dir = NULL, .no_cache = false,
-                                  .weight_dtype = EFT_DTYPE_COUNT, .kv_dtype = EFT_DTYPE_F32};
+                                  .weight_dtype = EFT_DTYPE_COUNT, .kv_dtype = EFT_DTYPE_F32,
+                                  .activation_dtype = EFT_DTYPE_F32};
 }
 
 static eft_generate_params library_defaults(void) {
@@ -306,6 +307,11 @@ eft_status eft_generator_open(const char *ref, const eft_generator_params *param
                   eft_dtype_name(p.kv_dtype));
         return eft__set_last_error(&err);
     }
+    if (p.activation_dtype != EFT_DTYPE_F32 && p.activation_dtype != EFT_DTYPE_I8) {
+        eft__fail(&err, EFT_ERR_INVALID_ARGUMENT, "eft_generator_open: activation_dtype %s not supported (F32, I8)",
+                  eft_dtype_name(p.activation_dtype));
+        return eft__set_last_error(&err);
+    }
     eft_generator *g = eft__calloc(1, sizeof *g);
     if (!g) {
         eft__fail(&err, EFT_ERR_OUT_OF_MEMORY, "out of memory");
@@ -339,6 +345,9 @@ eft_status eft_generator_open(const char *ref, const eft_generator_params *param
     dp.n_threads = p.n_threads;
     dp.weight_dtype = p.weight_dtype;
     dp.kv_dtype = p.kv_dtype;
+    /* The decoder's default may already be int8 (the EFT_QGEMM=int8 experiment switch); the
+     * parameter only ever asks for it. */
+    if (p.activation_dtype == EFT_DTYPE_I8) dp.int8_activations = true;
     st = g->prog ? eft__decoder_load(g->model, g->prog, &dp, &g->dec, &err) : build_cached(g, &dp, &err);
     if (st) goto fail;
     g->V = eft__decoder_vocab_size(g->dec);

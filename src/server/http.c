@@ -823,6 +823,7 @@ static void *loader_main(void *arg) {
             if (cfg->ctx_len > 0) gp.ctx_len = cfg->ctx_len;
             if (cfg->prefill_seq_len > 0) gp.prefill_seq_len = cfg->prefill_seq_len;
             if (cfg->full_batch_size > 0) gp.full_batch_size = cfg->full_batch_size;
+            if (cfg->int8_activations) gp.activation_dtype = EFT_DTYPE_I8;
             fprintf(stderr, "eft serve: loading %s (generation)\n", cfg->model);
             if (eft_generator_open(cfg->model, &gp, &s->gen)) {
                 fprintf(stderr, "eft serve: %s: %s\n", cfg->model, eft_last_error());

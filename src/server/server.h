@@ -24,6 +24,7 @@ typedef struct eft_server_config {
     int cors;                    /* nonzero: Access-Control-Allow-Origin: * and preflight answers */
     int n_threads;               /* compute threads per model; 0: every online CPU */
     int ctx_len, full_batch_size, prefill_seq_len; /* generation, 0: the library's defaults */
+    int int8_activations;        /* nonzero: eft_generator_params.activation_dtype = I8 */
     int max_batch_tokens;        /* embedding tokens merged into one run (estimated) */
     int max_batch;               /* inputs per forward pass of an embedder */
     size_t max_body_bytes;       /* 413 above */

@@ -144,6 +144,18 @@ class TestGeneration(unittest.TestCase):
                 self.assertEqual(out.generated_texts[i], lm.tokenizer.decode(out.generated_ids[i]))
             self.assertGreater(out.exec_info["decode_tokens_per_sec"], 0)
 
+    def test_act_dtype(self):
+        # int8 activations run (on int8 weights, where they apply) and give a generation of the
+        # asked length; anything but f32 or int8 is refused before the model is opened.
+        meta, tensor, hdr = read_ref("llama")
+        prompt = [int(t) for t in tensor("prompt0.input_ids")]
+        lm = eft.AutoModelForCausalLM.from_pretrained(model_dir("llama"))
+        lm.compile(prefill_seq_len=8, ctx_len=128, weight_dtype="int8", act_dtype="int8", no_cache=True)
+        out = lm.generate(prompts=[prompt], generation_len=8, ignore_eos=True)
+        self.assertEqual(len(out.generated_ids[0]), 8)
+        with self.assertRaises(eft.EftError):
+            eft.AutoModelForCausalLM.from_pretrained(model_dir("llama")).compile(act_dtype="int4")
+
     def test_program_cache(self):
         # compile() keeps the converted weights as a program in cache_dir: the first compile writes
         # it, the second maps it; the greedy tokens stay transformers'.

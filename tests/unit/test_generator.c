@@ -628,6 +628,28 @@ static void test_open_errors(void) {
     p = eft_generator_params_default();
     p.kv_dtype = EFT_DTYPE_Q4_K;
     CHECK_EQ_INT(eft_generator_open(test_path("tests/fixtures/models/llama"), &p, &g), EFT_ERR_INVALID_ARGUMENT);
+    /* Activations are f32 or int8, nothing else; int8 opens (int8 weights, so the int8 path runs)
+     * and generates. */
+    p = eft_generator_params_default();
+    p.activation_dtype = EFT_DTYPE_F16;
+    CHECK_EQ_INT(eft_generator_open(test_path("tests/fixtures/models/llama"), &p, &g), EFT_ERR_INVALID_ARGUMENT);
+    CHECK_CONTAINS(eft_last_error(), "activation_dtype");
+    p = eft_generator_params_default();
+    p.activation_dtype = EFT_DTYPE_I8;
+    p.weight_dtype = EFT_DTYPE_Q8_0;
+    p.ctx_len = 32;
+    p.no_cache = true;
+    eft_generator *gi = NULL;
+    CHECK_EQ_INT(eft_generator_open(test_path("tests/fixtures/models/llama"), &p, &gi), EFT_OK);
+    if (gi) {
+        eft_generate_params gpp = eft_generator_generate_params_default(gi);
+        gpp.max_tokens = 4;
+        char *text = NULL;
+        CHECK_EQ_INT(eft_generator_generate(gi, "hello", &gpp, &text, NULL), EFT_OK);
+        CHECK(text != NULL);
+        eft_free(text);
+        eft_generator_close(gi);
+    }
     CHECK(eft_generator_open(test_path("tests/fixtures/models/no-such-model"), NULL, &g) != EFT_OK);
     CHECK(g == NULL);
     /* An encoder is not a causal LM. */

@@ -316,13 +316,14 @@ static eft_status bench_gemm(bench *b, blas *bl) {
 }
 
 /* ---------------------------------------------------------------------------------------------
- * GEMV: bandwidth per weight type (f32, f16, Q8_0, Q4_0; the quantised ones with int8 and with f32
+ * GEMV: bandwidth per weight type (f32, f16, Q8_0, Q4_0, Q4_1; the quantised ones with int8 and with f32
  * activations), over enough copies of the matrix to defeat the caches
  * ------------------------------------------------------------------------------------------- */
 
 typedef struct gemv_run {
     bench *b;
-    int copies, type; /* 0 f32, 1 q8_0, 2 q4_0, 3 f16, 4 q8_0 f32 activations, 5 q4_0 f32 activations */
+    int copies, type; /* 0 f32, 1 q8_0, 2 q4_0, 3 f16, 4 q8_0 f32 activations, 5 q4_0 f32 activations,
+                       * 6 q4_1 (SmolLM2's GGUF type), 7 q4_1 f32 activations */
     eft__sgemm_packed *pk;
     void **qw;
     const float *x;
@@ -334,9 +335,9 @@ typedef struct gemv_run {
 static void run_gemv(void *p) {
     gemv_run *r = p;
     for (int i = 0; i < r->copies; i++) {
-        eft_dtype qt = r->type == 1 || r->type == 4 ? EFT_DTYPE_Q8_0 : EFT_DTYPE_Q4_0;
+        eft_dtype qt = r->type == 1 || r->type == 4 ? EFT_DTYPE_Q8_0 : r->type >= 6 ? EFT_DTYPE_Q4_1 : EFT_DTYPE_Q4_0;
         if (r->type == 0 || r->type == 3) eft__sgemm(r->b->kt, r->b->tp, r->y, r->n, r->x, r->k, 1, &r->pk[i], NULL);
-        else if (r->type >= 4) eft__qgemm_f32(r->b->kt, r->b->tp, r->y, r->n, r->x, r->k, 1, qt, r->qw[i], r->n, r->k, NULL, NULL);
+        else if (r->type == 4 || r->type == 5 || r->type == 7) eft__qgemm_f32(r->b->kt, r->b->tp, r->y, r->n, r->x, r->k, 1, qt, r->qw[i], r->n, r->k, NULL, NULL);
         else eft__qgemm(r->b->kt, r->b->tp, r->y, r->n, r->x, r->k, 1, qt, r->qw[i], r->n, r->k, NULL, r->qwork);
     }
 }
@@ -365,14 +366,15 @@ static eft_status bench_gemv(bench *b) {
             return EFT_ERR_OUT_OF_MEMORY;
         }
         for (int64_t e = 0; e < s->n * s->k; e++) wh[e] = eft__f32_to_f16(w[e]);
-        static const int order[] = {0, 3, 1, 4, 2, 5};
-        for (int oi = 0; oi < 6; oi++) {
+        static const int order[] = {0, 3, 1, 4, 2, 5, 6, 7};
+        for (int oi = 0; oi < 8; oi++) {
             int type = order[oi];
-            static const char *names[] = {"f32", "q8_0", "q4_0", "f16", "q8_0 f32a", "q4_0 f32a"};
-            bool q8 = type == 1 || type == 4;
+            static const char *names[] = {"f32", "q8_0", "q4_0", "f16", "q8_0 f32a", "q4_0 f32a", "q4_1", "q4_1 f32a"};
+            bool q8 = type == 1 || type == 4, q41 = type >= 6;
             double bytes = type == 0   ? 4.0 * s->n * s->k
                            : type == 3 ? 2.0 * s->n * s->k
                            : q8        ? (double)sizeof(eft__block_q8_0) * s->n * (s->k / 32)
+                           : q41       ? (double)sizeof(eft__block_q4_1) * s->n * (s->k / 32)
                                        : (double)sizeof(eft__block_q4_0) * s->n * (s->k / 32);
             int copies = (int)ceil(target / bytes);
             eft__sgemm_packed *pk = eft__calloc((size_t)copies, sizeof *pk);
@@ -385,7 +387,8 @@ static eft_status bench_gemv(bench *b) {
                     qw[c] = eft__malloc_aligned((size_t)bytes);
                     ok = qw[c] != NULL;
                     if (ok && q8) eft__quantize_q8_0(qw[c], w, s->n, s->k);
-                    if (ok && !q8) eft__quantize_q4_0(qw[c], w, s->n, s->k);
+                    if (ok && q41) eft__quantize_q4_1(qw[c], w, s->n, s->k);
+                    else if (ok && !q8) eft__quantize_q4_0(qw[c], w, s->n, s->k);
                 }
             }
             if (ok) {
