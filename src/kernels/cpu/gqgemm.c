@@ -208,97 +208,15 @@ void eft__kernels_fill_gq_scalar(eft__kernels *k) {
  * Driver
  * ------------------------------------------------------------------------------------------- */
 
-/* KQ: the k-slice of one decoded panel (16 KiB, half of L1d) that the micro-kernel sweeps over the
- * rows, a multiple of every group; MQ: rows per pass, large so each weight is decoded once per
- * pass while the MQ x KQ block of activations (up to 240 KiB) stays in L2. */
-enum { KQ = 256, MQ = 240 };
-_Static_assert(KQ % 128 == 0, "the panel slice must hold whole groups");
-_Static_assert(MQ % EFT__SGEMM_MR == 0, "MQ must be a multiple of the micro-kernel's rows");
-#define PANEL_FLOATS ((size_t)KQ * EFT__SGEMM_NR)
-
-size_t eft__gqgemm_f32_work_size(int64_t m, int64_t k, int nth) {
-    (void)k;
-    if (m <= EFT__QGEMV_MAX_M) return 0;
-    return (size_t)(nth > 0 ? nth : 1) * PANEL_FLOATS * sizeof(float) + 64;
-}
-
-typedef struct gq_ctx {
-    const eft__kernels *kt;
-    float *c;
-    int64_t ldc, lda, m, n, k;
-    const float *a, *bias;
-    eft_dtype wtype;
-    const uint8_t *w;
-    size_t row_bytes;
-    float *panels; /* [nth][PANEL_FLOATS], 64-byte aligned */
-} gq_ctx;
-
-/* Few rows: each worker takes whole 16-channel groups (whole cache lines of c) and streams its
- * weight rows once against every activation row. */
-static void gq_gemv(const gq_ctx *x, int ith, int nth) {
-    int64_t g0, g1;
-    eft__split_range((x->n + 15) / 16, ith, nth, &g0, &g1);
-    int64_t j0 = g0 * 16, j1 = g1 * 16 < x->n ? g1 * 16 : x->n;
-    if (j0 >= j1) return;
-    x->kt->gqgemv_f32(x->c + j0, x->ldc, x->a, x->lda, (int)x->m, x->wtype, x->w + (size_t)j0 * x->row_bytes,
-                      x->row_bytes, j1 - j0, x->k, x->bias ? x->bias + j0 : NULL);
-}
-
-/* Many rows: decode a KQ x 16 slice of a panel, run the micro-kernel over every row of the pass,
- * move on. Workers split the panels when there are enough for all, else the rows (each then
- * decodes the same panels, which only happens for small N). */
-static void gq_panels(const gq_ctx *x, int ith, int nth) {
-    const int64_t NR = EFT__SGEMM_NR, MR = EFT__SGEMM_MR, K = x->k;
-    const int64_t np = (x->n + NR - 1) / NR;
-    int64_t p0 = 0, p1 = np, m0 = 0, m1 = x->m;
-    if (np >= 2 * nth || x->m < 2 * MR * nth) {
-        eft__split_range(np, ith, nth, &p0, &p1);
-    } else {
-        int64_t mb = (x->m + MR - 1) / MR, b0, b1;
-        eft__split_range(mb, ith, nth, &b0, &b1);
-        m0 = b0 * MR;
-        m1 = b1 * MR < x->m ? b1 * MR : x->m;
-    }
-    if (p0 >= p1 || m0 >= m1) return;
-    float *wp = x->panels + (size_t)ith * PANEL_FLOATS;
-    for (int64_t i0 = m0; i0 < m1; i0 += MQ) {
-        int64_t i1 = i0 + MQ < m1 ? i0 + MQ : m1;
-        for (int64_t k0 = 0; k0 < K; k0 += KQ) {
-            int64_t kc = K - k0 < KQ ? K - k0 : KQ;
-            bool acc = k0 > 0;
-            for (int64_t p = p0; p < p1; p++) {
-                int64_t j = p * NR;
-                int nr = (int)(x->n - j < NR ? x->n - j : NR);
-                x->kt->gqpanel_f32(wp, x->wtype, x->w + (size_t)j * x->row_bytes, x->row_bytes, nr, k0, kc);
-                const float *bp = (!acc && x->bias) ? x->bias + j : NULL;
-                for (int64_t i = i0; i < i1; i += MR) {
-                    int mr = (int)(i1 - i < MR ? i1 - i : MR);
-                    x->kt->sgemm_ukernel(x->c + i * x->ldc + j, x->ldc, x->a + i * x->lda + k0, x->lda, wp, kc, mr, nr,
-                                         bp, acc);
-                }
-            }
-        }
-    }
-}
-
-static void gq_task(void *p, int ith, int nth) {
-    gq_ctx *x = p;
-    if (x->m <= EFT__QGEMV_MAX_M) gq_gemv(x, ith, nth);
-    else gq_panels(x, ith, nth);
-}
+/* The driver (blocking, threading, packed activations) is eft__qgemm_f32's; only the GEMV and
+ * the panel decoding are this family's. */
+size_t eft__gqgemm_f32_work_size(int64_t m, int64_t k, int nth) { return eft__qgemm_f32_work_size(m, k, nth); }
 
 bool eft__gqgemm_f32(const eft__kernels *kt, eft__threadpool *tp, float *c, int64_t ldc, const float *a, int64_t lda,
                      int64_t m, eft_dtype wtype, const void *w, int64_t n, int64_t k, const float *bias, void *work) {
     eft__gq_layout l;
     if (!eft__gq_layout_of(wtype, &l) || k % l.group != 0) return false;
-    if (m <= 0 || n <= 0 || k <= 0) return true;
-    if (m > EFT__QGEMV_MAX_M && !work) return false;
-    /* The panels start at work's first 64-byte boundary (the work size counts the slack), where
-     * the micro-kernel's aligned loads want them. */
-    float *panels = work ? (float *)(((uintptr_t)work + 63) & ~(uintptr_t)63) : NULL;
-    gq_ctx x = {kt ? kt : eft__kernels_get(), c, ldc, lda, m, n, k, a, bias, wtype, w,
-                l.block_bytes * (size_t)(k / l.group), panels};
-    if (tp && eft__threadpool_size(tp) > 1) eft__threadpool_run(tp, gq_task, &x);
-    else gq_task(&x, 0, 1);
-    return true;
+    kt = kt ? kt : eft__kernels_get();
+    return eft__qf32_drive(kt, tp, c, ldc, a, lda, m, wtype, w, l.block_bytes * (size_t)(k / l.group), n, k, bias, work,
+                           kt->gqgemv_f32, kt->gqpanel_f32);
 }

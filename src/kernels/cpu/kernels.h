@@ -275,6 +275,17 @@ bool eft__qgemm(const eft__kernels *kt, eft__threadpool *tp, float *c, int64_t l
 bool eft__qgemm_f32(const eft__kernels *kt, eft__threadpool *tp, float *c, int64_t ldc, const float *a, int64_t lda,
                     int64_t m, eft_dtype wtype, const void *w, int64_t n, int64_t k, const float *bias, void *work);
 size_t eft__qgemm_f32_work_size(int64_t m, int64_t k, int nth);
+/* The f32-activation driver eft__qgemm_f32 and eft__gqgemm_f32 share: the GEMV path for up to
+ * EFT__QGEMV_MAX_M rows (gemv over whole 16-channel groups per worker), else packed activations
+ * and panels decoded by panel for the packed-A micro-kernel. row_bytes: one weight row's blocks;
+ * work: eft__qgemm_f32_work_size bytes. False only when m > EFT__QGEMV_MAX_M and work is NULL. */
+typedef void (*eft__qgemv_f32_fn)(float *c, int64_t ldc, const float *a, int64_t lda, int m, eft_dtype wtype,
+                                  const void *w, size_t row_bytes, int64_t nrows, int64_t k, const float *bias);
+typedef void (*eft__qpanel_f32_fn)(float *wp, eft_dtype wtype, const void *w, size_t row_bytes, int nr, int64_t k0,
+                                   int64_t kc);
+bool eft__qf32_drive(const eft__kernels *kt, eft__threadpool *tp, float *c, int64_t ldc, const float *a, int64_t lda,
+                     int64_t m, eft_dtype wtype, const void *w, size_t row_bytes, int64_t n, int64_t k, const float *bias,
+                     void *work, eft__qgemv_f32_fn gemv, eft__qpanel_f32_fn panel);
 /* One product of eft__qgemm_f32_gemv_multi: c[M, n] (ldc) = a[M, k] (lda) . dequant(w[n, k])^T
  * (+ bias), w of type wtype (Q8_0, Q4_0 or Q4_1). */
 typedef struct eft__qgemv_job {

@@ -271,7 +271,7 @@ void eft__q8_0_gemm(const eft__kernels *kt, eft__threadpool *tp, float *c, int64
  * rows; MQ: rows per pass. Every weight is decoded once per pass, so MQ is large: the MQ x KQ
  * block of activations (up to 240 KiB) stays in L2 while this worker's panels go by. */
 enum { KQ = 256, MQ = 240 };
-_Static_assert(KQ % EFT__QK == 0, "the panel slice must hold whole blocks");
+_Static_assert(KQ % 128 == 0, "the panel slice must hold whole blocks of every group size (gqgemm.c shares it)");
 _Static_assert(MQ % EFT__SGEMM_MR == 0, "MQ must be a multiple of the micro-kernel's rows");
 
 /* Per worker, on its own cache lines: one decoded panel slice, then the pass's MQ x KQ block of
@@ -294,7 +294,9 @@ typedef struct qf32_ctx {
     eft_dtype wtype;
     const uint8_t *w;
     size_t row_bytes;
-    float *panels; /* [nth][PANEL_FLOATS], 64-byte aligned */
+    float *panels; /* [nth][WORKER_FLOATS], 64-byte aligned */
+    eft__qgemv_f32_fn gemv;
+    eft__qpanel_f32_fn panel;
 } qf32_ctx;
 
 /* Few rows: split the output channels (in whole cache lines of c) and stream each weight row once
@@ -306,7 +308,7 @@ static void qf32_gemv(const qf32_ctx *x, int ith, int nth) {
     if (j0 >= j1) return;
     for (int64_t i = 0; i < x->m; i += EFT__QGEMV_MAX_M) {
         int mm = (int)(x->m - i < EFT__QGEMV_MAX_M ? x->m - i : EFT__QGEMV_MAX_M);
-        x->kt->qgemv_f32(x->c + i * x->ldc + j0, x->ldc, x->a + i * x->lda, x->lda, mm, x->wtype,
+        x->gemv(x->c + i * x->ldc + j0, x->ldc, x->a + i * x->lda, x->lda, mm, x->wtype,
                          x->w + (size_t)j0 * x->row_bytes, x->row_bytes, j1 - j0, x->k, x->bias ? x->bias + j0 : NULL);
     }
 }
@@ -341,7 +343,7 @@ static void qf32_panels(const qf32_ctx *x, int ith, int nth) {
             for (int64_t p = p0; p < p1; p++) {
                 int64_t j = p * NR;
                 int nr = (int)(x->n - j < NR ? x->n - j : NR);
-                x->kt->qpanel_f32(wp, x->wtype, x->w + (size_t)j * x->row_bytes, x->row_bytes, nr, k0, kc);
+                x->panel(wp, x->wtype, x->w + (size_t)j * x->row_bytes, x->row_bytes, nr, k0, kc);
                 const float *bp = (!acc && x->bias) ? x->bias + j : NULL;
                 for (int64_t i = i0; i < i1; i += MR) {
                     int mr = (int)(i1 - i < MR ? i1 - i : MR);
@@ -358,19 +360,27 @@ static void qf32_task(void *p, int ith, int nth) {
     else qf32_panels(x, ith, nth);
 }
 
-bool eft__qgemm_f32(const eft__kernels *kt, eft__threadpool *tp, float *c, int64_t ldc, const float *a, int64_t lda,
-                    int64_t m, eft_dtype wtype, const void *w, int64_t n, int64_t k, const float *bias, void *work) {
-    size_t bb = block_bytes(wtype);
-    if (bb == 0 || k % EFT__QK != 0) return false;
+bool eft__qf32_drive(const eft__kernels *kt, eft__threadpool *tp, float *c, int64_t ldc, const float *a, int64_t lda,
+                     int64_t m, eft_dtype wtype, const void *w, size_t row_bytes, int64_t n, int64_t k, const float *bias,
+                     void *work, eft__qgemv_f32_fn gemv, eft__qpanel_f32_fn panel) {
     if (m <= 0 || n <= 0 || k <= 0) return true;
     if (m > EFT__QGEMV_MAX_M && !work) return false;
     /* work need not be aligned: the panels start at its first 64-byte boundary (the work size
      * counts the slack), where the micro-kernel's aligned loads want them. */
     float *panels = work ? (float *)(((uintptr_t)work + 63) & ~(uintptr_t)63) : NULL;
-    qf32_ctx x = {kt ? kt : eft__kernels_get(), c, ldc, lda, m, n, k, a, bias, wtype, w, bb * (size_t)(k / EFT__QK), panels};
+    qf32_ctx x = {kt, c, ldc, lda, m, n, k, a, bias, wtype, w, row_bytes, panels, gemv, panel};
     if (tp && eft__threadpool_size(tp) > 1) eft__threadpool_run(tp, qf32_task, &x);
     else qf32_task(&x, 0, 1);
     return true;
+}
+
+bool eft__qgemm_f32(const eft__kernels *kt, eft__threadpool *tp, float *c, int64_t ldc, const float *a, int64_t lda,
+                    int64_t m, eft_dtype wtype, const void *w, int64_t n, int64_t k, const float *bias, void *work) {
+    size_t bb = block_bytes(wtype);
+    if (bb == 0 || k % EFT__QK != 0) return false;
+    kt = kt ? kt : eft__kernels_get();
+    return eft__qf32_drive(kt, tp, c, ldc, a, lda, m, wtype, w, bb * (size_t)(k / EFT__QK), n, k, bias, work,
+                           kt->qgemv_f32, kt->qpanel_f32);
 }
 
 /* ---------------------------------------------------------------------------------------------
