@@ -132,22 +132,6 @@ static void gqgemv_f32(float *c, int64_t ldc, const float *a, int64_t lda, int m
     }
 }
 
-/* r[q] becomes column q of the 8 x 8 block of rows r[0..7]. */
-static inline __attribute__((always_inline)) void transpose8(__m256 r[8]) {
-    __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
-    __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
-    __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
-    __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
-    __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xee);
-    __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xee);
-    __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xee);
-    __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xee);
-    r[0] = _mm256_permute2f128_ps(s0, s4, 0x20), r[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
-    r[2] = _mm256_permute2f128_ps(s2, s6, 0x20), r[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
-    r[4] = _mm256_permute2f128_ps(s0, s4, 0x31), r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
-    r[6] = _mm256_permute2f128_ps(s2, s6, 0x31), r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
-}
-
 /* Per run of 32 and half-panel of 8 channels: decode the 8 rows' runs into a 1 KiB row-major tile
  * (L1), then write it out k-major through four 8 x 8 transposes, whole aligned stores. */
 static inline __attribute__((always_inline)) void panel(float *wp, const uint8_t *w, size_t row_bytes, int nr, int64_t k0,
@@ -180,7 +164,7 @@ static inline __attribute__((always_inline)) void panel(float *wp, const uint8_t
             for (int q4 = 0; q4 < 4; q4++) {
                 __m256 r8[8];
                 for (int r = 0; r < 8; r++) r8[r] = _mm256_load_ps(t[r] + 8 * q4);
-                transpose8(r8);
+                eft__transpose8_ps(r8);
                 for (int q = 0; q < 8; q++) _mm256_store_ps(out + (8 * q4 + q) * EFT__SGEMM_NR + 8 * h, r8[q]);
             }
         }

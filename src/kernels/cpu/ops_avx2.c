@@ -240,22 +240,6 @@ static void axpy_i8(float *y, float a, const int8_t *x, int64_t n) {
  * Flash attention's inner steps (contracts in kernels.h)
  * ------------------------------------------------------------------------------------------- */
 
-/* In-register transpose of the 8 x 8 block r[0..7] (rows) into columns. */
-static inline void transpose8(__m256 r[8]) {
-    __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
-    __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
-    __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
-    __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
-    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
-    __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-    __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
-    __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-    r[0] = _mm256_permute2f128_ps(u0, u4, 0x20), r[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
-    r[1] = _mm256_permute2f128_ps(u1, u5, 0x20), r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
-    r[2] = _mm256_permute2f128_ps(u2, u6, 0x20), r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
-    r[3] = _mm256_permute2f128_ps(u3, u7, 0x20), r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
-}
-
 /* The key panel is a transpose (keys become columns); scalar, it cost over a tenth of the
  * encoder's attention at 128 tokens (one strided store per element), so it goes 8 x 8 blocks at
  * a time. */
@@ -267,7 +251,7 @@ static void attn_pack_k16(float *dst, const float *k, int64_t ldk, int n, int64_
             __m256 b[8];
             for (int rr = 0; rr < 8; rr++)
                 b[rr] = r0 + rr < n ? _mm256_maskload_ps(k + (r0 + rr) * ldk + d0, m) : _mm256_setzero_ps();
-            transpose8(b);
+            eft__transpose8_ps(b);
             for (int64_t dd = 0; dd < nd; dd++) _mm256_store_ps(dst + (d0 + dd) * 16 + r0, b[dd]);
         }
 }
