@@ -31,6 +31,7 @@ typedef struct lin {
     eft__sgemm_packed p;
     const void *q;         /* [N][K/32] blocks: borrowed from the file mapping, or q_owned */
     void *q_owned;
+    void *x4;              /* int8 activations: q's rows four-row interleaved (eft__qx4_pack), or NULL */
     float *b;              /* [N] or NULL */
 } lin;
 
@@ -496,6 +497,7 @@ static bool want_lin(builder *b, lin *l, const char *name, int64_t n, int64_t k,
 static void lin_free(lin *l) {
     eft__sgemm_packed_free(&l->p);
     eft__free(l->q_owned);
+    eft__free_aligned(l->x4);
     eft__free(l->b);
     memset(l, 0, sizeof *l);
 }
@@ -709,6 +711,8 @@ static eft_status plan(eft__decoder *d, const eft__decoder_params *p, eft__error
     size_t qw8 = eft__q8_0_gemm_work_size(T, maxk), qwf = eft__qgemm_f32_work_size(T, maxk, d->nth);
     size_t qwg = eft__gqgemm_f32_work_size(T, maxk, d->nth);
     if (qwg > qwf) qwf = qwg;
+    size_t qwx = eft__qx4_work_size(T, maxk);
+    if (qwx > qw8) qw8 = qwx;
     d->qwork = alloc_buf(qw8 > qwf ? qw8 : qwf, 1, &ok);
     d->attn_work = alloc_buf(flash > dec ? flash : dec, sizeof(float), &ok);
     if (d->kv_dtype != EFT_DTYPE_F32) {
@@ -751,6 +755,30 @@ void eft__decoder_free(eft__decoder *d) {
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) eft__free_aligned(bufs[i]);
     eft__free(d->recs);
     eft__free(d);
+}
+
+/* int8 activations: a GGUF-layout matrix (Q4_0, Q4_1, Q8_0) gets its four-row interleaved copy,
+ * which every product with it then reads (kernels.h); the file layout stays where it was, mapped
+ * and no longer touched, or owned for a program save. Others keep their kernels. */
+static bool interleave(lin *l) {
+    if (!is_kernel_q(l->qt) || l->x4) return true;
+    size_t size = eft__qx4_size(l->qt, l->n, l->k);
+    if (size == 0) return true;
+    uint64_t row_bytes = 0;
+    if (!eft__dtype_nbytes(l->qt, (uint64_t)l->k, &row_bytes)) return true;
+    l->x4 = eft__malloc_aligned(size);
+    return l->x4 && eft__qx4_pack(l->x4, l->qt, l->q, (size_t)row_bytes, l->n, l->k);
+}
+
+static eft_status interleave_all(eft__decoder *d, eft__error *err) {
+    bool ok = interleave(&d->head);
+    for (int64_t l = 0; l < d->L && ok; l++) {
+        dec_layer *ly = &d->layers[l];
+        for (int i = 0; i < ly->n_qkv; i++) ok = ok && interleave(&ly->qkv[i]);
+        for (int i = 0; i < ly->n_gu; i++) ok = ok && interleave(&ly->gu[i]);
+        ok = ok && interleave(&ly->o) && interleave(&ly->down);
+    }
+    return ok ? EFT_OK : eft__fail(err, EFT_ERR_OUT_OF_MEMORY, "out of memory interleaving the weights for int8 activations");
 }
 
 static eft_status build(eft__decoder *d, const eft_model *m, const eft__decoder_params *p, eft__error *err) {
@@ -862,6 +890,10 @@ static eft_status build(eft__decoder *d, const eft_model *m, const eft__decoder_
     }
     d->kt = p->kernels ? p->kernels : eft__kernels_get();
     d->int8_act = p->int8_activations;
+    if (d->int8_act) {
+        eft_status s = interleave_all(d, err);
+        if (s != EFT_OK) return s;
+    }
     return plan(d, p, err);
 }
 
@@ -1000,6 +1032,7 @@ eft_status eft__decoder_load(const eft_model *m, const eft__program *prog, const
 static void lin_run(eft__decoder *d, float *c, int64_t ldc, const float *a, int64_t lda, int64_t m, const lin *l) {
     if (l->qt == EFT_DTYPE_COUNT) eft__sgemm(d->kt, d->tp, c, ldc, a, lda, m, &l->p, l->b);
     else if (is_gq_only(l->qt)) eft__gqgemm_f32(d->kt, d->tp, c, ldc, a, lda, m, l->qt, l->q, l->n, l->k, l->b, d->qwork);
+    else if (l->x4) eft__qx4_gemm(d->kt, d->tp, c, ldc, a, lda, m, l->qt, l->x4, l->n, l->k, l->b, d->qwork);
     else if (d->int8_act) eft__qgemm(d->kt, d->tp, c, ldc, a, lda, m, l->qt, l->q, l->n, l->k, l->b, d->qwork);
     else eft__qgemm_f32(d->kt, d->tp, c, ldc, a, lda, m, l->qt, l->q, l->n, l->k, l->b, d->qwork);
 }
@@ -1009,6 +1042,13 @@ static void lin_run(eft__decoder *d, float *c, int64_t ldc, const float *a, int6
  * else through lin_run one at a time. cs[i] (ldc) receives a . l[i]^T. */
 static void lin_run_multi(eft__decoder *d, float *const *cs, int64_t ldc, const float *a, int64_t lda, int64_t m,
                           const lin *l, int nl) {
+    bool x4 = nl <= 3;
+    for (int i = 0; i < nl; i++) x4 = x4 && l[i].x4 && l[i].k == l[0].k;
+    if (x4) {
+        eft__qx4_job jobs[3];
+        for (int i = 0; i < nl; i++) jobs[i] = (eft__qx4_job){cs[i], ldc, l[i].qt, l[i].x4, l[i].n, l[i].b};
+        if (eft__qx4_gemm_multi(d->kt, d->tp, a, lda, m, l[0].k, jobs, nl, d->qwork)) return;
+    }
     bool multi = !d->int8_act && m <= EFT__QGEMV_MAX_M && nl <= 3;
     for (int i = 0; i < nl; i++) multi = multi && l[i].qt != EFT_DTYPE_COUNT;
     if (multi) {

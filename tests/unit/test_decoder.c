@@ -384,14 +384,19 @@ static void test_precision(void) {
     static const struct {
         eft_dtype wd, kvd;
         double max_rel, min_agree;
+        bool int8_act;
     } CASES[] = {
-        {EFT_DTYPE_F16, EFT_DTYPE_F32, 0.005, 0.97}, {EFT_DTYPE_BF16, EFT_DTYPE_F32, 0.02, 0.95},
-        {EFT_DTYPE_Q8_0, EFT_DTYPE_F32, 0.06, 0.90}, {EFT_DTYPE_Q4_0, EFT_DTYPE_F32, 0.5, 0.45},
-        {EFT_DTYPE_Q4_1, EFT_DTYPE_F32, 0.5, 0.45},  {EFT_DTYPE_COUNT, EFT_DTYPE_F16, 0.01, 0.97},
-        {EFT_DTYPE_COUNT, EFT_DTYPE_I8, 0.03, 0.95},
+        {EFT_DTYPE_F16, EFT_DTYPE_F32, 0.005, 0.97, false}, {EFT_DTYPE_BF16, EFT_DTYPE_F32, 0.02, 0.95, false},
+        {EFT_DTYPE_Q8_0, EFT_DTYPE_F32, 0.06, 0.90, false}, {EFT_DTYPE_Q4_0, EFT_DTYPE_F32, 0.5, 0.45, false},
+        {EFT_DTYPE_Q4_1, EFT_DTYPE_F32, 0.5, 0.45, false},  {EFT_DTYPE_COUNT, EFT_DTYPE_F16, 0.01, 0.97, false},
+        {EFT_DTYPE_COUNT, EFT_DTYPE_I8, 0.03, 0.95, false},
         /* The group-quantised layouts on gqgemm (groups shrink to divide K). */
-        {EFT_DTYPE_I8_CH, EFT_DTYPE_F32, 0.06, 0.90}, {EFT_DTYPE_I4_G64, EFT_DTYPE_F32, 0.5, 0.45},
-        {EFT_DTYPE_U4_G128, EFT_DTYPE_F32, 0.5, 0.45},
+        {EFT_DTYPE_I8_CH, EFT_DTYPE_F32, 0.06, 0.90, false}, {EFT_DTYPE_I4_G64, EFT_DTYPE_F32, 0.5, 0.45, false},
+        {EFT_DTYPE_U4_G128, EFT_DTYPE_F32, 0.5, 0.45, false},
+        /* int8 activations on the four-row interleaved weights (qx4.c): the activations' rounding
+         * (1/254 of a block's range) on top of the weights'. */
+        {EFT_DTYPE_Q8_0, EFT_DTYPE_F32, 0.08, 0.88, true}, {EFT_DTYPE_Q4_0, EFT_DTYPE_F32, 0.5, 0.45, true},
+        {EFT_DTYPE_Q4_1, EFT_DTYPE_F16, 0.5, 0.45, true},
     };
     for (size_t i = 0; i < N_FIXTURES; i++) {
         ref_model r;
@@ -399,13 +404,15 @@ static void test_precision(void) {
             printf("  %-16s", FIXTURES[i].name);
             for (size_t c = 0; c < sizeof CASES / sizeof CASES[0]; c++) {
                 double agree, rel;
+                g_int8_act = CASES[c].int8_act;
                 precision_rates(&r, CASES[c].wd, CASES[c].kvd, &agree, &rel);
-                printf(" %s/%s %.0f%% %.3f", CASES[c].wd == EFT_DTYPE_COUNT ? "keep" : eft_dtype_name(CASES[c].wd),
-                       eft_dtype_name(CASES[c].kvd), 100 * agree, rel);
+                g_int8_act = false;
+                printf(" %s/%s%s %.0f%% %.3f", CASES[c].wd == EFT_DTYPE_COUNT ? "keep" : eft_dtype_name(CASES[c].wd),
+                       eft_dtype_name(CASES[c].kvd), CASES[c].int8_act ? "/i8a" : "", 100 * agree, rel);
                 CHECK_MSG(agree >= CASES[c].min_agree && rel <= CASES[c].max_rel,
-                          "%s weights %s kv %s: top-1 agreement %.3f (>= %.2f), logit error %.4f of range (<= %.3f)",
+                          "%s weights %s kv %s%s: top-1 agreement %.3f (>= %.2f), logit error %.4f of range (<= %.3f)",
                           FIXTURES[i].name, CASES[c].wd == EFT_DTYPE_COUNT ? "kept" : eft_dtype_name(CASES[c].wd),
-                          eft_dtype_name(CASES[c].kvd), agree,
+                          eft_dtype_name(CASES[c].kvd), CASES[c].int8_act ? " int8 activations" : "", agree,
                           CASES[c].min_agree, rel, CASES[c].max_rel);
             }
             printf("\n");

@@ -338,7 +338,7 @@ static void run_gemv(void *p) {
         eft_dtype qt = r->type == 1 || r->type == 4 ? EFT_DTYPE_Q8_0 : r->type >= 6 ? EFT_DTYPE_Q4_1 : EFT_DTYPE_Q4_0;
         if (r->type == 0 || r->type == 3) eft__sgemm(r->b->kt, r->b->tp, r->y, r->n, r->x, r->k, 1, &r->pk[i], NULL);
         else if (r->type == 4 || r->type == 5 || r->type == 7) eft__qgemm_f32(r->b->kt, r->b->tp, r->y, r->n, r->x, r->k, 1, qt, r->qw[i], r->n, r->k, NULL, NULL);
-        else eft__qgemm(r->b->kt, r->b->tp, r->y, r->n, r->x, r->k, 1, qt, r->qw[i], r->n, r->k, NULL, r->qwork);
+        else eft__qx4_gemm(r->b->kt, r->b->tp, r->y, r->n, r->x, r->k, 1, qt, r->qw[i], r->n, r->k, NULL, r->qwork);
     }
 }
 
@@ -350,6 +350,7 @@ static eft_status bench_gemv(bench *b) {
     double target = b->p.quick ? 16e6 : 256e6; /* bytes of weights cycled through per call */
     emit(b, "%s", "");
     emit(b, "GEMV (1 token, weights cycled through %.0f MB)     GB/s   %%triad   GFLOPS", target / 1e6);
+    emit(b, "  (q8_0, q4_0, q4_1: int8 activations on the four-row interleaved weights; f32a: f32 activations)");
     for (size_t i = 0; i < ns; i++) {
         const shape *s = &sh[i];
         float *w = eft__malloc(sizeof(float) * s->n * s->k), *x = eft__malloc(sizeof(float) * s->k);
@@ -389,6 +390,16 @@ static eft_status bench_gemv(bench *b) {
                     if (ok && q8) eft__quantize_q8_0(qw[c], w, s->n, s->k);
                     if (ok && q41) eft__quantize_q4_1(qw[c], w, s->n, s->k);
                     else if (ok && !q8) eft__quantize_q4_0(qw[c], w, s->n, s->k);
+                    /* int8 activations read what the decoder reads: the four-row interleaved copy
+                     * (the same bytes when N % 4 == 0). */
+                    eft_dtype qt = q8 ? EFT_DTYPE_Q8_0 : q41 ? EFT_DTYPE_Q4_1 : EFT_DTYPE_Q4_0;
+                    size_t xs = eft__qx4_size(qt, s->n, s->k);
+                    void *x4 = ok && (type == 1 || type == 2 || type == 6) ? eft__malloc_aligned(xs) : NULL;
+                    if (x4) {
+                        ok = eft__qx4_pack(x4, qt, qw[c], (size_t)bytes / (size_t)s->n, s->n, s->k);
+                        eft__free_aligned(qw[c]);
+                        qw[c] = x4;
+                    } else if (type == 1 || type == 2 || type == 6) ok = false;
                 }
             }
             if (ok) {

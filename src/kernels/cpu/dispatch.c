@@ -22,6 +22,7 @@ static void build(void) {
     eft__kernels_fill_q8_scalar(k);
     eft__kernels_fill_attn_scalar(k);
     eft__kernels_fill_gq_scalar(k);
+    eft__kernels_fill_qx4_scalar(k);
     k->isa = EFT__ISA_SCALAR;
     g_available[EFT__ISA_SCALAR] = true;
 
@@ -33,6 +34,7 @@ static void build(void) {
         eft__kernels_fill_gemm_avx2(k);
         eft__kernels_fill_q8_avx2(k);
         eft__kernels_fill_gq_avx2(k);
+        eft__kernels_fill_qx4_avx2(k);
         k->isa = EFT__ISA_AVX2;
         g_available[EFT__ISA_AVX2] = true;
     }

@@ -173,6 +173,12 @@ typedef struct eft__kernels {
     void (*gqgemv_f32)(float *c, int64_t ldc, const float *a, int64_t lda, int m, eft_dtype wtype, const void *w,
                        size_t row_bytes, int64_t nrows, int64_t k, const float *bias);
     void (*gqpanel_f32)(float *wp, eft_dtype wtype, const void *w, size_t row_bytes, int nr, int64_t k0, int64_t kc);
+    /* Four-row interleaved weights (qx4.c) times int8 activations: for each of ngroups groups of
+     * four rows and each of the m activation rows (a, lda blocks apart), c[i * ldc + 4 g + r] =
+     * sum over the nb blocks of the integer dot scaled by both blocks' scales (+ bias), written for
+     * rows 4 g + r < nrows only. wtype is the source type: Q4_0, Q4_1 or Q8_0. */
+    void (*qx4_gemv)(float *c, int64_t ldc, const eft__block_q8_a *a, int64_t lda, int m, eft_dtype wtype,
+                     const void *w, int64_t ngroups, int64_t nb, int64_t nrows, const float *bias);
 } eft__kernels;
 
 /* The table for the best ISA of this CPU, or for EFT_ISA=scalar|avx2|avx512 when that is set and
@@ -194,6 +200,8 @@ void eft__kernels_fill_q8_avx2(eft__kernels *k);
 void eft__kernels_fill_attn_scalar(eft__kernels *k);
 void eft__kernels_fill_gq_scalar(eft__kernels *k);
 void eft__kernels_fill_gq_avx2(eft__kernels *k);
+void eft__kernels_fill_qx4_scalar(eft__kernels *k);
+void eft__kernels_fill_qx4_avx2(eft__kernels *k);
 
 /* ---------------------------------------------------------------------------------------------
  * Packed f32 GEMM (gemm.c): C[M, N] = A[M, K] . W[N, K]^T (+ bias[N]), i.e. PyTorch's Linear
@@ -318,6 +326,67 @@ size_t eft__q8_0_gemm_work_size(int64_t m, int64_t k);
 void eft__q8_0_gemm(const eft__kernels *kt, eft__threadpool *tp, float *c, int64_t ldc, const float *a,
                     int64_t lda, int64_t m, const eft__block_q8_0 *w, int64_t n, int64_t k,
                     const float *bias, void *work);
+
+/* ---------------------------------------------------------------------------------------------
+ * Four-row interleaved weights for int8 activations (qx4.c): the decode layout of Q4_0, Q4_1 and
+ * Q8_0. Rows are taken four at a time (the last group padded with zero rows) and each group's 32-
+ * element blocks are stored one after another, four rows per block: their four f16 scales (and
+ * Q4_1's four minima) side by side, then the quants arranged so that one 32-byte load holds four
+ * consecutive elements of each of the four rows in each 128-bit half. A vpmaddubsw against the
+ * activation block's matching four bytes, broadcast with one vpshufd, then sums all four rows at
+ * once: the int8 GEMV needs no horizontal sums and one scale multiply per block for four rows.
+ * Quant byte 4 l + t (l = 0..7 the int32 lane, t = 0..3) of vector v (v = 0..3) is element
+ * 4 v + t (l < 4) or 16 + 4 v + t (l >= 4) of row l % 4. Q8_0 stores the four vectors as they are
+ * (128 bytes); Q4_0 / Q4_1 store the nibbles of vectors 0 and 1 in the low and high nibbles of
+ * bytes 0-31 and those of vectors 2 and 3 in bytes 32-63.
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct eft__block_q4_0x4 {
+    eft__half d[4];
+    uint8_t qs[64];
+} eft__block_q4_0x4;
+typedef struct eft__block_q4_1x4 {
+    eft__half d[4];
+    eft__half m[4];
+    uint8_t qs[64];
+} eft__block_q4_1x4;
+typedef struct eft__block_q8_0x4 {
+    eft__half d[4];
+    int8_t qs[128];
+} eft__block_q8_0x4;
+_Static_assert(sizeof(eft__block_q4_0x4) == 72 && sizeof(eft__block_q4_1x4) == 80 && sizeof(eft__block_q8_0x4) == 136,
+               "four-row blocks are four source blocks");
+
+/* Bytes of the interleaved form of w[n, k] of type wtype; 0 when wtype is not Q4_0, Q4_1 or Q8_0 or
+ * k % 32 != 0. */
+size_t eft__qx4_size(eft_dtype wtype, int64_t n, int64_t k);
+/* Writes that form of w (rows row_bytes apart, the GGUF layout) into out (eft__qx4_size bytes, any
+ * alignment). False, writing nothing, when eft__qx4_size is 0. */
+bool eft__qx4_pack(void *out, eft_dtype wtype, const void *w, size_t row_bytes, int64_t n, int64_t k);
+/* Row r of an interleaved matrix widened to k floats, as eft__dequantize_row widens the source. */
+void eft__qx4_dequantize_row(float *out, eft_dtype wtype, const void *x4, int64_t r, int64_t k);
+
+/* One product of eft__qx4_gemm_multi: c[m, n] (ldc) = a . dequant(w)^T (+ bias), w interleaved. */
+typedef struct eft__qx4_job {
+    float *c;
+    int64_t ldc;
+    eft_dtype wtype;
+    const void *w;
+    int64_t n;
+    const float *bias;
+} eft__qx4_job;
+/* Scratch bytes for m activation rows of k. */
+size_t eft__qx4_work_size(int64_t m, int64_t k);
+/* c[m, n] (ldc) = a[m, k] (lda) . dequant(W)^T (+ bias) with a quantised to int8 blocks as
+ * quantize_row_q8_a does (llama.cpp's way: close to, not equal to, the f32 product). On tp (NULL:
+ * this thread) with kt (NULL: eft__kernels_get()); work: eft__qx4_work_size(m, k) bytes. False,
+ * computing nothing, for k % 32 != 0 or a type eft__qx4_size refuses. */
+bool eft__qx4_gemm(const eft__kernels *kt, eft__threadpool *tp, float *c, int64_t ldc, const float *a, int64_t lda,
+                   int64_t m, eft_dtype wtype, const void *w, int64_t n, int64_t k, const float *bias, void *work);
+/* Several products of the same a (q, k and v; gate and up) in one pool run, the activations
+ * quantised once and the jobs' row groups split over the workers together. */
+bool eft__qx4_gemm_multi(const eft__kernels *kt, eft__threadpool *tp, const float *a, int64_t lda, int64_t m,
+                         int64_t k, const eft__qx4_job *jobs, int njobs, void *work);
 
 /* ---------------------------------------------------------------------------------------------
  * Group-quantised weights (gqgemm.c): W[N, K] as rows of K/G blocks of one of core/quant.h's

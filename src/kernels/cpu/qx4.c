@@ -1,0 +1,225 @@
+/*
+ * qx4.c — the four-row interleaved decode layout of Q4_0, Q4_1 and Q8_0 weights (kernels.h
+ * describes it), the scalar reference of its int8-activation GEMV, and the thread-pool driver.
+ *
+ * Why a second layout: decode reads every weight once per token, so it is bound by memory, but the
+ * GGUF row layout makes the int8 kernel pay per row and block for a horizontal reduction and a
+ * scalar scale (about 15 instructions per 32 weights, compute-bound near 8 GB/s on two cores).
+ * Interleaving four rows lets one vpmaddubsw serve four rows and one multiply scale them, about a
+ * quarter of the work per weight. The decoder repacks a model's Q4_0/Q4_1/Q8_0 matrices into this
+ * form when it runs with int8 activations; the f32-activation kernels keep reading the file layout.
+ */
+#include <string.h>
+
+#include "core/quant.h"
+#include "kernels.h"
+
+static size_t x4_block_bytes(eft_dtype t) {
+    switch (t) {
+    case EFT_DTYPE_Q4_0: return sizeof(eft__block_q4_0x4);
+    case EFT_DTYPE_Q4_1: return sizeof(eft__block_q4_1x4);
+    case EFT_DTYPE_Q8_0: return sizeof(eft__block_q8_0x4);
+    default: return 0;
+    }
+}
+
+static size_t src_block_bytes(eft_dtype t) {
+    switch (t) {
+    case EFT_DTYPE_Q4_0: return sizeof(eft__block_q4_0);
+    case EFT_DTYPE_Q4_1: return sizeof(eft__block_q4_1);
+    case EFT_DTYPE_Q8_0: return sizeof(eft__block_q8_0);
+    default: return 0;
+    }
+}
+
+size_t eft__qx4_size(eft_dtype wtype, int64_t n, int64_t k) {
+    size_t bb = x4_block_bytes(wtype);
+    if (bb == 0 || n <= 0 || k <= 0 || k % EFT__QK != 0) return 0;
+    return (size_t)((n + 3) / 4) * (size_t)(k / EFT__QK) * bb;
+}
+
+/* Byte position, within its 32-byte vector v, of element e (0..31) of row r (0..3). */
+static inline int x4_pos(int r, int e, int *v) {
+    int t = e & 3, l = e < 16 ? r : r + 4;
+    *v = (e & 15) >> 2;
+    return 4 * l + t;
+}
+
+/* The 32 quants of a source block: signed for Q8_0, 0..15 for the 4-bit types. */
+static void src_quants(int q[EFT__QK], eft_dtype t, const uint8_t *blk) {
+    if (t == EFT_DTYPE_Q8_0) {
+        const eft__block_q8_0 *b = (const eft__block_q8_0 *)blk;
+        for (int e = 0; e < EFT__QK; e++) q[e] = b->qs[e];
+        return;
+    }
+    const uint8_t *qs = t == EFT_DTYPE_Q4_0 ? ((const eft__block_q4_0 *)blk)->qs : ((const eft__block_q4_1 *)blk)->qs;
+    for (int e = 0; e < 16; e++) q[e] = qs[e] & 15, q[e + 16] = qs[e] >> 4;
+}
+
+bool eft__qx4_pack(void *out, eft_dtype wtype, const void *w, size_t row_bytes, int64_t n, int64_t k) {
+    size_t total = eft__qx4_size(wtype, n, k);
+    if (total == 0) return false;
+    memset(out, 0, total); /* padding rows: zero scales and quants */
+    const size_t bb = x4_block_bytes(wtype), sb = src_block_bytes(wtype);
+    const int64_t nb = k / EFT__QK, ng = (n + 3) / 4;
+    for (int64_t g = 0; g < ng; g++)
+        for (int64_t b = 0; b < nb; b++) {
+            uint8_t *o = (uint8_t *)out + ((size_t)g * (size_t)nb + (size_t)b) * bb;
+            for (int r = 0; r < 4 && 4 * g + r < n; r++) {
+                const uint8_t *blk = (const uint8_t *)w + (size_t)(4 * g + r) * row_bytes + (size_t)b * sb;
+                int q[EFT__QK];
+                src_quants(q, wtype, blk);
+                memcpy(o + 2 * r, blk, 2); /* d: the first field of every source block */
+                if (wtype == EFT_DTYPE_Q4_1) memcpy(o + 8 + 2 * r, blk + 2, 2);
+                uint8_t *qs = o + (wtype == EFT_DTYPE_Q4_1 ? 16 : 8);
+                for (int e = 0; e < EFT__QK; e++) {
+                    int v, p = x4_pos(r, e, &v);
+                    if (wtype == EFT_DTYPE_Q8_0) qs[32 * v + p] = (uint8_t)(int8_t)q[e];
+                    else qs[32 * (v >> 1) + p] |= (uint8_t)(q[e] << (4 * (v & 1)));
+                }
+            }
+        }
+    return true;
+}
+
+/* Quant e of row r (0..3) of one interleaved block. */
+static inline int x4_quant(eft_dtype wtype, const uint8_t *blk, int r, int e) {
+    int v, p = x4_pos(r, e, &v);
+    if (wtype == EFT_DTYPE_Q8_0) return ((const eft__block_q8_0x4 *)blk)->qs[32 * v + p];
+    const uint8_t *qs = wtype == EFT_DTYPE_Q4_1 ? ((const eft__block_q4_1x4 *)blk)->qs : ((const eft__block_q4_0x4 *)blk)->qs;
+    return (qs[32 * (v >> 1) + p] >> (4 * (v & 1))) & 15;
+}
+
+void eft__qx4_dequantize_row(float *out, eft_dtype wtype, const void *x4, int64_t r, int64_t k) {
+    const size_t bb = x4_block_bytes(wtype);
+    const int64_t nb = k / EFT__QK, g = r / 4;
+    const int rr = (int)(r % 4);
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *blk = (const uint8_t *)x4 + ((size_t)g * (size_t)nb + (size_t)b) * bb;
+        const eft__half *dh = (const eft__half *)blk; /* d[4] leads every form */
+        float d = eft__f16_to_f32(dh[rr]);
+        float m = wtype == EFT_DTYPE_Q4_1 ? eft__f16_to_f32(((const eft__block_q4_1x4 *)blk)->m[rr]) : 0.0f;
+        for (int e = 0; e < EFT__QK; e++) {
+            int q = x4_quant(wtype, blk, rr, e);
+            /* The source dequantizer's arithmetic: d (q - 8), d q + m, d q. */
+            out[b * EFT__QK + e] = wtype == EFT_DTYPE_Q4_0 ? d * (float)(q - 8)
+                                   : wtype == EFT_DTYPE_Q4_1 ? d * (float)q + m
+                                                             : d * (float)q;
+        }
+    }
+}
+
+/* The scalar reference: per block, the exact integer dot of each row with the activation quants,
+ * then d_w d_a s, plus Q4_1's m_w d_a sum_a (Q4_0: -8 d_w d_a sum_a), summed in f32 over blocks. */
+static void qx4_gemv(float *c, int64_t ldc, const eft__block_q8_a *a, int64_t lda, int m, eft_dtype wtype,
+                     const void *w, int64_t ngroups, int64_t nb, int64_t nrows, const float *bias) {
+    const size_t bb = x4_block_bytes(wtype);
+    if (bb == 0) return;
+    for (int64_t g = 0; g < ngroups; g++)
+        for (int i = 0; i < m; i++) {
+            float acc[4] = {0, 0, 0, 0};
+            for (int64_t b = 0; b < nb; b++) {
+                const uint8_t *blk = (const uint8_t *)w + ((size_t)g * (size_t)nb + (size_t)b) * bb;
+                const eft__block_q8_a *ab = &a[i * lda + b];
+                const eft__half *dh = (const eft__half *)blk;
+                for (int r = 0; r < 4; r++) {
+                    int32_t s = 0;
+                    for (int e = 0; e < EFT__QK; e++) s += x4_quant(wtype, blk, r, e) * ab->qs[e];
+                    float d = eft__f16_to_f32(dh[r]);
+                    acc[r] += d * ab->d * (float)s;
+                    if (wtype == EFT_DTYPE_Q4_1)
+                        acc[r] += eft__f16_to_f32(((const eft__block_q4_1x4 *)blk)->m[r]) * (ab->d * (float)ab->sum);
+                    else if (wtype == EFT_DTYPE_Q4_0) acc[r] += -8.0f * d * (ab->d * (float)ab->sum);
+                }
+            }
+            for (int r = 0; r < 4; r++) {
+                int64_t j = 4 * g + r;
+                if (j < nrows) c[i * ldc + j] = bias ? acc[r] + bias[j] : acc[r];
+            }
+        }
+}
+
+void eft__kernels_fill_qx4_scalar(eft__kernels *k) { k->qx4_gemv = qx4_gemv; }
+
+/* ---------------------------------------------------------------------------------------------
+ * Driver
+ * ------------------------------------------------------------------------------------------- */
+
+size_t eft__qx4_work_size(int64_t m, int64_t k) {
+    return (size_t)(m > 0 ? m : 0) * (size_t)(k / EFT__QK) * sizeof(eft__block_q8_a);
+}
+
+/* Activation rows per kernel call: their quantised blocks (m x k/32 x 40 bytes) stay in L2 while
+ * the worker's weight groups pass, and each group's rows stay in L1 while the rows pass. */
+enum { ROWS_PER_CALL = 16 };
+/* Up to this many activation floats are quantised by the caller before the run (a few hundred
+ * nanoseconds); more are split over the workers, which then meet at a barrier. */
+enum { QUANTISE_IN_CALLER = 16384 };
+
+typedef struct qx4_ctx {
+    const eft__kernels *kt;
+    eft__threadpool *tp;
+    const float *a;
+    int64_t lda, m, k;
+    const eft__qx4_job *jobs;
+    int njobs;
+    int64_t groups; /* all jobs' row groups together */
+    eft__block_q8_a *qa;
+    bool quantise;  /* the workers quantise a (else the caller did) */
+} qx4_ctx;
+
+static void quantise_rows(const qx4_ctx *x, int64_t r0, int64_t r1) {
+    const int64_t nb = x->k / EFT__QK;
+    for (int64_t i = r0; i < r1; i++) x->kt->quantize_row_q8_a(x->qa + i * nb, x->a + i * x->lda, x->k);
+}
+
+static void qx4_task(void *p, int ith, int nth) {
+    const qx4_ctx *x = p;
+    const int64_t nb = x->k / EFT__QK;
+    int64_t g0, g1;
+    if (x->quantise) {
+        eft__split_range(x->m, ith, nth, &g0, &g1);
+        quantise_rows(x, g0, g1);
+        if (x->tp) eft__threadpool_barrier(x->tp);
+    }
+    eft__split_range(x->groups, ith, nth, &g0, &g1);
+    for (int64_t i0 = 0; i0 < x->m; i0 += ROWS_PER_CALL) {
+        int mc = (int)(x->m - i0 < ROWS_PER_CALL ? x->m - i0 : ROWS_PER_CALL);
+        int64_t base = 0;
+        for (int t = 0; t < x->njobs && base < g1; t++) {
+            const eft__qx4_job *jb = &x->jobs[t];
+            int64_t ng = (jb->n + 3) / 4;
+            int64_t a0 = g0 > base ? g0 - base : 0, a1 = g1 - base < ng ? g1 - base : ng;
+            base += ng;
+            if (a0 >= a1) continue;
+            size_t off = (size_t)a0 * (size_t)nb * x4_block_bytes(jb->wtype);
+            x->kt->qx4_gemv(jb->c + i0 * jb->ldc + 4 * a0, jb->ldc, x->qa + i0 * nb, nb, mc, jb->wtype,
+                            (const uint8_t *)jb->w + off, a1 - a0, nb, jb->n - 4 * a0, jb->bias ? jb->bias + 4 * a0 : NULL);
+        }
+    }
+}
+
+bool eft__qx4_gemm_multi(const eft__kernels *kt, eft__threadpool *tp, const float *a, int64_t lda, int64_t m,
+                         int64_t k, const eft__qx4_job *jobs, int njobs, void *work) {
+    if (k <= 0 || k % EFT__QK != 0 || njobs < 0) return false;
+    int64_t groups = 0;
+    for (int t = 0; t < njobs; t++) {
+        if (x4_block_bytes(jobs[t].wtype) == 0) return false;
+        if (jobs[t].n > 0) groups += (jobs[t].n + 3) / 4;
+    }
+    if (m <= 0 || groups == 0) return true;
+    if (!work) return false;
+    bool pool = tp && eft__threadpool_size(tp) > 1;
+    qx4_ctx x = {kt ? kt : eft__kernels_get(), pool ? tp : NULL, a, lda, m, k, jobs, njobs, groups, work, false};
+    if (!pool || m * k > QUANTISE_IN_CALLER) x.quantise = true;
+    else quantise_rows(&x, 0, m);
+    if (pool) eft__threadpool_run(tp, qx4_task, &x);
+    else qx4_task(&x, 0, 1);
+    return true;
+}
+
+bool eft__qx4_gemm(const eft__kernels *kt, eft__threadpool *tp, float *c, int64_t ldc, const float *a, int64_t lda,
+                   int64_t m, eft_dtype wtype, const void *w, int64_t n, int64_t k, const float *bias, void *work) {
+    eft__qx4_job job = {c, ldc, wtype, w, n, bias};
+    return eft__qx4_gemm_multi(kt, tp, a, lda, m, k, &job, 1, work);
+}
