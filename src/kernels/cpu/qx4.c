@@ -45,39 +45,63 @@ static inline int x4_pos(int r, int e, int *v) {
     return 4 * l + t;
 }
 
-/* The 32 quants of a source block: signed for Q8_0, 0..15 for the 4-bit types. */
-static void src_quants(int q[EFT__QK], eft_dtype t, const uint8_t *blk) {
+/* Row r's 32 quants of one block as bytes in element order (Q8_0 as they are; the 4-bit types'
+ * nibbles split with word operations: low nibbles are elements 0-15, high ones 16-31). */
+static void row_quants(uint8_t q[EFT__QK], eft_dtype t, const uint8_t *blk) {
     if (t == EFT_DTYPE_Q8_0) {
-        const eft__block_q8_0 *b = (const eft__block_q8_0 *)blk;
-        for (int e = 0; e < EFT__QK; e++) q[e] = b->qs[e];
+        memcpy(q, ((const eft__block_q8_0 *)blk)->qs, EFT__QK);
         return;
     }
     const uint8_t *qs = t == EFT_DTYPE_Q4_0 ? ((const eft__block_q4_0 *)blk)->qs : ((const eft__block_q4_1 *)blk)->qs;
-    for (int e = 0; e < 16; e++) q[e] = qs[e] & 15, q[e + 16] = qs[e] >> 4;
+    const uint64_t lo = 0x0f0f0f0f0f0f0f0full;
+    for (int h = 0; h < 2; h++) {
+        uint64_t v;
+        memcpy(&v, qs + 8 * h, 8);
+        uint64_t a = v & lo, b = (v >> 4) & lo;
+        memcpy(q + 8 * h, &a, 8);
+        memcpy(q + 16 + 8 * h, &b, 8);
+    }
 }
 
+/* The layout is a 4 x 8 transpose of 4-byte words: word l of vector v is word v (l < 4) or 4 + v
+ * (l >= 4) of row l % 4's quants, so packing moves words (eft__qx4_pack runs at load time, over the
+ * whole model: SmolLM2's 97 MB). The 4-bit vectors' bytes are below 16, so v0 | v1 << 4 on 64-bit
+ * words puts vector 1 in the high nibbles without carries between bytes. */
 bool eft__qx4_pack(void *out, eft_dtype wtype, const void *w, size_t row_bytes, int64_t n, int64_t k) {
     size_t total = eft__qx4_size(wtype, n, k);
     if (total == 0) return false;
-    memset(out, 0, total); /* padding rows: zero scales and quants */
     const size_t bb = x4_block_bytes(wtype), sb = src_block_bytes(wtype);
     const int64_t nb = k / EFT__QK, ng = (n + 3) / 4;
     for (int64_t g = 0; g < ng; g++)
         for (int64_t b = 0; b < nb; b++) {
             uint8_t *o = (uint8_t *)out + ((size_t)g * (size_t)nb + (size_t)b) * bb;
-            for (int r = 0; r < 4 && 4 * g + r < n; r++) {
+            uint8_t q[4][EFT__QK], vec[4][32];
+            memset(o, 0, bb < 16 ? bb : 16); /* scales (and minima) of padding rows */
+            for (int r = 0; r < 4; r++) {
+                if (4 * g + r >= n) {
+                    memset(q[r], 0, EFT__QK);
+                    continue;
+                }
                 const uint8_t *blk = (const uint8_t *)w + (size_t)(4 * g + r) * row_bytes + (size_t)b * sb;
-                int q[EFT__QK];
-                src_quants(q, wtype, blk);
+                row_quants(q[r], wtype, blk);
                 memcpy(o + 2 * r, blk, 2); /* d: the first field of every source block */
                 if (wtype == EFT_DTYPE_Q4_1) memcpy(o + 8 + 2 * r, blk + 2, 2);
-                uint8_t *qs = o + (wtype == EFT_DTYPE_Q4_1 ? 16 : 8);
-                for (int e = 0; e < EFT__QK; e++) {
-                    int v, p = x4_pos(r, e, &v);
-                    if (wtype == EFT_DTYPE_Q8_0) qs[32 * v + p] = (uint8_t)(int8_t)q[e];
-                    else qs[32 * (v >> 1) + p] |= (uint8_t)(q[e] << (4 * (v & 1)));
-                }
             }
+            for (int v = 0; v < 4; v++)
+                for (int l = 0; l < 8; l++) memcpy(vec[v] + 4 * l, q[l % 4] + 4 * (l < 4 ? v : 4 + v), 4);
+            uint8_t *qs = o + (wtype == EFT_DTYPE_Q4_1 ? 16 : 8);
+            if (wtype == EFT_DTYPE_Q8_0) {
+                memcpy(qs, vec, sizeof vec);
+                continue;
+            }
+            for (int h = 0; h < 2; h++)
+                for (int x = 0; x < 32; x += 8) {
+                    uint64_t a, c;
+                    memcpy(&a, vec[2 * h] + x, 8);
+                    memcpy(&c, vec[2 * h + 1] + x, 8);
+                    a |= c << 4;
+                    memcpy(qs + 32 * h + x, &a, 8);
+                }
         }
     return true;
 }
