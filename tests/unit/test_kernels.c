@@ -648,14 +648,16 @@ static void test_qgemm_f32(void) {
     /* Fixed edges: one channel, one block, the GEMV/panel boundary, a partial last panel, a row
      * count splitting into uneven micro-tiles, K over one panel slice. */
     static const int64_t fixed[][3] = {{1, 1, 32},   {4, 17, 64},   {5, 17, 64},   {8, 17, 64}, {9, 33, 288},
-                                       {70, 15, 96}, {17, 49, 544}, {2, 1, 4096}, {1, 301, 576}, {7, 35, 608}};
+                                       {70, 15, 96}, {17, 49, 544}, {2, 1, 4096}, {1, 301, 576}, {7, 35, 608},
+                                       /* 9-16 rows stream in blocks of weight rows: several blocks */
+                                       {13, 100, 4096}, {16, 45, 2048}, {12, 7, 32}};
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
         for (int t = 0; t < 3; t++) check_qgemm_f32(tp, wtypes[t], fixed[i][0], fixed[i][1], fixed[i][2]);
-    /* Random shapes: M in 1..9 (decode up to the GEMV's 8 rows, and just past it) or 17..70
+    /* Random shapes: M in 1..17 (decode up to the streaming path's 16 rows, and just past it) or 17..70
      * (prefill), odd N, K in 32..4096, with M N K capped so the double reference stays quick under
      * the sanitizers. */
     for (int it = 0; it < 36; it++) {
-        int64_t m = it % 2 ? rnd_i(1, EFT__QGEMV_MAX_M + 1) : rnd_i(17, 70);
+        int64_t m = it % 2 ? rnd_i(1, EFT__QSTREAM_MAX_M + 1) : rnd_i(17, 70);
         int64_t k = 32 * (int64_t)rnd_i(1, 128);
         int64_t nmax = 3000000 / (m * k);
         if (nmax < 1) nmax = 1;
@@ -668,10 +670,10 @@ static void test_qgemm_f32(void) {
     eft__block_q8_0 q1[2] = {{0}};
     CHECK(!eft__qgemm_f32(NULL, NULL, &c1, 1, a1, 64, 1, EFT_DTYPE_Q5_0, q1, 1, 64, NULL, NULL));
     CHECK(!eft__qgemm_f32(NULL, NULL, &c1, 1, a1, 33, 1, EFT_DTYPE_Q8_0, q1, 1, 33, NULL, NULL));
-    CHECK(!eft__qgemm_f32(NULL, NULL, &c1, 1, a1, 1, EFT__QGEMV_MAX_M + 1, EFT_DTYPE_Q8_0, q1, 1, 32, NULL, NULL));
+    CHECK(!eft__qgemm_f32(NULL, NULL, &c1, 1, a1, 1, EFT__QSTREAM_MAX_M + 1, EFT_DTYPE_Q8_0, q1, 1, 32, NULL, NULL));
     CHECK(eft__qgemm_f32(NULL, NULL, &c1, 1, a1, 64, 0, EFT_DTYPE_Q8_0, q1, 1, 64, NULL, NULL));
     CHECK(eft__qgemm_f32(NULL, NULL, &c1, 1, a1, 64, 1, EFT_DTYPE_Q8_0, q1, 1, 64, NULL, NULL) && c1 == 0.0f);
-    CHECK(eft__qgemm_f32_work_size(EFT__QGEMV_MAX_M, 4096, 8) == 0);
+    CHECK(eft__qgemm_f32_work_size(EFT__QSTREAM_MAX_M, 4096, 8) == 0);
     eft__threadpool_free(tp);
 }
 

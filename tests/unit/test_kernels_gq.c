@@ -243,9 +243,11 @@ static void check_shape(eft__threadpool *tp, eft_dtype wt, int64_t m, int64_t n,
 static void test_gqgemm(void) {
     eft__threadpool *tp = NULL;
     CHECK(eft__threadpool_create(2, &tp, NULL) == EFT_OK);
-    /* Both paths (M <= 8 streams, M > 8 panels), the panel path's K slices (K > 256), odd N. */
-    static const int64_t fixed[][3] = {{1, 1, 128}, {1, 17, 384}, {2, 33, 256}, {3, 5, 640}, {5, 16, 128},
-                                       {8, 31, 512}, {9, 7, 128}, {13, 40, 384}, {50, 19, 896}, {7, 3, 1152}};
+    /* Both paths (M <= 16 streams, in blocks of weight rows past 8; M > 16 panels), the panel path's K
+     * slices (K > 256), odd N. */
+    static const int64_t fixed[][3] = {{1, 1, 128},  {1, 17, 384}, {2, 33, 256},   {3, 5, 640},  {5, 16, 128},
+                                       {8, 31, 512}, {9, 7, 128},  {13, 40, 384},  {50, 19, 896}, {7, 3, 1152},
+                                       {17, 9, 256}, {30, 21, 640}, {16, 70, 4096}};
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
         for (int f = 0; f < NFAM; f++) check_shape(tp, k_family[f], fixed[i][0], fixed[i][1], fixed[i][2]);
     for (int it = 0; it < 30; it++) {
@@ -263,12 +265,12 @@ static void test_refusals(void) {
     /* Not a member, K not a multiple of G, panel path without work: refused, nothing written. */
     CHECK(!eft__gqgemm_f32(NULL, NULL, &c, 1, a, 256, 1, EFT_DTYPE_Q5_0, q, 1, 64, NULL, NULL));
     CHECK(!eft__gqgemm_f32(NULL, NULL, &c, 1, a, 256, 1, EFT_DTYPE_I4_G128, q, 1, 192, NULL, NULL));
-    CHECK(!eft__gqgemm_f32(NULL, NULL, &c, 1, a, 1, EFT__QGEMV_MAX_M + 1, EFT_DTYPE_I4_G128, q, 1, 128, NULL, NULL));
+    CHECK(!eft__gqgemm_f32(NULL, NULL, &c, 1, a, 1, EFT__QSTREAM_MAX_M + 1, EFT_DTYPE_I4_G128, q, 1, 128, NULL, NULL));
     CHECK(!eft__gqgemm_ref(&c, 1, a, 256, 1, EFT_DTYPE_F32, q, 1, 128, NULL));
     CHECK(c == 1.0f);
     CHECK(eft__gqgemm_f32(NULL, NULL, &c, 1, a, 256, 0, EFT_DTYPE_I4_G128, q, 1, 128, NULL, NULL));
     CHECK(eft__gqgemm_f32(NULL, NULL, &c, 1, a, 256, 1, EFT_DTYPE_I4_G128, q, 1, 256, NULL, NULL) && c == 0.0f);
-    CHECK(eft__gqgemm_f32_work_size(EFT__QGEMV_MAX_M, 4096, 8) == 0);
+    CHECK(eft__gqgemm_f32_work_size(EFT__QSTREAM_MAX_M, 4096, 8) == 0);
 }
 
 int main(void) {

@@ -284,9 +284,9 @@ bool eft__qgemm_f32(const eft__kernels *kt, eft__threadpool *tp, float *c, int64
                     int64_t m, eft_dtype wtype, const void *w, int64_t n, int64_t k, const float *bias, void *work);
 size_t eft__qgemm_f32_work_size(int64_t m, int64_t k, int nth);
 /* The f32-activation driver eft__qgemm_f32 and eft__gqgemm_f32 share: the GEMV path for up to
- * EFT__QGEMV_MAX_M rows (gemv over whole 16-channel groups per worker), else packed activations
+ * EFT__QSTREAM_MAX_M rows (gemv over whole 16-channel groups per worker), else packed activations
  * and panels decoded by panel for the packed-A micro-kernel. row_bytes: one weight row's blocks;
- * work: eft__qgemm_f32_work_size bytes. False only when m > EFT__QGEMV_MAX_M and work is NULL. */
+ * work: eft__qgemm_f32_work_size bytes. False only when m > EFT__QSTREAM_MAX_M and work is NULL. */
 typedef void (*eft__qgemv_f32_fn)(float *c, int64_t ldc, const float *a, int64_t lda, int m, eft_dtype wtype,
                                   const void *w, size_t row_bytes, int64_t nrows, int64_t k, const float *bias);
 typedef void (*eft__qpanel_f32_fn)(float *wp, eft_dtype wtype, const void *w, size_t row_bytes, int nr, int64_t k0,
@@ -318,6 +318,10 @@ bool eft__qgemm_f32_gemv_multi(const eft__kernels *kt, eft__threadpool *tp, int6
  * registers, for all its rows, where the panel path would widen it to memory and run the 6 x 16
  * micro-kernel over a handful of rows. */
 #define EFT__QGEMV_MAX_M 8
+/* Rows up to which eft__qgemm_f32 and eft__gqgemm_f32 stream the weights (several kernel calls of
+ * up to EFT__QGEMV_MAX_M rows over L2-sized blocks of weight rows) rather than decode panels: a
+ * continuous batch of 9-16 sequences still reads each weight from memory once, in registers. */
+#define EFT__QSTREAM_MAX_M 16
 
 /* Scratch bytes eft__q8_0_gemm and eft__qgemm need for m rows of k. */
 size_t eft__q8_0_gemm_work_size(int64_t m, int64_t k);
@@ -410,7 +414,7 @@ bool eft__quantize_gq_i8_channel(eft_dtype wtype, void *out, const float *w, int
 bool eft__gqgemm_ref(float *c, int64_t ldc, const float *a, int64_t lda, int64_t m, eft_dtype wtype, const void *w,
                      int64_t n, int64_t k, const float *bias);
 /* The fast product on tp (NULL: this thread) with kt (NULL: eft__kernels_get()). work: 
- * eft__gqgemm_f32_work_size(m, k, nth) bytes (none for m <= EFT__QGEMV_MAX_M), any alignment.
+ * eft__gqgemm_f32_work_size(m, k, nth) bytes (none for m <= EFT__QSTREAM_MAX_M), any alignment.
  * False, computing nothing, for a type outside the family, K % G != 0 or missing work. */
 bool eft__gqgemm_f32(const eft__kernels *kt, eft__threadpool *tp, float *c, int64_t ldc, const float *a, int64_t lda,
                      int64_t m, eft_dtype wtype, const void *w, int64_t n, int64_t k, const float *bias, void *work);

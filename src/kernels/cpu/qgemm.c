@@ -282,7 +282,7 @@ _Static_assert(MQ % EFT__SGEMM_MR == 0, "MQ must be a multiple of the micro-kern
 
 size_t eft__qgemm_f32_work_size(int64_t m, int64_t k, int nth) {
     (void)k;
-    if (m <= EFT__QGEMV_MAX_M) return 0;
+    if (m <= EFT__QSTREAM_MAX_M) return 0;
     return (size_t)(nth > 0 ? nth : 1) * WORKER_FLOATS * sizeof(float) + 64;
 }
 
@@ -299,17 +299,31 @@ typedef struct qf32_ctx {
     eft__qpanel_f32_fn panel;
 } qf32_ctx;
 
+/* Bytes of weight rows that one streaming pass holds in L2 while every 8-row chunk of activations
+ * goes over them. */
+enum { STREAM_BLOCK = 64 * 1024 };
+
 /* Few rows: split the output channels (in whole cache lines of c) and stream each weight row once
- * against all the activation rows (up to EFT__QGEMV_MAX_M). */
+ * against all the activation rows. One kernel call takes up to EFT__QGEMV_MAX_M rows; past that
+ * (up to EFT__QSTREAM_MAX_M) the worker's rows go by in blocks of about STREAM_BLOCK bytes, each
+ * block against every chunk, so the weights still come from memory once. */
 static void qf32_gemv(const qf32_ctx *x, int ith, int nth) {
     int64_t g0, g1;
     eft__split_range((x->n + 15) / 16, ith, nth, &g0, &g1);
     int64_t j0 = g0 * 16, j1 = g1 * 16 < x->n ? g1 * 16 : x->n;
     if (j0 >= j1) return;
-    for (int64_t i = 0; i < x->m; i += EFT__QGEMV_MAX_M) {
-        int mm = (int)(x->m - i < EFT__QGEMV_MAX_M ? x->m - i : EFT__QGEMV_MAX_M);
-        x->gemv(x->c + i * x->ldc + j0, x->ldc, x->a + i * x->lda, x->lda, mm, x->wtype,
-                         x->w + (size_t)j0 * x->row_bytes, x->row_bytes, j1 - j0, x->k, x->bias ? x->bias + j0 : NULL);
+    int64_t jb = j1 - j0;
+    if (x->m > EFT__QGEMV_MAX_M) {
+        jb = (int64_t)(STREAM_BLOCK / x->row_bytes) / 16 * 16;
+        if (jb < 16) jb = 16;
+    }
+    for (int64_t jj = j0; jj < j1; jj += jb) {
+        int64_t je = jj + jb < j1 ? jj + jb : j1;
+        for (int64_t i = 0; i < x->m; i += EFT__QGEMV_MAX_M) {
+            int mm = (int)(x->m - i < EFT__QGEMV_MAX_M ? x->m - i : EFT__QGEMV_MAX_M);
+            x->gemv(x->c + i * x->ldc + jj, x->ldc, x->a + i * x->lda, x->lda, mm, x->wtype,
+                    x->w + (size_t)jj * x->row_bytes, x->row_bytes, je - jj, x->k, x->bias ? x->bias + jj : NULL);
+        }
     }
 }
 
@@ -356,7 +370,7 @@ static void qf32_panels(const qf32_ctx *x, int ith, int nth) {
 
 static void qf32_task(void *p, int ith, int nth) {
     qf32_ctx *x = p;
-    if (x->m <= EFT__QGEMV_MAX_M) qf32_gemv(x, ith, nth);
+    if (x->m <= EFT__QSTREAM_MAX_M) qf32_gemv(x, ith, nth);
     else qf32_panels(x, ith, nth);
 }
 
@@ -364,7 +378,7 @@ bool eft__qf32_drive(const eft__kernels *kt, eft__threadpool *tp, float *c, int6
                      int64_t m, eft_dtype wtype, const void *w, size_t row_bytes, int64_t n, int64_t k, const float *bias,
                      void *work, eft__qgemv_f32_fn gemv, eft__qpanel_f32_fn panel) {
     if (m <= 0 || n <= 0 || k <= 0) return true;
-    if (m > EFT__QGEMV_MAX_M && !work) return false;
+    if (m > EFT__QSTREAM_MAX_M && !work) return false;
     /* work need not be aligned: the panels start at its first 64-byte boundary (the work size
      * counts the slack), where the micro-kernel's aligned loads want them. */
     float *panels = work ? (float *)(((uintptr_t)work + 63) & ~(uintptr_t)63) : NULL;
