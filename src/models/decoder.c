@@ -31,7 +31,7 @@ typedef struct lin {
     eft__sgemm_packed p;
     const void *q;         /* [N][K/32] blocks: borrowed from the file mapping, or q_owned */
     void *q_owned;
-    void *x4;              /* int8 activations: q's rows four-row interleaved (eft__qx4_pack), or NULL */
+    void *x4;              /* q's rows four-row interleaved (eft__qx4_pack) for decode, or NULL */
     float *b;              /* [N] or NULL */
 } lin;
 
@@ -711,7 +711,7 @@ static eft_status plan(eft__decoder *d, const eft__decoder_params *p, eft__error
     size_t qw8 = eft__q8_0_gemm_work_size(T, maxk), qwf = eft__qgemm_f32_work_size(T, maxk, d->nth);
     size_t qwg = eft__gqgemm_f32_work_size(T, maxk, d->nth);
     if (qwg > qwf) qwf = qwg;
-    size_t qwx = eft__qx4_work_size(T, maxk);
+    size_t qwx = eft__qx4_f32_work_size(T, maxk);
     if (qwx > qw8) qw8 = qwx;
     d->qwork = alloc_buf(qw8 > qwf ? qw8 : qwf, 1, &ok);
     d->attn_work = alloc_buf(flash > dec ? flash : dec, sizeof(float), &ok);
@@ -757,11 +757,14 @@ void eft__decoder_free(eft__decoder *d) {
     eft__free(d);
 }
 
-/* int8 activations: a GGUF-layout matrix (Q4_0, Q4_1, Q8_0) gets its four-row interleaved copy,
- * which every product with it then reads (kernels.h); the file layout stays where it was, mapped
- * and no longer touched, or owned for a program save. Others keep their kernels. The copies are
- * made on the decoder's pool, each worker packing its share of every matrix's row groups: the
- * pack is a pass over all the weights at open (SmolLM2 97 MB, a 1B model in int4 0.6 GB). */
+/* Every GGUF-layout matrix (Q4_0, Q4_1, Q8_0) gets a four-row interleaved copy (kernels.h) for the
+ * integer kernels: with int8 activations every product reads it; with f32 activations one-token
+ * steps do (the three-plane product, eft__qx4_gemm_f32: SmolLM2 decode 52-59 -> 73-78 tok/s,
+ * Gemma-3-270M 36 -> 44-47, greedy still equal to transformers'), while batches and prefill keep
+ * the f32 kernels on the file layout. So the quantised weights are held twice: the file layout
+ * mapped (clean pages the kernel may drop) or owned, and the copy. Others keep their kernels.
+ * The copies are made on the decoder's pool, each worker packing its share of every matrix's row
+ * groups: a pass over all the weights at open (SmolLM2 97 MB in about 0.1 s). */
 typedef struct pack_ctx {
     lin **lins;
     int n;
@@ -925,7 +928,7 @@ static eft_status build(eft__decoder *d, const eft_model *m, const eft__decoder_
     d->kt = p->kernels ? p->kernels : eft__kernels_get();
     d->int8_act = p->int8_activations;
     eft_status s = plan(d, p, err);
-    if (s == EFT_OK && d->int8_act) s = interleave_all(d, err);
+    if (s == EFT_OK) s = interleave_all(d, err);
     return s;
 }
 
@@ -1064,22 +1067,26 @@ eft_status eft__decoder_load(const eft_model *m, const eft__program *prog, const
 static void lin_run(eft__decoder *d, float *c, int64_t ldc, const float *a, int64_t lda, int64_t m, const lin *l) {
     if (l->qt == EFT_DTYPE_COUNT) eft__sgemm(d->kt, d->tp, c, ldc, a, lda, m, &l->p, l->b);
     else if (is_gq_only(l->qt)) eft__gqgemm_f32(d->kt, d->tp, c, ldc, a, lda, m, l->qt, l->q, l->n, l->k, l->b, d->qwork);
-    else if (l->x4) eft__qx4_gemm(d->kt, d->tp, c, ldc, a, lda, m, l->qt, l->x4, l->n, l->k, l->b, d->qwork);
+    else if (l->x4 && d->int8_act) eft__qx4_gemm(d->kt, d->tp, c, ldc, a, lda, m, l->qt, l->x4, l->n, l->k, l->b, d->qwork);
+    else if (l->x4 && m == 1) eft__qx4_gemm_f32(d->kt, d->tp, c, ldc, a, lda, m, l->qt, l->x4, l->n, l->k, l->b, d->qwork);
     else if (d->int8_act) eft__qgemm(d->kt, d->tp, c, ldc, a, lda, m, l->qt, l->q, l->n, l->k, l->b, d->qwork);
     else eft__qgemm_f32(d->kt, d->tp, c, ldc, a, lda, m, l->qt, l->q, l->n, l->k, l->b, d->qwork);
 }
 
-/* Several products of the same m rows: quantised weights with f32 activations and a decode-sized
- * batch go through one pool run (one dispatch and join instead of one per projection), anything
- * else through lin_run one at a time. cs[i] (ldc) receives a . l[i]^T. */
+/* Several products of the same m rows: the interleaved copies (int8 activations, or one f32 row)
+ * and quantised weights with f32 activations and a decode-sized batch go through one pool run
+ * (one dispatch and join instead of one per projection), anything else through lin_run one at a
+ * time. cs[i] (ldc) receives a . l[i]^T. */
 static void lin_run_multi(eft__decoder *d, float *const *cs, int64_t ldc, const float *a, int64_t lda, int64_t m,
                           const lin *l, int nl) {
-    bool x4 = nl <= 3;
+    bool x4 = nl <= 3 && (d->int8_act || m == 1);
     for (int i = 0; i < nl; i++) x4 = x4 && l[i].x4 && l[i].k == l[0].k;
     if (x4) {
         eft__qx4_job jobs[3];
         for (int i = 0; i < nl; i++) jobs[i] = (eft__qx4_job){cs[i], ldc, l[i].qt, l[i].x4, l[i].n, l[i].b};
-        if (eft__qx4_gemm_multi(d->kt, d->tp, a, lda, m, l[0].k, jobs, nl, d->qwork)) return;
+        if (d->int8_act ? eft__qx4_gemm_multi(d->kt, d->tp, a, lda, m, l[0].k, jobs, nl, d->qwork)
+                        : eft__qx4_gemm_f32_multi(d->kt, d->tp, a, lda, m, l[0].k, jobs, nl, d->qwork))
+            return;
     }
     bool multi = !d->int8_act && m <= EFT__QGEMV_MAX_M && nl <= 3;
     for (int i = 0; i < nl; i++) multi = multi && l[i].qt != EFT_DTYPE_COUNT;

@@ -253,7 +253,9 @@ out:
 
 /* The tiny GGUF holds one Q8_0 tensor (blk.1.ffn_down), which transformers dequantises to f32: the
  * reference's 1e-4 holds for weights widened to F32 and for weights kept as Q8_0 (the kernel widens
- * each weight exactly and multiplies in f32: 2.4e-6 measured, as with F32). The int8-activation
+ * each weight exactly and multiplies in f32: 1.4e-6 measured, as with F32; one-token steps, which
+ * the greedy tokens come from, run the three-plane integer product, within f32's rounding of the
+ * same sums: eft__qx4_gemm_f32, test_kernels_qx4). The int8-activation
  * kernel also rounds the activations to int8 (~1.6e-2 on these logits), so that run gets 0.05 and
  * identical greedy tokens. */
 static bool is_gguf_fixture(const fixture *f) { return strstr(f->model, ".gguf") != NULL; }

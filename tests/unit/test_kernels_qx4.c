@@ -2,8 +2,9 @@
  * qx4_avx2.c): packing keeps every weight (each row widens to exactly what the GGUF block widens
  * to, padding rows are zero), and every kernel table this CPU runs holds eft__qx4_gemm (1 and 2
  * threads, 1 to 40 activation rows, N not a multiple of four, bias or none, guard columns after
- * every output row) to a double-precision sum over the same int8 activation blocks. The several-
- * job call must give the single calls' bits. */
+ * every output row) to a double-precision sum over the same int8 activation blocks, and the
+ * three-plane f32 product to the f32 product within f32's own rounding. The several-job calls
+ * must give the single calls' bits. */
 #include <math.h>
 #include <stdint.h>
 
@@ -209,6 +210,88 @@ static void test_multi(void) {
     eft__threadpool_free(tp);
 }
 
+/* Three int8 planes: the f32 product (dequantised weights times the f32 activations, in double)
+ * to about f32's own rounding, for every table, 1 and 2 threads, with bias, on rows of very
+ * different magnitudes (a plane's scale follows its block's largest element). */
+static void check_f32(eft__threadpool *tp, eft_dtype t, int64_t m, int64_t n, int64_t k) {
+    const int64_t ldc = n + 2;
+    uint8_t *w = make_weights(t, n, k);
+    size_t rb = src_row_bytes(t, k);
+    uint8_t *x4 = malloc(eft__qx4_size(t, n, k));
+    CHECK(eft__qx4_pack(x4, t, w, rb, n, k));
+    float *a = malloc(sizeof(float) * (size_t)(m * k)), *bias = malloc(sizeof(float) * (size_t)n);
+    for (int64_t i = 0; i < m * k; i++) a[i] = rnd_f(-1, 1) * (i % 11 == 0 ? 50.0f : i % 5 == 0 ? 1e-3f : 1.0f);
+    for (int64_t j = 0; j < n; j++) bias[j] = rnd_f(-1, 1);
+    double *ref = malloc(sizeof(double) * (size_t)(m * n)), *mag = malloc(sizeof(double) * (size_t)(m * n));
+    float *row = malloc(sizeof(float) * (size_t)k), *c = malloc(sizeof(float) * (size_t)(m * ldc));
+    for (int64_t j = 0; j < n; j++) {
+        eft__dequantize_row(t, w + (size_t)j * rb, row, k);
+        for (int64_t i = 0; i < m; i++) {
+            double sum = bias[j], sa = fabs(bias[j]);
+            for (int64_t e = 0; e < k; e++) sum += (double)row[e] * a[i * k + e], sa += fabs((double)row[e] * a[i * k + e]);
+            ref[i * n + j] = sum, mag[i * n + j] = sa;
+        }
+    }
+    void *work = malloc(eft__qx4_f32_work_size(m, k));
+    for (int ti = 0; ti < g_ntables; ti++)
+        for (int threads = 1; threads <= 2; threads++) {
+            for (int64_t i = 0; i < m * ldc; i++) c[i] = GUARD;
+            CHECK(eft__qx4_gemm_f32(g_tables[ti], threads == 2 ? tp : NULL, c, ldc, a, k, m, t, x4, n, k, bias, work));
+            int bad = 0, guards = 0;
+            double worst = 0;
+            for (int64_t i = 0; i < m; i++) {
+                for (int64_t j = 0; j < n; j++) {
+                    /* f32 summing k products rounds at about 2^-24 of the magnitude per step. */
+                    double err = fabs((double)c[i * ldc + j] - ref[i * n + j]) / mag[i * n + j];
+                    if (!(err <= 2e-6)) bad++;
+                    if (err > worst) worst = err;
+                }
+                for (int64_t j = n; j < ldc; j++) guards += c[i * ldc + j] != GUARD;
+            }
+            CHECK_MSG(bad == 0 && guards == 0, "%s type %d m %lld n %lld k %lld threads %d: %d wrong (worst %.3g of "
+                      "the magnitude), %d guards written", eft__isa_name(g_tables[ti]->isa), (int)t, (long long)m,
+                      (long long)n, (long long)k, threads, bad, worst, guards);
+        }
+    free(work);
+    free(c);
+    free(row);
+    free(ref);
+    free(mag);
+    free(a);
+    free(bias);
+    free(x4);
+    free(w);
+}
+
+static void test_f32_planes(void) {
+    eft__threadpool *tp = NULL;
+    CHECK(eft__threadpool_create(2, &tp, NULL) == EFT_OK);
+    /* k over 1024 makes the caller quantise even many rows; 600 rows x 64 the workers. */
+    static const int64_t fixed[][3] = {{1, 1, 32}, {1, 7, 576}, {1, 64, 1536}, {2, 5, 96}, {3, 9, 2048}, {600, 5, 64}};
+    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
+        for (int t = 0; t < 3; t++) check_f32(tp, k_types[t], fixed[i][0], fixed[i][1], fixed[i][2]);
+    for (int it = 0; it < 9; it++) check_f32(tp, k_types[it % 3], rnd_i(1, 4), rnd_i(1, 40), EFT__QK * rnd_i(1, 40));
+    /* Several jobs in one run give the single calls' bits. */
+    const int64_t k = 576, ns[2] = {21, 8};
+    float a[576], c1[29], c2[29];
+    for (int e = 0; e < k; e++) a[e] = rnd_f(-1, 1);
+    uint8_t *w[2], *x4[2];
+    eft__qx4_job jobs[2];
+    void *work = malloc(eft__qx4_f32_work_size(1, k));
+    for (int j = 0; j < 2; j++) {
+        w[j] = make_weights(EFT_DTYPE_Q4_1, ns[j], k);
+        x4[j] = malloc(eft__qx4_size(EFT_DTYPE_Q4_1, ns[j], k));
+        eft__qx4_pack(x4[j], EFT_DTYPE_Q4_1, w[j], src_row_bytes(EFT_DTYPE_Q4_1, k), ns[j], k);
+        CHECK(eft__qx4_gemm_f32(NULL, tp, c1 + (j ? ns[0] : 0), ns[j], a, k, 1, EFT_DTYPE_Q4_1, x4[j], ns[j], k, NULL, work));
+        jobs[j] = (eft__qx4_job){c2 + (j ? ns[0] : 0), ns[j], EFT_DTYPE_Q4_1, x4[j], ns[j], NULL};
+    }
+    CHECK(eft__qx4_gemm_f32_multi(NULL, tp, a, k, 1, k, jobs, 2, work));
+    CHECK(memcmp(c1, c2, sizeof c1) == 0);
+    for (int j = 0; j < 2; j++) free(w[j]), free(x4[j]);
+    free(work);
+    eft__threadpool_free(tp);
+}
+
 /* The int8 activations stay close to the f32 product (what --act-dtype int8 trades). */
 static void test_close_to_f32(void) {
     const int64_t n = 64, k = 576;
@@ -253,6 +336,7 @@ int main(void) {
     RUN(test_pack);
     RUN(test_gemm);
     RUN(test_multi);
+    RUN(test_f32_planes);
     RUN(test_close_to_f32);
     RUN(test_refusals);
     return test_summary();

@@ -174,10 +174,12 @@ typedef struct eft__kernels {
                        size_t row_bytes, int64_t nrows, int64_t k, const float *bias);
     void (*gqpanel_f32)(float *wp, eft_dtype wtype, const void *w, size_t row_bytes, int nr, int64_t k0, int64_t kc);
     /* Four-row interleaved weights (qx4.c) times int8 activations: for each of ngroups groups of
-     * four rows and each of the m activation rows (a, lda blocks apart), c[i * ldc + 4 g + r] =
-     * sum over the nb blocks of the integer dot scaled by both blocks' scales (+ bias), written for
-     * rows 4 g + r < nrows only. wtype is the source type: Q4_0, Q4_1 or Q8_0. */
-    void (*qx4_gemv)(float *c, int64_t ldc, const eft__block_q8_a *a, int64_t lda, int m, eft_dtype wtype,
+     * four rows and each of the m output rows, c[i * ldc + 4 g + r] = the sum over the planes
+     * (1 or 3) activation rows i * planes .. i * planes + planes - 1 (a, lda blocks apart) and the
+     * nb blocks of the integer dot scaled by both blocks' scales (+ bias), written for rows
+     * 4 g + r < nrows only. wtype is the source type: Q4_0, Q4_1 or Q8_0. Three planes are one f32
+     * row split into int8 parts (eft__qx4_gemm_f32). */
+    void (*qx4_gemv)(float *c, int64_t ldc, const eft__block_q8_a *a, int64_t lda, int m, int planes, eft_dtype wtype,
                      const void *w, int64_t ngroups, int64_t nb, int64_t nrows, const float *bias);
 } eft__kernels;
 
@@ -391,6 +393,19 @@ bool eft__qx4_gemm(const eft__kernels *kt, eft__threadpool *tp, float *c, int64_
  * quantised once and the jobs' row groups split over the workers together. */
 bool eft__qx4_gemm_multi(const eft__kernels *kt, eft__threadpool *tp, const float *a, int64_t lda, int64_t m,
                          int64_t k, const eft__qx4_job *jobs, int njobs, void *work);
+
+/* The same products with the activations kept to f32 precision: each block of a is split into
+ * three int8 planes, x = d1 q1 + d2 q2 + d3 q3, each plane quantising what the ones before left
+ * (|x - sum| <= 2^-22 of the block's largest |x|, about f32's own rounding of a block's dot), and
+ * the integer kernel runs over the three, weights decoded once for all of them. What the decoder
+ * runs for f32 activations at decode (up to EFT__QSTREAM_MAX_M rows): about half the
+ * instructions per weight of widening each weight to f32. work: eft__qx4_f32_work_size. */
+size_t eft__qx4_f32_work_size(int64_t m, int64_t k);
+bool eft__qx4_gemm_f32(const eft__kernels *kt, eft__threadpool *tp, float *c, int64_t ldc, const float *a,
+                       int64_t lda, int64_t m, eft_dtype wtype, const void *w, int64_t n, int64_t k,
+                       const float *bias, void *work);
+bool eft__qx4_gemm_f32_multi(const eft__kernels *kt, eft__threadpool *tp, const float *a, int64_t lda, int64_t m,
+                             int64_t k, const eft__qx4_job *jobs, int njobs, void *work);
 
 /* ---------------------------------------------------------------------------------------------
  * Group-quantised weights (gqgemm.c): W[N, K] as rows of K/G blocks of one of core/quant.h's

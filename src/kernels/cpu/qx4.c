@@ -135,16 +135,18 @@ void eft__qx4_dequantize_row(float *out, eft_dtype wtype, const void *x4, int64_
 
 /* The scalar reference: per block, the exact integer dot of each row with the activation quants,
  * then d_w d_a s, plus Q4_1's m_w d_a sum_a (Q4_0: -8 d_w d_a sum_a), summed in f32 over blocks. */
-static void qx4_gemv(float *c, int64_t ldc, const eft__block_q8_a *a, int64_t lda, int m, eft_dtype wtype,
+static void qx4_gemv(float *c, int64_t ldc, const eft__block_q8_a *a, int64_t lda, int m, int planes, eft_dtype wtype,
                      const void *w, int64_t ngroups, int64_t nb, int64_t nrows, const float *bias) {
     const size_t bb = x4_block_bytes(wtype);
     if (bb == 0) return;
     for (int64_t g = 0; g < ngroups; g++)
         for (int i = 0; i < m; i++) {
+            float sum[4] = {0, 0, 0, 0};
+            for (int pl = 0; pl < planes; pl++) {
             float acc[4] = {0, 0, 0, 0};
             for (int64_t b = 0; b < nb; b++) {
                 const uint8_t *blk = (const uint8_t *)w + ((size_t)g * (size_t)nb + (size_t)b) * bb;
-                const eft__block_q8_a *ab = &a[i * lda + b];
+                const eft__block_q8_a *ab = &a[((int64_t)i * planes + pl) * lda + b];
                 const eft__half *dh = (const eft__half *)blk;
                 for (int r = 0; r < 4; r++) {
                     int32_t s = 0;
@@ -156,9 +158,11 @@ static void qx4_gemv(float *c, int64_t ldc, const eft__block_q8_a *a, int64_t ld
                     else if (wtype == EFT_DTYPE_Q4_0) acc[r] += -8.0f * d * (ab->d * (float)ab->sum);
                 }
             }
+            for (int r = 0; r < 4; r++) sum[r] += acc[r];
+            }
             for (int r = 0; r < 4; r++) {
                 int64_t j = 4 * g + r;
-                if (j < nrows) c[i * ldc + j] = bias ? acc[r] + bias[j] : acc[r];
+                if (j < nrows) c[i * ldc + j] = bias ? sum[r] + bias[j] : sum[r];
             }
         }
 }
@@ -171,6 +175,12 @@ void eft__kernels_fill_qx4_scalar(eft__kernels *k) { k->qx4_gemv = qx4_gemv; }
 
 size_t eft__qx4_work_size(int64_t m, int64_t k) {
     return (size_t)(m > 0 ? m : 0) * (size_t)(k / EFT__QK) * sizeof(eft__block_q8_a);
+}
+
+enum { F32_PLANES = 3 };
+
+size_t eft__qx4_f32_work_size(int64_t m, int64_t k) {
+    return F32_PLANES * eft__qx4_work_size(m, k) + sizeof(float) * (size_t)(k > 0 ? k : 0);
 }
 
 /* Activation rows per kernel call: their quantised blocks (m x k/32 x 40 bytes) stay in L2 while
@@ -190,11 +200,28 @@ typedef struct qx4_ctx {
     int64_t groups; /* all jobs' row groups together */
     eft__block_q8_a *qa;
     bool quantise;  /* the workers quantise a (else the caller did) */
+    int planes;     /* 1: int8 activations; 3: f32 activations as three int8 planes */
+    float *resid;   /* planes 3, quantised by the caller: one row of k floats */
 } qx4_ctx;
 
-static void quantise_rows(const qx4_ctx *x, int64_t r0, int64_t r1) {
+/* Row i of a as planes int8 rows (plane-major within the row): each plane quantises what the
+ * planes before it left, so the planes sum to x up to the last plane's rounding. */
+static void quantise_row(const qx4_ctx *x, int64_t i, float *resid) {
     const int64_t nb = x->k / EFT__QK;
-    for (int64_t i = r0; i < r1; i++) x->kt->quantize_row_q8_a(x->qa + i * nb, x->a + i * x->lda, x->k);
+    const float *a = x->a + i * x->lda;
+    eft__block_q8_a *q = x->qa + i * x->planes * nb;
+    x->kt->quantize_row_q8_a(q, a, x->k);
+    if (x->planes == 1) return;
+    for (int64_t e = 0; e < x->k; e++) resid[e] = a[e];
+    for (int pl = 1; pl < x->planes; pl++) {
+        const eft__block_q8_a *prev = q + (pl - 1) * nb;
+        for (int64_t e = 0; e < x->k; e++) resid[e] -= prev[e / EFT__QK].d * (float)prev[e / EFT__QK].qs[e % EFT__QK];
+        x->kt->quantize_row_q8_a(q + pl * nb, resid, x->k);
+    }
+}
+
+static void quantise_rows(const qx4_ctx *x, int64_t r0, int64_t r1, float *resid) {
+    for (int64_t i = r0; i < r1; i++) quantise_row(x, i, resid);
 }
 
 static void qx4_task(void *p, int ith, int nth) {
@@ -202,8 +229,11 @@ static void qx4_task(void *p, int ith, int nth) {
     const int64_t nb = x->k / EFT__QK;
     int64_t g0, g1;
     if (x->quantise) {
+        float resid[1024];
         eft__split_range(x->m, ith, nth, &g0, &g1);
-        quantise_rows(x, g0, g1);
+        /* Planes quantised by the workers take the residual in stack chunks: whole rows only up to
+         * 1024 floats, so longer rows quantise in the caller (see eft__qx4_gemm_f32_multi). */
+        quantise_rows(x, g0, g1, x->planes > 1 ? resid : NULL);
         if (x->tp) eft__threadpool_barrier(x->tp);
     }
     eft__split_range(x->groups, ith, nth, &g0, &g1);
@@ -217,14 +247,14 @@ static void qx4_task(void *p, int ith, int nth) {
             base += ng;
             if (a0 >= a1) continue;
             size_t off = (size_t)a0 * (size_t)nb * x4_block_bytes(jb->wtype);
-            x->kt->qx4_gemv(jb->c + i0 * jb->ldc + 4 * a0, jb->ldc, x->qa + i0 * nb, nb, mc, jb->wtype,
+            x->kt->qx4_gemv(jb->c + i0 * jb->ldc + 4 * a0, jb->ldc, x->qa + i0 * x->planes * nb, nb, mc, x->planes, jb->wtype,
                             (const uint8_t *)jb->w + off, a1 - a0, nb, jb->n - 4 * a0, jb->bias ? jb->bias + 4 * a0 : NULL);
         }
     }
 }
 
-bool eft__qx4_gemm_multi(const eft__kernels *kt, eft__threadpool *tp, const float *a, int64_t lda, int64_t m,
-                         int64_t k, const eft__qx4_job *jobs, int njobs, void *work) {
+static bool drive(const eft__kernels *kt, eft__threadpool *tp, const float *a, int64_t lda, int64_t m, int64_t k,
+                  const eft__qx4_job *jobs, int njobs, void *work, int planes) {
     if (k <= 0 || k % EFT__QK != 0 || njobs < 0) return false;
     int64_t groups = 0;
     for (int t = 0; t < njobs; t++) {
@@ -234,12 +264,32 @@ bool eft__qx4_gemm_multi(const eft__kernels *kt, eft__threadpool *tp, const floa
     if (m <= 0 || groups == 0) return true;
     if (!work) return false;
     bool pool = tp && eft__threadpool_size(tp) > 1;
-    qx4_ctx x = {kt ? kt : eft__kernels_get(), pool ? tp : NULL, a, lda, m, k, jobs, njobs, groups, work, false};
-    if (!pool || m * k > QUANTISE_IN_CALLER) x.quantise = true;
-    else quantise_rows(&x, 0, m);
+    /* The planes' residual row lives after the planes in work (eft__qx4_f32_work_size). */
+    float *resid = (float *)((eft__block_q8_a *)work + (size_t)planes * (size_t)m * (size_t)(k / EFT__QK));
+    qx4_ctx x = {kt ? kt : eft__kernels_get(), pool ? tp : NULL, a, lda, m, k, jobs, njobs, groups, work, false,
+                 planes, resid};
+    if (pool && m * k > QUANTISE_IN_CALLER && (planes == 1 || k <= 1024)) x.quantise = true;
+    else quantise_rows(&x, 0, m, resid);
     if (pool) eft__threadpool_run(tp, qx4_task, &x);
     else qx4_task(&x, 0, 1);
     return true;
+}
+
+bool eft__qx4_gemm_multi(const eft__kernels *kt, eft__threadpool *tp, const float *a, int64_t lda, int64_t m,
+                         int64_t k, const eft__qx4_job *jobs, int njobs, void *work) {
+    return drive(kt, tp, a, lda, m, k, jobs, njobs, work, 1);
+}
+
+bool eft__qx4_gemm_f32_multi(const eft__kernels *kt, eft__threadpool *tp, const float *a, int64_t lda, int64_t m,
+                             int64_t k, const eft__qx4_job *jobs, int njobs, void *work) {
+    return drive(kt, tp, a, lda, m, k, jobs, njobs, work, F32_PLANES);
+}
+
+bool eft__qx4_gemm_f32(const eft__kernels *kt, eft__threadpool *tp, float *c, int64_t ldc, const float *a,
+                       int64_t lda, int64_t m, eft_dtype wtype, const void *w, int64_t n, int64_t k,
+                       const float *bias, void *work) {
+    eft__qx4_job job = {c, ldc, wtype, w, n, bias};
+    return drive(kt, tp, a, lda, m, k, &job, 1, work, F32_PLANES);
 }
 
 bool eft__qx4_gemm(const eft__kernels *kt, eft__threadpool *tp, float *c, int64_t ldc, const float *a, int64_t lda,

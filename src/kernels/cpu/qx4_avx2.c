@@ -24,14 +24,16 @@ static inline size_t xbytes(const int WT) {
     return WT == XQ4_0 ? sizeof(eft__block_q4_0x4) : WT == XQ4_1 ? sizeof(eft__block_q4_1x4) : sizeof(eft__block_q8_0x4);
 }
 
-/* M (1 or 2) activation rows against one group of four weight rows; nr (1..4) rows are stored. */
-static inline __attribute__((always_inline)) void group_rows(float *c, int64_t ldc, const eft__block_q8_a *a,
-                                                             int64_t lda, const int M, const uint8_t *wg, int64_t nb,
-                                                             int nr, const float *bias, const int WT) {
+/* M (1 to 3) activation rows against one group of four weight rows: out[i] holds the four rows'
+ * sums for activation row i, or (SHARED) out[0] the sums over all M rows, which are then the
+ * planes of one f32 row. */
+static inline __attribute__((always_inline)) void group_rows(__m128 *out, const eft__block_q8_a *a, int64_t lda,
+                                                             const int M, const uint8_t *wg, int64_t nb, const int WT,
+                                                             const int SHARED) {
     const size_t bb = xbytes(WT);
     const __m256i m4 = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1);
-    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
-    __m128 accm[2] = {_mm_setzero_ps(), _mm_setzero_ps()};
+    __m256 acc[3] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    __m128 accm[3] = {_mm_setzero_ps(), _mm_setzero_ps(), _mm_setzero_ps()};
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *blk = wg + (size_t)b * bb;
         /* A kilobyte ahead: one core's hardware prefetch alone kept the SmolLM2 layers at 7-8
@@ -54,7 +56,7 @@ static inline __attribute__((always_inline)) void group_rows(float *c, int64_t l
             w[2] = _mm256_and_si256(l1, m4);
             w[3] = _mm256_and_si256(_mm256_srli_epi16(l1, 4), m4);
         }
-#pragma GCC unroll 2
+#pragma GCC unroll 3
         for (int i = 0; i < M; i++) {
             const eft__block_q8_a *ab = a + i * lda + b;
             const __m256i av = _mm256_loadu_si256((const __m256i *)ab->qs);
@@ -72,46 +74,67 @@ static inline __attribute__((always_inline)) void group_rows(float *c, int64_t l
                 __m256i s1 = _mm256_add_epi16(_mm256_maddubs_epi16(w[2], a2), _mm256_maddubs_epi16(w[3], a3));
                 s32 = _mm256_madd_epi16(_mm256_add_epi16(s0, s1), ones);
             }
-            acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s32), _mm256_mul_ps(d8, _mm256_set1_ps(ab->d)), acc[i]);
-            if (WT != XQ8_0) accm[i] = _mm_fmadd_ps(mv, _mm_set1_ps(ab->d * (float)ab->sum), accm[i]);
+            const int o = SHARED ? 0 : i;
+            acc[o] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s32), _mm256_mul_ps(d8, _mm256_set1_ps(ab->d)), acc[o]);
+            if (WT != XQ8_0) accm[o] = _mm_fmadd_ps(mv, _mm_set1_ps(ab->d * (float)ab->sum), accm[o]);
         }
     }
-#pragma GCC unroll 2
-    for (int i = 0; i < M; i++) {
-        __m128 r = _mm_add_ps(_mm_add_ps(_mm256_castps256_ps128(acc[i]), _mm256_extractf128_ps(acc[i], 1)), accm[i]);
-        if (bias) r = _mm_add_ps(r, nr == 4 ? _mm_loadu_ps(bias) : _mm_setr_ps(bias[0], nr > 1 ? bias[1] : 0,
-                                                                                nr > 2 ? bias[2] : 0, 0));
-        float *ci = c + i * ldc;
-        if (nr == 4) {
-            _mm_storeu_ps(ci, r);
-        } else {
-            float t[4];
-            _mm_storeu_ps(t, r);
-            for (int j = 0; j < nr; j++) ci[j] = t[j];
-        }
+    const int nout = SHARED ? 1 : M;
+#pragma GCC unroll 3
+    for (int i = 0; i < nout; i++)
+        out[i] = _mm_add_ps(_mm_add_ps(_mm256_castps256_ps128(acc[i]), _mm256_extractf128_ps(acc[i], 1)), accm[i]);
+}
+
+/* Rows 0..nr-1 of r (+ bias) into c. */
+static inline void store_rows(float *c, __m128 r, int nr, const float *bias) {
+    if (bias) r = _mm_add_ps(r, nr == 4 ? _mm_loadu_ps(bias) : _mm_setr_ps(bias[0], nr > 1 ? bias[1] : 0, nr > 2 ? bias[2] : 0, 0));
+    if (nr == 4) {
+        _mm_storeu_ps(c, r);
+        return;
     }
+    float t[4];
+    _mm_storeu_ps(t, r);
+    for (int j = 0; j < nr; j++) c[j] = t[j];
 }
 
 static inline __attribute__((always_inline)) void gemv(float *c, int64_t ldc, const eft__block_q8_a *a, int64_t lda,
-                                                       int m, const uint8_t *w, int64_t ngroups, int64_t nb,
-                                                       int64_t nrows, const float *bias, const int WT) {
+                                                       int m, int planes, const uint8_t *w, int64_t ngroups,
+                                                       int64_t nb, int64_t nrows, const float *bias, const int WT) {
     const size_t gb = (size_t)nb * xbytes(WT);
     for (int64_t g = 0; g < ngroups && 4 * g < nrows; g++) {
         const uint8_t *wg = w + (size_t)g * gb;
         int nr = nrows - 4 * g < 4 ? (int)(nrows - 4 * g) : 4;
         const float *bg = bias ? bias + 4 * g : NULL;
+        __m128 r[2];
+        if (planes == 3) {
+            /* One f32 row as three int8 planes: one pass, the weights decoded once, every plane's
+             * block product into the same accumulators (they are parts of the same sums). */
+            for (int i = 0; i < m; i++) {
+                group_rows(r, a + (int64_t)i * 3 * lda, lda, 3, wg, nb, WT, 1);
+                store_rows(c + i * ldc + 4 * g, r[0], nr, bg);
+            }
+            continue;
+        }
         int i = 0;
-        for (; i + 2 <= m; i += 2) group_rows(c + i * ldc + 4 * g, ldc, a + i * lda, lda, 2, wg, nb, nr, bg, WT);
-        if (i < m) group_rows(c + i * ldc + 4 * g, ldc, a + i * lda, lda, 1, wg, nb, nr, bg, WT);
+        for (; i + 2 <= m; i += 2) {
+            group_rows(r, a + i * lda, lda, 2, wg, nb, WT, 0);
+            store_rows(c + i * ldc + 4 * g, r[0], nr, bg);
+            store_rows(c + (i + 1) * ldc + 4 * g, r[1], nr, bg);
+        }
+        if (i < m) {
+            group_rows(r, a + i * lda, lda, 1, wg, nb, WT, 0);
+            store_rows(c + i * ldc + 4 * g, r[0], nr, bg);
+        }
     }
 }
 
-static void qx4_gemv(float *c, int64_t ldc, const eft__block_q8_a *a, int64_t lda, int m, eft_dtype wtype,
+static void qx4_gemv(float *c, int64_t ldc, const eft__block_q8_a *a, int64_t lda, int m, int planes, eft_dtype wtype,
                      const void *w, int64_t ngroups, int64_t nb, int64_t nrows, const float *bias) {
+    if (planes != 1 && planes != 3) return;
     switch (wtype) {
-    case EFT_DTYPE_Q4_0: gemv(c, ldc, a, lda, m, w, ngroups, nb, nrows, bias, XQ4_0); break;
-    case EFT_DTYPE_Q4_1: gemv(c, ldc, a, lda, m, w, ngroups, nb, nrows, bias, XQ4_1); break;
-    case EFT_DTYPE_Q8_0: gemv(c, ldc, a, lda, m, w, ngroups, nb, nrows, bias, XQ8_0); break;
+    case EFT_DTYPE_Q4_0: gemv(c, ldc, a, lda, m, planes, w, ngroups, nb, nrows, bias, XQ4_0); break;
+    case EFT_DTYPE_Q4_1: gemv(c, ldc, a, lda, m, planes, w, ngroups, nb, nrows, bias, XQ4_1); break;
+    case EFT_DTYPE_Q8_0: gemv(c, ldc, a, lda, m, planes, w, ngroups, nb, nrows, bias, XQ8_0); break;
     default: break;
     }
 }
