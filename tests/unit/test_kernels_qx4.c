@@ -87,8 +87,11 @@ static void test_pack(void) {
     }
 }
 
+/* Quant e of an interleaved activation block (kernels.h: vector (e % 16) / 4, lane 0 or 4). */
+static int a_quant(const eft__block_q8_x4a *b, int e) { return b->qs[(e & 15) >> 2][(e < 16 ? 0 : 16) + (e & 3)]; }
+
 /* c = a . W^T over the int8 blocks the driver makes from a, in double. */
-static void reference(double *c, const eft__block_q8_a *qa, int64_t m, eft_dtype t, const uint8_t *w, int64_t n,
+static void reference(double *c, const eft__block_q8_x4a *qa, int64_t m, eft_dtype t, const uint8_t *w, int64_t n,
                       int64_t k, const float *bias, double *mag) {
     const int64_t nb = k / EFT__QK;
     size_t rb = src_row_bytes(t, k);
@@ -98,8 +101,8 @@ static void reference(double *c, const eft__block_q8_a *qa, int64_t m, eft_dtype
         for (int64_t i = 0; i < m; i++) {
             double s = bias ? bias[j] : 0, s_abs = 0;
             for (int64_t e = 0; e < k; e++) {
-                const eft__block_q8_a *b = &qa[i * nb + e / EFT__QK];
-                double p = (double)row[e] * (double)b->d * (double)b->qs[e % EFT__QK];
+                const eft__block_q8_x4a *b = &qa[i * nb + e / EFT__QK];
+                double p = (double)row[e] * (double)b->d * (double)a_quant(b, e % EFT__QK);
                 s += p;
                 s_abs += fabs(p);
             }
@@ -118,9 +121,9 @@ static void check_shape(eft__threadpool *tp, eft_dtype t, int64_t m, int64_t n, 
     float *a = malloc(sizeof(float) * (size_t)(m * k)), *bias = malloc(sizeof(float) * (size_t)n);
     for (int64_t i = 0; i < m * k; i++) a[i] = rnd_f(-2, 2);
     for (int64_t j = 0; j < n; j++) bias[j] = rnd_f(-1, 1);
-    eft__block_q8_a *qa = malloc(sizeof(eft__block_q8_a) * (size_t)(m * nb));
+    eft__block_q8_x4a *qa = malloc(sizeof(eft__block_q8_x4a) * (size_t)(m * nb));
     const eft__kernels *scalar = eft__kernels_for(EFT__ISA_SCALAR);
-    for (int64_t i = 0; i < m; i++) scalar->quantize_row_q8_a(qa + i * nb, a + i * k, k);
+    for (int64_t i = 0; i < m; i++) scalar->quantize_row_q8_x4a(qa + i * nb, a + i * k, k, NULL);
     double *ref = malloc(sizeof(double) * (size_t)(m * n)), *mag = malloc(sizeof(double) * (size_t)(m * n));
     float *c = malloc(sizeof(float) * (size_t)(m * ldc));
     void *work = malloc(eft__qx4_work_size(m, k));
@@ -317,23 +320,55 @@ static void test_close_to_f32(void) {
     }
 }
 
+/* Every table quantises to the same bits, residuals included (in place too), with the quants
+ * where the kernels read them and the int8 quantiser's integers. */
+static void test_quantise(void) {
+    const int64_t k = 96, nb = k / EFT__QK;
+    float x[96], r0[96], r1[96], xin[96];
+    for (int e = 0; e < k; e++) x[e] = rnd_f(-3, 3) * (e % 9 == 0 ? 40.0f : 1.0f);
+    for (int e = 64; e < 96; e++) x[e] = 0; /* an all-zero block: d = 0 */
+    eft__block_q8_x4a q0[3], q1[3];
+    eft__block_q8_a plain[3];
+    const eft__kernels *sc = eft__kernels_for(EFT__ISA_SCALAR);
+    sc->quantize_row_q8_x4a(q0, x, k, r0);
+    sc->quantize_row_q8_a(plain, x, k);
+    for (int64_t b = 0; b < nb; b++) {
+        int bad = 0;
+        for (int e = 0; e < EFT__QK; e++) {
+            bad += a_quant(&q0[b], e) != plain[b].qs[e];
+            /* every copy of a four-byte group is the same */
+            for (int l = 1; l < 4; l++) bad += q0[b].qs[(e & 15) >> 2][4 * l + (e < 16 ? 0 : 16) + (e & 3)] != a_quant(&q0[b], e);
+        }
+        CHECK_MSG(bad == 0 && q0[b].d == plain[b].d && q0[b].ds == plain[b].d * (float)plain[b].sum, "block %lld", (long long)b);
+    }
+    for (int e = 0; e < k; e++) CHECK(fabsf(r0[e]) <= q0[e / EFT__QK].d * 0.5f * (1 + 1e-6f) + 1e-30f);
+    for (int ti = 0; ti < g_ntables; ti++) {
+        g_tables[ti]->quantize_row_q8_x4a(q1, x, k, r1);
+        CHECK(memcmp(q0, q1, sizeof q0) == 0 && memcmp(r0, r1, sizeof r0) == 0);
+        memcpy(xin, x, sizeof x);
+        g_tables[ti]->quantize_row_q8_x4a(q1, xin, k, xin);
+        CHECK(memcmp(q0, q1, sizeof q0) == 0 && memcmp(r0, xin, sizeof r0) == 0);
+    }
+}
+
 static void test_refusals(void) {
     float a[64] = {0}, c = 1.0f;
     uint8_t w[sizeof(eft__block_q8_0x4)] = {0};
-    eft__block_q8_a work[2];
+    eft__block_q8_x4a work[2];
     CHECK(!eft__qx4_gemm(NULL, NULL, &c, 1, a, 64, 1, EFT_DTYPE_Q5_0, w, 1, 64, NULL, work));
     CHECK(!eft__qx4_gemm(NULL, NULL, &c, 1, a, 64, 1, EFT_DTYPE_Q8_0, w, 1, 48, NULL, work));
     CHECK(!eft__qx4_gemm(NULL, NULL, &c, 1, a, 64, 1, EFT_DTYPE_Q8_0, w, 1, 32, NULL, NULL));
     CHECK(c == 1.0f);
     CHECK(eft__qx4_gemm(NULL, NULL, &c, 1, a, 64, 0, EFT_DTYPE_Q8_0, w, 1, 32, NULL, NULL));
     CHECK(eft__qx4_gemm(NULL, NULL, &c, 1, a, 64, 1, EFT_DTYPE_Q8_0, w, 1, 32, NULL, work) && c == 0.0f);
-    CHECK(eft__qx4_work_size(3, 64) == 6 * sizeof(eft__block_q8_a));
+    CHECK(eft__qx4_work_size(3, 64) == 6 * sizeof(eft__block_q8_x4a));
 }
 
 int main(void) {
     for (int i = 0; i < EFT__ISA_COUNT; i++)
         if (eft__kernels_for((eft__isa)i)) g_tables[g_ntables++] = eft__kernels_for((eft__isa)i);
     RUN(test_pack);
+    RUN(test_quantise);
     RUN(test_gemm);
     RUN(test_multi);
     RUN(test_f32_planes);

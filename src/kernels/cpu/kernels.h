@@ -83,6 +83,17 @@ typedef struct eft__block_q8_a {
 } eft__block_q8_a;
 _Static_assert(sizeof(eft__block_q8_a) == 40, "activation Q8 block must be 40 bytes");
 
+/* Activations for the four-row interleaved kernels (qx4.c): the block's 32 quants, rounded as in
+ * eft__block_q8_a, stored four times over as the kernel reads them: vector v holds quants 4v..4v+3
+ * in each 32-bit lane of its low half and 16+4v..16+4v+3 in each lane of its high half (a vpshufd
+ * of the plain block), so the GEMV loads what it would otherwise shuffle once per weight group.
+ * ds = d times the quants' sum (Q4_0's offset and Q4_1's minimum). */
+typedef struct eft__block_q8_x4a {
+    float d, ds;
+    int8_t qs[4][32];
+} eft__block_q8_x4a;
+_Static_assert(sizeof(eft__block_q8_x4a) == 136, "interleaved activation block must be 136 bytes");
+
 typedef struct eft__kernels {
     eft__isa isa;
 
@@ -179,8 +190,11 @@ typedef struct eft__kernels {
      * nb blocks of the integer dot scaled by both blocks' scales (+ bias), written for rows
      * 4 g + r < nrows only. wtype is the source type: Q4_0, Q4_1 or Q8_0. Three planes are one f32
      * row split into int8 parts (eft__qx4_gemm_f32). */
-    void (*qx4_gemv)(float *c, int64_t ldc, const eft__block_q8_a *a, int64_t lda, int m, int planes, eft_dtype wtype,
+    void (*qx4_gemv)(float *c, int64_t ldc, const eft__block_q8_x4a *a, int64_t lda, int m, int planes, eft_dtype wtype,
                      const void *w, int64_t ngroups, int64_t nb, int64_t nrows, const float *bias);
+    /* Quantises one row of n (a multiple of 32) activations into n/32 eft__block_q8_x4a; resid
+     * (NULL: not wanted) receives x - d q per element, what the next plane quantises. */
+    void (*quantize_row_q8_x4a)(eft__block_q8_x4a *out, const float *x, int64_t n, float *resid);
 } eft__kernels;
 
 /* The table for the best ISA of this CPU, or for EFT_ISA=scalar|avx2|avx512 when that is set and

@@ -9,6 +9,7 @@
  * quarter of the work per weight. The decoder repacks a model's Q4_0/Q4_1/Q8_0 matrices into this
  * form when it runs with int8 activations; the f32-activation kernels keep reading the file layout.
  */
+#include <math.h>
 #include <string.h>
 
 #include "core/quant.h"
@@ -133,9 +134,33 @@ void eft__qx4_dequantize_row(float *out, eft_dtype wtype, const void *x4, int64_
     }
 }
 
+/* Quant e (0..31) of an interleaved activation block: vector (e % 16) / 4, lane 0 (e < 16) or 4. */
+static inline int a_quant(const eft__block_q8_x4a *b, int e) { return b->qs[(e & 15) >> 2][(e < 16 ? 0 : 16) + (e & 3)]; }
+
+static void quantize_row_q8_x4a(eft__block_q8_x4a *out, const float *x, int64_t n, float *resid) {
+    for (int64_t b = 0; b < n / EFT__QK; b++, x += EFT__QK) {
+        float amax = 0;
+        for (int i = 0; i < EFT__QK; i++) amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax;
+        float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        int32_t sum = 0;
+        int8_t q[EFT__QK];
+        for (int i = 0; i < EFT__QK; i++) {
+            /* Half to even, as the vector conversion rounds: every ISA makes the same integers. */
+            int v = (int)nearbyintf(x[i] * id);
+            q[i] = (int8_t)v;
+            sum += v;
+            if (resid) resid[b * EFT__QK + i] = x[i] - d * (float)v;
+        }
+        for (int v = 0; v < 4; v++)
+            for (int l = 0; l < 8; l++) memcpy(&out[b].qs[v][4 * l], q + (l < 4 ? 0 : 16) + 4 * v, 4);
+        out[b].d = d;
+        out[b].ds = d * (float)sum;
+    }
+}
+
 /* The scalar reference: per block, the exact integer dot of each row with the activation quants,
  * then d_w d_a s, plus Q4_1's m_w d_a sum_a (Q4_0: -8 d_w d_a sum_a), summed in f32 over blocks. */
-static void qx4_gemv(float *c, int64_t ldc, const eft__block_q8_a *a, int64_t lda, int m, int planes, eft_dtype wtype,
+static void qx4_gemv(float *c, int64_t ldc, const eft__block_q8_x4a *a, int64_t lda, int m, int planes, eft_dtype wtype,
                      const void *w, int64_t ngroups, int64_t nb, int64_t nrows, const float *bias) {
     const size_t bb = x4_block_bytes(wtype);
     if (bb == 0) return;
@@ -146,16 +171,15 @@ static void qx4_gemv(float *c, int64_t ldc, const eft__block_q8_a *a, int64_t ld
             float acc[4] = {0, 0, 0, 0};
             for (int64_t b = 0; b < nb; b++) {
                 const uint8_t *blk = (const uint8_t *)w + ((size_t)g * (size_t)nb + (size_t)b) * bb;
-                const eft__block_q8_a *ab = &a[((int64_t)i * planes + pl) * lda + b];
+                const eft__block_q8_x4a *ab = &a[((int64_t)i * planes + pl) * lda + b];
                 const eft__half *dh = (const eft__half *)blk;
                 for (int r = 0; r < 4; r++) {
                     int32_t s = 0;
-                    for (int e = 0; e < EFT__QK; e++) s += x4_quant(wtype, blk, r, e) * ab->qs[e];
+                    for (int e = 0; e < EFT__QK; e++) s += x4_quant(wtype, blk, r, e) * a_quant(ab, e);
                     float d = eft__f16_to_f32(dh[r]);
                     acc[r] += d * ab->d * (float)s;
-                    if (wtype == EFT_DTYPE_Q4_1)
-                        acc[r] += eft__f16_to_f32(((const eft__block_q4_1x4 *)blk)->m[r]) * (ab->d * (float)ab->sum);
-                    else if (wtype == EFT_DTYPE_Q4_0) acc[r] += -8.0f * d * (ab->d * (float)ab->sum);
+                    if (wtype == EFT_DTYPE_Q4_1) acc[r] += eft__f16_to_f32(((const eft__block_q4_1x4 *)blk)->m[r]) * ab->ds;
+                    else if (wtype == EFT_DTYPE_Q4_0) acc[r] += -8.0f * d * ab->ds;
                 }
             }
             for (int r = 0; r < 4; r++) sum[r] += acc[r];
@@ -167,14 +191,17 @@ static void qx4_gemv(float *c, int64_t ldc, const eft__block_q8_a *a, int64_t ld
         }
 }
 
-void eft__kernels_fill_qx4_scalar(eft__kernels *k) { k->qx4_gemv = qx4_gemv; }
+void eft__kernels_fill_qx4_scalar(eft__kernels *k) {
+    k->qx4_gemv = qx4_gemv;
+    k->quantize_row_q8_x4a = quantize_row_q8_x4a;
+}
 
 /* ---------------------------------------------------------------------------------------------
  * Driver
  * ------------------------------------------------------------------------------------------- */
 
 size_t eft__qx4_work_size(int64_t m, int64_t k) {
-    return (size_t)(m > 0 ? m : 0) * (size_t)(k / EFT__QK) * sizeof(eft__block_q8_a);
+    return (size_t)(m > 0 ? m : 0) * (size_t)(k / EFT__QK) * sizeof(eft__block_q8_x4a);
 }
 
 enum { F32_PLANES = 3 };
@@ -198,7 +225,7 @@ typedef struct qx4_ctx {
     const eft__qx4_job *jobs;
     int njobs;
     int64_t groups; /* all jobs' row groups together */
-    eft__block_q8_a *qa;
+    eft__block_q8_x4a *qa;
     bool quantise;  /* the workers quantise a (else the caller did) */
     int planes;     /* 1: int8 activations; 3: f32 activations as three int8 planes */
     float *resid;   /* planes 3, quantised by the caller: one row of k floats */
@@ -208,16 +235,10 @@ typedef struct qx4_ctx {
  * planes before it left, so the planes sum to x up to the last plane's rounding. */
 static void quantise_row(const qx4_ctx *x, int64_t i, float *resid) {
     const int64_t nb = x->k / EFT__QK;
-    const float *a = x->a + i * x->lda;
-    eft__block_q8_a *q = x->qa + i * x->planes * nb;
-    x->kt->quantize_row_q8_a(q, a, x->k);
-    if (x->planes == 1) return;
-    for (int64_t e = 0; e < x->k; e++) resid[e] = a[e];
-    for (int pl = 1; pl < x->planes; pl++) {
-        const eft__block_q8_a *prev = q + (pl - 1) * nb;
-        for (int64_t e = 0; e < x->k; e++) resid[e] -= prev[e / EFT__QK].d * (float)prev[e / EFT__QK].qs[e % EFT__QK];
-        x->kt->quantize_row_q8_a(q + pl * nb, resid, x->k);
-    }
+    eft__block_q8_x4a *q = x->qa + i * x->planes * nb;
+    x->kt->quantize_row_q8_x4a(q, x->a + i * x->lda, x->k, x->planes > 1 ? resid : NULL);
+    /* In place: each block is read whole before its residual is written. */
+    for (int pl = 1; pl < x->planes; pl++) x->kt->quantize_row_q8_x4a(q + pl * nb, resid, x->k, pl + 1 < x->planes ? resid : NULL);
 }
 
 static void quantise_rows(const qx4_ctx *x, int64_t r0, int64_t r1, float *resid) {
@@ -265,7 +286,7 @@ static bool drive(const eft__kernels *kt, eft__threadpool *tp, const float *a, i
     if (!work) return false;
     bool pool = tp && eft__threadpool_size(tp) > 1;
     /* The planes' residual row lives after the planes in work (eft__qx4_f32_work_size). */
-    float *resid = (float *)((eft__block_q8_a *)work + (size_t)planes * (size_t)m * (size_t)(k / EFT__QK));
+    float *resid = (float *)((eft__block_q8_x4a *)work + (size_t)planes * (size_t)m * (size_t)(k / EFT__QK));
     qx4_ctx x = {kt ? kt : eft__kernels_get(), pool ? tp : NULL, a, lda, m, k, jobs, njobs, groups, work, false,
                  planes, resid};
     if (pool && m * k > QUANTISE_IN_CALLER && (planes == 1 || k <= 1024)) x.quantise = true;
