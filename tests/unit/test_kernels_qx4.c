@@ -302,7 +302,8 @@ static void test_close_to_f32(void) {
         uint8_t *w = make_weights(k_types[t], n, k);
         uint8_t *x4 = malloc(eft__qx4_size(k_types[t], n, k));
         eft__qx4_pack(x4, k_types[t], w, src_row_bytes(k_types[t], k), n, k);
-        float a[576], c[64], row[576], work[576];
+        float a[576], c[64], row[576];
+        void *work = malloc(eft__qx4_work_size(1, k));
         for (int e = 0; e < k; e++) a[e] = rnd_f(-1, 1);
         CHECK(eft__qx4_gemm(NULL, NULL, c, n, a, k, 1, k_types[t], x4, n, k, NULL, work));
         double num = 0, den = 0;
@@ -315,6 +316,7 @@ static void test_close_to_f32(void) {
         }
         CHECK_MSG(sqrt(num / den) < 0.01, "type %d: relative error %.4f against the f32 product", (int)k_types[t],
                   sqrt(num / den));
+        free(work);
         free(x4);
         free(w);
     }
