@@ -863,13 +863,16 @@ static void test_attention_decode(void) {
     eft__error err = {0};
     CHECK(eft__threadpool_create(2, &tp, &err) == EFT_OK);
     static const eft_dtype types[] = {EFT_DTYPE_F32, EFT_DTYPE_F16, EFT_DTYPE_I8};
-    for (int it = 0; it < 24; it++) {
+    /* f32 caches run the flash-decoding path (keys split over the workers, per-KV-head kernels for
+     * GQA groups of up to 8, merged partials); f16/int8 the per-head path. Caches past 64 keys
+     * split, up to 1100 keys to cover many 16-key blocks per worker. */
+    for (int it = 0; it < 48; it++) {
         eft__attn_params p = {0};
         p.nkv = rnd_i(1, 3);
-        p.nh = p.nkv * rnd_i(1, 4);
+        p.nh = p.nkv * rnd_i(1, it % 6 == 0 ? 8 : 4);
         static const int hss[] = {1, 7, 32, 64, 80, 128};
         p.hs = hss[rnd_i(0, 5)];
-        p.tk = rnd_i(1, 300);
+        p.tk = rnd_i(1, it % 4 == 1 ? 1100 : 300);
         p.t = rnd_i(1, 4) < (int)p.tk ? rnd_i(1, 4) : 1;
         p.causal = true;
         p.q_pos0 = p.tk - p.t;
@@ -917,7 +920,8 @@ static void test_attention_decode(void) {
             for (int64_t i = 0; i < p.t * p.ldo; i++) o[i] = GUARD;
             eft__attention_decode(g_tables[t], it % 2 ? tp : NULL, o, q, &kv, &vv, &p, work);
             int bad = 0;
-            for (int64_t i = 0; i < p.t; i++)
+            for (int64_t i = 0; i < p.t; i++) {
+                CHECK(o[i * p.ldo + p.ldo - 1] == GUARD);
                 for (int64_t e = 0; e < (int64_t)p.nh * p.hs; e++) {
                     float g = o[i * p.ldo + e], w = r[i * p.ldo + e];
                     if (!(fabsf(g - w) <= 2e-5f) && bad++ < 3)
@@ -925,6 +929,7 @@ static void test_attention_decode(void) {
                                 eft__isa_name(g_tables[t]->isa), eft_dtype_name(dt), (long long)p.t, (long long)p.tk, p.nh,
                                 p.nkv, p.hs, (long long)i, (long long)e, g, w);
                 }
+            }
             CHECK(bad == 0);
         }
         eft__free(work);

@@ -115,9 +115,31 @@ static void softmax_portable(float *s, int64_t lds, int nq, int64_t nk, const in
     }
 }
 
+static void dec_qk_portable(float *s, int64_t lds, const float *q, int64_t ldq, int g, const float *k, int64_t ldk,
+                            int64_t n, int hs) {
+    for (int r = 0; r < g; r++)
+        for (int64_t j = 0; j < n; j++) {
+            float acc = 0;
+            for (int e = 0; e < hs; e++) acc += q[r * ldq + e] * k[j * ldk + e];
+            s[r * lds + j] = acc;
+        }
+}
+
+static void dec_pv_portable(float *o, int64_t ldo, const float *p, int64_t ldp, int g, const float *v, int64_t ldv,
+                            int64_t n, int hs) {
+    for (int r = 0; r < g; r++)
+        for (int64_t j = 0; j < n; j++) {
+            float a = p[r * ldp + j];
+            if (a == 0.0f) continue;
+            for (int e = 0; e < hs; e++) o[r * ldo + e] += a * v[j * ldv + e];
+        }
+}
+
 void eft__kernels_fill_attn_scalar(eft__kernels *k) {
     k->attn_pack_k16 = pack_k16_portable;
     k->attn_softmax = softmax_portable;
+    k->attn_dec_qk = dec_qk_portable;
+    k->attn_dec_pv = dec_pv_portable;
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -333,8 +355,14 @@ float eft__kv_quantize_i8(int8_t *out, const float *x, int64_t n) {
     return d;
 }
 
+/* Per worker: the f32 path's partial results, one (o[hs], max, sum) per query row and head in
+ * PS floats, then the scores of one KV head's g queries over the worker's keys; the f16/int8
+ * path uses the first round16(tk) floats for one head's scores. */
+static inline int64_t part_stride(const eft__attn_params *p) { return round16(p->hs) + 16; }
+
 size_t eft__attention_decode_work_floats(const eft__attn_params *p) {
-    return (size_t)round16(p->tk > 0 ? p->tk : 1);
+    int64_t g = p->nkv > 0 && p->nh >= p->nkv ? p->nh / p->nkv : 1, t = p->t > 0 ? p->t : 1;
+    return (size_t)(t * p->nh * part_stride(p) + g * round16(p->tk > 0 ? p->tk : 1));
 }
 
 static inline float kv_dot(const eft__kernels *kt, const float *q, const eft__kv_view *kv, int64_t j, int kvh, int hs) {
@@ -389,10 +417,89 @@ static void dec_task(void *arg, int ith, int nth) {
     }
 }
 
+/* f32 caches: flash-decoding. Each worker takes a slice of the keys (whole 16-key blocks) for every
+ * query row and head, and per KV head runs the table's attn_dec_qk and attn_dec_pv over its g
+ * query heads at once, leaving (o unnormalised, max, sum) per row and head; the caller merges the
+ * workers' slices. Splitting the keys rather than the heads keeps two workers even with three KV
+ * heads (SmolLM2) and reads each key once per KV head instead of once per query head. */
+static void dec_f32_task(void *arg, int ith, int nth) {
+    dec_ctx *x = arg;
+    const eft__attn_params *p = x->p;
+    const eft__kernels *kt = x->kt;
+    const int g = p->nh / p->nkv, hs = p->hs;
+    const int64_t kvlen = eff_kv_len(p), PS = part_stride(p);
+    /* Keys past the last row's position (causal) or the cache length are never visible. */
+    int64_t tk = p->tk < kvlen ? p->tk : kvlen;
+    if (p->causal && p->q_pos0 + p->t < tk) tk = p->q_pos0 + p->t;
+    if (tk < 0) tk = 0;
+    int64_t b0, b1;
+    eft__split_range((tk + 15) / 16, ith, nth, &b0, &b1);
+    const int64_t j0 = b0 * 16, j1 = b1 * 16 < tk ? b1 * 16 : tk, n = j1 > j0 ? j1 - j0 : 0, lds = round16(n > 0 ? n : 1);
+    float *part = x->work + (size_t)ith * eft__attention_decode_work_floats(p), *s = part + p->t * p->nh * PS;
+    const float *kb = (const float *)x->k->data, *vb = (const float *)x->v->data;
+    for (int64_t i = 0; i < p->t; i++)
+        for (int kvh = 0; kvh < p->nkv; kvh++) {
+            float *pg = part + (i * p->nh + (int64_t)kvh * g) * PS;
+            for (int r = 0; r < g; r++) {
+                memset(pg + r * PS, 0, sizeof(float) * (size_t)hs);
+                pg[r * PS + hs] = -INFINITY, pg[r * PS + hs + 1] = 0;
+            }
+            if (n == 0) continue;
+            kt->attn_dec_qk(s, lds, x->q + i * p->ldq + (int64_t)kvh * g * hs, hs, g, kb + j0 * x->k->ld + (int64_t)kvh * hs,
+                            x->k->ld, n, hs);
+            for (int r = 0; r < g; r++) {
+                float *row = s + r * lds, mx = -INFINITY;
+                for (int64_t jj = 0; jj < n; jj++) {
+                    float sc = -INFINITY;
+                    if (visible(p, kvlen, i, j0 + jj)) {
+                        sc = row[jj] * p->scale;
+                        if (p->softcap > 0) sc = p->softcap * tanhf(sc / p->softcap);
+                    }
+                    row[jj] = sc;
+                    mx = sc > mx ? sc : mx;
+                }
+                if (mx == -INFINITY) {
+                    memset(row, 0, sizeof(float) * (size_t)n); /* nothing visible here: adds nothing */
+                    continue;
+                }
+                pg[r * PS + hs] = mx;
+                pg[r * PS + hs + 1] = kt->exp_sub_sum(row, n, mx);
+            }
+            kt->attn_dec_pv(pg, PS, s, lds, g, vb + j0 * x->v->ld + (int64_t)kvh * hs, x->v->ld, n, hs);
+        }
+}
+
 void eft__attention_decode(const eft__kernels *kt, eft__threadpool *tp, float *out, const float *q,
                            const eft__kv_view *k, const eft__kv_view *v, const eft__attn_params *p, float *work) {
     if (p->t <= 0 || p->nh <= 0) return;
     dec_ctx x = {kt ? kt : eft__kernels_get(), out, work, q, k, v, p};
-    if (tp) eft__threadpool_run(tp, dec_task, &x);
-    else dec_task(&x, 0, 1);
+    if (k->dtype != EFT_DTYPE_F32 || v->dtype != EFT_DTYPE_F32 || p->nkv <= 0 || p->nh % p->nkv != 0) {
+        if (tp) eft__threadpool_run(tp, dec_task, &x);
+        else dec_task(&x, 0, 1);
+        return;
+    }
+    /* A short cache is not worth a dispatch: one worker, the caller. */
+    int nth = tp && p->tk >= 64 ? eft__threadpool_size(tp) : 1;
+    if (nth > 1) eft__threadpool_run(tp, dec_f32_task, &x);
+    else dec_f32_task(&x, 0, 1);
+    const int64_t PS = part_stride(p), WF = (int64_t)eft__attention_decode_work_floats(p);
+    for (int64_t i = 0; i < p->t; i++)
+        for (int h = 0; h < p->nh; h++) {
+            float *o = out + i * p->ldo + (int64_t)h * p->hs, mx = -INFINITY, l = 0;
+            for (int th = 0; th < nth; th++) {
+                float m = work[th * WF + (i * p->nh + h) * PS + p->hs];
+                mx = m > mx ? m : mx;
+            }
+            memset(o, 0, sizeof(float) * (size_t)p->hs);
+            if (mx == -INFINITY) continue; /* no visible key: zeros, as the prefill kernel does */
+            for (int th = 0; th < nth; th++) {
+                const float *pt = work + th * WF + (i * p->nh + h) * PS;
+                if (pt[p->hs] == -INFINITY) continue;
+                float c = expf(pt[p->hs] - mx);
+                l += c * pt[p->hs + 1];
+                for (int e = 0; e < p->hs; e++) o[e] += c * pt[e];
+            }
+            float inv = 1.0f / l;
+            for (int e = 0; e < p->hs; e++) o[e] *= inv;
+        }
 }

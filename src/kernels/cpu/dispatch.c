@@ -35,6 +35,7 @@ static void build(void) {
         eft__kernels_fill_q8_avx2(k);
         eft__kernels_fill_gq_avx2(k);
         eft__kernels_fill_qx4_avx2(k);
+        eft__kernels_fill_attn_dec_avx2(k);
         k->isa = EFT__ISA_AVX2;
         g_available[EFT__ISA_AVX2] = true;
     }

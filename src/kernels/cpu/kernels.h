@@ -195,6 +195,15 @@ typedef struct eft__kernels {
     /* Quantises one row of n (a multiple of 32) activations into n/32 eft__block_q8_x4a; resid
      * (NULL: not wanted) receives x - d q per element, what the next plane quantises. */
     void (*quantize_row_q8_x4a)(eft__block_q8_x4a *out, const float *x, int64_t n, float *resid);
+    /* Decode attention's inner loops for one KV head and the g query heads that share it, f32
+     * cache rows (eft__attention_decode): each key and value row is read once for all g queries.
+     * attn_dec_qk: s[r * lds + j] = q_r . k_j for r < g, j < n, q_r = q + r * ldq, k_j = k + j * ldk,
+     * hs floats each. attn_dec_pv: o[r * ldo + e] += sum_{j < n} p[r * ldp + j] v_j[e], v_j = v + j * ldv,
+     * for r < g, e < hs. */
+    void (*attn_dec_qk)(float *s, int64_t lds, const float *q, int64_t ldq, int g, const float *k, int64_t ldk,
+                        int64_t n, int hs);
+    void (*attn_dec_pv)(float *o, int64_t ldo, const float *p, int64_t ldp, int g, const float *v, int64_t ldv,
+                        int64_t n, int hs);
 } eft__kernels;
 
 /* The table for the best ISA of this CPU, or for EFT_ISA=scalar|avx2|avx512 when that is set and
@@ -218,6 +227,7 @@ void eft__kernels_fill_gq_scalar(eft__kernels *k);
 void eft__kernels_fill_gq_avx2(eft__kernels *k);
 void eft__kernels_fill_qx4_scalar(eft__kernels *k);
 void eft__kernels_fill_qx4_avx2(eft__kernels *k);
+void eft__kernels_fill_attn_dec_avx2(eft__kernels *k);
 
 /* ---------------------------------------------------------------------------------------------
  * Packed f32 GEMM (gemm.c): C[M, N] = A[M, K] . W[N, K]^T (+ bias[N]), i.e. PyTorch's Linear

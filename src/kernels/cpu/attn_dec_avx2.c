@@ -1,0 +1,123 @@
+/*
+ * attn_dec_avx2.c — AVX2 versions of decode attention's two inner loops (kernels.h: attn_dec_qk,
+ * attn_dec_pv), for the g query heads that share one KV head.
+ *
+ * qk: eight keys at a time, one accumulator vector per key, the head dimension in steps of eight;
+ * the eight accumulators then reduce to one vector of eight scores with three rounds of vhaddps
+ * and a cross-lane add, instead of a horizontal sum per score. The eight key rows (2 KiB at head
+ * size 64) stay in L1 while the g queries pass over them.
+ * pv: the output rows stay in registers (two vectors per query for g <= 4, else one) while every
+ * value row is read once and multiplied by each query's probability.
+ * Head sizes that are not a multiple of eight finish the last elements in scalar code.
+ */
+#include "kernels.h"
+#include "simd_avx2.h"
+
+static inline float dot_tail(const float *q, const float *k, int e0, int hs) {
+    float acc = 0;
+    for (int e = e0; e < hs; e++) acc += q[e] * k[e];
+    return acc;
+}
+
+static void attn_dec_qk(float *s, int64_t lds, const float *q, int64_t ldq, int g, const float *k, int64_t ldk, int64_t n,
+                        int hs) {
+    const int hv = hs & ~7;
+    for (int r = 0; r < g; r++) {
+        const float *qr = q + r * ldq;
+        float *sr = s + r * lds;
+        int64_t j = 0;
+        for (; j + 8 <= n; j += 8) {
+            const float *kj = k + j * ldk;
+            __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+            __m256 a4 = _mm256_setzero_ps(), a5 = _mm256_setzero_ps(), a6 = _mm256_setzero_ps(), a7 = _mm256_setzero_ps();
+            for (int e = 0; e < hv; e += 8) {
+                const __m256 qv = _mm256_loadu_ps(qr + e);
+                a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kj + e), a0);
+                a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kj + ldk + e), a1);
+                a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kj + 2 * ldk + e), a2);
+                a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kj + 3 * ldk + e), a3);
+                a4 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kj + 4 * ldk + e), a4);
+                a5 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kj + 5 * ldk + e), a5);
+                a6 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kj + 6 * ldk + e), a6);
+                a7 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kj + 7 * ldk + e), a7);
+            }
+            /* hadd pairs: lanes [a0 a0 a1 a1 | a0 a0 a1 a1] ...; after two rounds each 128-bit half
+             * holds partial sums of keys 0-3 (u0) or 4-7 (u1); the halves then add across. */
+            __m256 t0 = _mm256_hadd_ps(a0, a1), t1 = _mm256_hadd_ps(a2, a3);
+            __m256 t2 = _mm256_hadd_ps(a4, a5), t3 = _mm256_hadd_ps(a6, a7);
+            __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
+            __m256 sum = _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
+            if (hv < hs) {
+                _Alignas(32) float t[8];
+                _mm256_store_ps(t, sum);
+                for (int u = 0; u < 8; u++) t[u] += dot_tail(qr, kj + u * ldk, hv, hs);
+                sum = _mm256_load_ps(t);
+            }
+            _mm256_storeu_ps(sr + j, sum);
+        }
+        for (; j < n; j++) {
+            const float *kj = k + j * ldk;
+            __m256 a = _mm256_setzero_ps();
+            for (int e = 0; e < hv; e += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(qr + e), _mm256_loadu_ps(kj + e), a);
+            sr[j] = eft__hsum256(a) + dot_tail(qr, kj, hv, hs);
+        }
+    }
+}
+
+/* G queries (1..8 at a time) over output columns [e0, e0 + 8 CV) of every value row. */
+static inline __attribute__((always_inline)) void pv_cols(float *o, int64_t ldo, const float *p, int64_t ldp, const int G,
+                                                          const float *v, int64_t ldv, int64_t n, int e0, const int CV) {
+    __m256 acc[8][2];
+#pragma GCC unroll 8
+    for (int r = 0; r < G; r++)
+#pragma GCC unroll 2
+        for (int c = 0; c < CV; c++) acc[r][c] = _mm256_loadu_ps(o + r * ldo + e0 + 8 * c);
+    for (int64_t j = 0; j < n; j++) {
+        __m256 vv[2];
+#pragma GCC unroll 2
+        for (int c = 0; c < CV; c++) vv[c] = _mm256_loadu_ps(v + j * ldv + e0 + 8 * c);
+#pragma GCC unroll 8
+        for (int r = 0; r < G; r++) {
+            const __m256 a = _mm256_broadcast_ss(p + r * ldp + j);
+#pragma GCC unroll 2
+            for (int c = 0; c < CV; c++) acc[r][c] = _mm256_fmadd_ps(a, vv[c], acc[r][c]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < G; r++)
+#pragma GCC unroll 2
+        for (int c = 0; c < CV; c++) _mm256_storeu_ps(o + r * ldo + e0 + 8 * c, acc[r][c]);
+}
+
+#define PV_G(G)                                                                                                    \
+    do {                                                                                                           \
+        int e = 0;                                                                                                 \
+        if ((G) <= 4)                                                                                              \
+            for (; e + 16 <= hv; e += 16) pv_cols(o, ldo, p, ldp, (G), v, ldv, n, e, 2);                           \
+        for (; e < hv; e += 8) pv_cols(o, ldo, p, ldp, (G), v, ldv, n, e, 1);                                      \
+    } while (0)
+
+static void attn_dec_pv(float *o, int64_t ldo, const float *p, int64_t ldp, int g, const float *v, int64_t ldv, int64_t n,
+                        int hs) {
+    const int hv = hs & ~7;
+    for (int r0 = 0; r0 < g; r0 += 8, o += 8 * ldo, p += 8 * ldp) {
+        switch (g - r0 < 8 ? g - r0 : 8) {
+        case 1: PV_G(1); break;
+        case 2: PV_G(2); break;
+        case 3: PV_G(3); break;
+        case 4: PV_G(4); break;
+        case 5: PV_G(5); break;
+        case 6: PV_G(6); break;
+        case 7: PV_G(7); break;
+        default: PV_G(8); break;
+        }
+        for (int r = 0; r < (g - r0 < 8 ? g - r0 : 8); r++)
+            for (int64_t j = 0; j < n; j++)
+                for (int e = hv; e < hs; e++) o[r * ldo + e] += p[r * ldp + j] * v[j * ldv + e];
+    }
+}
+
+void eft__kernels_fill_attn_dec_avx2(eft__kernels *k) {
+    k->attn_dec_qk = attn_dec_qk;
+    k->attn_dec_pv = attn_dec_pv;
+}
