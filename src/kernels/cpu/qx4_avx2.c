@@ -142,42 +142,31 @@ static void qx4_gemv(float *c, int64_t ldc, const eft__block_q8_x4a *a, int64_t 
 /* As qx4.c's scalar quantiser, to the bit: the same scale, the same half-to-even rounding (the
  * default MXCSR), the residual as a separate multiply and subtract. */
 static void quantize_row_q8_x4a(eft__block_q8_x4a *out, const float *x, int64_t n, float *resid) {
-    const __m256 sign = _mm256_set1_ps(-0.0f);
     for (int64_t b = 0; b < n / EFT__QK; b++, x += EFT__QK) {
-        __m256 v0 = _mm256_loadu_ps(x), v1 = _mm256_loadu_ps(x + 8), v2 = _mm256_loadu_ps(x + 16), v3 = _mm256_loadu_ps(x + 24);
-        __m256 mx = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v0), _mm256_andnot_ps(sign, v1)),
-                                  _mm256_max_ps(_mm256_andnot_ps(sign, v2), _mm256_andnot_ps(sign, v3)));
-        float amax = eft__hmax256(mx);
-        float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
-        const __m256 vid = _mm256_set1_ps(id), vd = _mm256_set1_ps(d);
-        __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(v0, vid)), i1 = _mm256_cvtps_epi32(_mm256_mul_ps(v1, vid));
-        __m256i i2 = _mm256_cvtps_epi32(_mm256_mul_ps(v2, vid)), i3 = _mm256_cvtps_epi32(_mm256_mul_ps(v3, vid));
+        __m256 v[4];
+        __m256i q[4];
+        const float d = eft__q8_levels(x, v, q);
         if (resid) {
             /* The products stay separate roundings: the empty asm keeps GCC from fusing them into
              * the subtraction (an FMA), which the scalar version, without FMA, cannot match. */
-            __m256 p0 = _mm256_mul_ps(vd, _mm256_cvtepi32_ps(i0)), p1 = _mm256_mul_ps(vd, _mm256_cvtepi32_ps(i1));
-            __m256 p2 = _mm256_mul_ps(vd, _mm256_cvtepi32_ps(i2)), p3 = _mm256_mul_ps(vd, _mm256_cvtepi32_ps(i3));
+            const __m256 vd = _mm256_set1_ps(d);
+            __m256 p0 = _mm256_mul_ps(vd, _mm256_cvtepi32_ps(q[0])), p1 = _mm256_mul_ps(vd, _mm256_cvtepi32_ps(q[1]));
+            __m256 p2 = _mm256_mul_ps(vd, _mm256_cvtepi32_ps(q[2])), p3 = _mm256_mul_ps(vd, _mm256_cvtepi32_ps(q[3]));
             __asm__("" : "+x"(p0), "+x"(p1), "+x"(p2), "+x"(p3));
             float *r = resid + b * EFT__QK;
-            _mm256_storeu_ps(r, _mm256_sub_ps(v0, p0));
-            _mm256_storeu_ps(r + 8, _mm256_sub_ps(v1, p1));
-            _mm256_storeu_ps(r + 16, _mm256_sub_ps(v2, p2));
-            _mm256_storeu_ps(r + 24, _mm256_sub_ps(v3, p3));
+            _mm256_storeu_ps(r, _mm256_sub_ps(v[0], p0));
+            _mm256_storeu_ps(r + 8, _mm256_sub_ps(v[1], p1));
+            _mm256_storeu_ps(r + 16, _mm256_sub_ps(v[2], p2));
+            _mm256_storeu_ps(r + 24, _mm256_sub_ps(v[3], p3));
         }
-        __m256i s = _mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3));
-        __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
-        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4e));
-        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xb1));
-        /* 32 int32 to 32 int8 in element order (the packs interleave lanes; the permute undoes it),
-         * then each vector's four-byte group broadcast across its half. */
-        __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
-        p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        /* Each vector's four-byte group broadcast across its half, as the GEMV reads it. */
+        const __m256i p = eft__q8_levels_bytes(q);
         _mm256_storeu_si256((__m256i *)out[b].qs[0], _mm256_shuffle_epi32(p, 0x00));
         _mm256_storeu_si256((__m256i *)out[b].qs[1], _mm256_shuffle_epi32(p, 0x55));
         _mm256_storeu_si256((__m256i *)out[b].qs[2], _mm256_shuffle_epi32(p, 0xaa));
         _mm256_storeu_si256((__m256i *)out[b].qs[3], _mm256_shuffle_epi32(p, 0xff));
         out[b].d = d;
-        out[b].ds = d * (float)_mm_cvtsi128_si32(s4);
+        out[b].ds = d * (float)eft__q8_levels_sum(q);
     }
 }
 

@@ -113,4 +113,33 @@ static inline __attribute__((always_inline)) void eft__transpose8_ps(__m256 r[8]
     r[6] = _mm256_permute2f128_ps(s2, s6, 0x31), r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
 }
 
+/* One block of 32 activations to int8 levels, llama.cpp's way: d = max|x| / 127 and each x / d
+ * rounded half to even (cvtps under the default MXCSR, as nearbyintf), returned as four vectors of
+ * int32 (elements 0-7, 8-15, 16-23, 24-31) with d. The two int8-activation quantisers share it. */
+static inline __attribute__((always_inline)) float eft__q8_levels(const float *x, __m256 v[4], __m256i q[4]) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    v[0] = _mm256_loadu_ps(x), v[1] = _mm256_loadu_ps(x + 8), v[2] = _mm256_loadu_ps(x + 16), v[3] = _mm256_loadu_ps(x + 24);
+    __m256 mx = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v[0]), _mm256_andnot_ps(sign, v[1])),
+                              _mm256_max_ps(_mm256_andnot_ps(sign, v[2]), _mm256_andnot_ps(sign, v[3])));
+    float d = eft__hmax256(mx) / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+    const __m256 vid = _mm256_set1_ps(id);
+    for (int i = 0; i < 4; i++) q[i] = _mm256_cvtps_epi32(_mm256_mul_ps(v[i], vid));
+    return d;
+}
+
+/* The sum of the 32 levels, and the levels as 32 bytes in element order (the packs interleave
+ * 128-bit lanes; the permute undoes it). */
+static inline int32_t eft__q8_levels_sum(const __m256i q[4]) {
+    __m256i s = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+    __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+    s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4e));
+    s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xb1));
+    return _mm_cvtsi128_si32(s4);
+}
+
+static inline __m256i eft__q8_levels_bytes(const __m256i q[4]) {
+    __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+    return _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
 #endif /* EFT_SIMD_AVX2_H */
