@@ -355,7 +355,7 @@ static eft_status bench_gemv(bench *b) {
         const shape *s = &sh[i];
         float *w = eft__malloc(sizeof(float) * s->n * s->k), *x = eft__malloc(sizeof(float) * s->k);
         float *y = eft__malloc(sizeof(float) * s->n);
-        void *qwork = eft__malloc(eft__q8_0_gemm_work_size(1, s->k));
+        void *qwork = eft__malloc(eft__qx4_work_size(1, s->k)); /* the int8 rows run eft__qx4_gemm */
         if (!w || !x || !y || !qwork) {
             eft__free(w), eft__free(x), eft__free(y), eft__free(qwork);
             return EFT_ERR_OUT_OF_MEMORY;
