@@ -789,7 +789,7 @@ static void pack_task(void *p, int ith, int nth) {
 static eft_status interleave_all(eft__decoder *d, eft__error *err) {
     int cap = (int)(d->L * 8 + 1), n = 0;
     lin **lins = eft__calloc((size_t)cap, sizeof *lins);
-    if (!lins) return eft__fail(err, EFT_ERR_OUT_OF_MEMORY, "out of memory interleaving the weights for int8 activations");
+    if (!lins) return eft__fail(err, EFT_ERR_OUT_OF_MEMORY, "out of memory interleaving the quantised weights for decode");
     lins[n++] = &d->head;
     for (int64_t l = 0; l < d->L; l++) {
         dec_layer *ly = &d->layers[l];
@@ -815,7 +815,7 @@ static eft_status interleave_all(eft__decoder *d, eft__error *err) {
         else pack_task(&x, 0, 1);
     }
     eft__free(lins);
-    return ok ? EFT_OK : eft__fail(err, EFT_ERR_OUT_OF_MEMORY, "out of memory interleaving the weights for int8 activations");
+    return ok ? EFT_OK : eft__fail(err, EFT_ERR_OUT_OF_MEMORY, "out of memory interleaving the quantised weights for decode");
 }
 
 static eft_status build(eft__decoder *d, const eft_model *m, const eft__decoder_params *p, eft__error *err) {

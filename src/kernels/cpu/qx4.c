@@ -210,7 +210,7 @@ size_t eft__qx4_f32_work_size(int64_t m, int64_t k) {
     return F32_PLANES * eft__qx4_work_size(m, k) + sizeof(float) * (size_t)(k > 0 ? k : 0);
 }
 
-/* Activation rows per kernel call: their quantised blocks (m x k/32 x 40 bytes) stay in L2 while
+/* Activation rows per kernel call: their quantised blocks (m x k/32 x 136 bytes) stay in L2 while
  * the worker's weight groups pass, and each group's rows stay in L1 while the rows pass. */
 enum { ROWS_PER_CALL = 16 };
 /* Up to this many activation floats are quantised by the caller before the run (a few hundred
@@ -253,7 +253,7 @@ static void qx4_task(void *p, int ith, int nth) {
         float resid[1024];
         eft__split_range(x->m, ith, nth, &g0, &g1);
         /* Planes quantised by the workers take the residual in stack chunks: whole rows only up to
-         * 1024 floats, so longer rows quantise in the caller (see eft__qx4_gemm_f32_multi). */
+         * 1024 floats, so longer rows quantise in the caller (see drive). */
         quantise_rows(x, g0, g1, x->planes > 1 ? resid : NULL);
         if (x->tp) eft__threadpool_barrier(x->tp);
     }
