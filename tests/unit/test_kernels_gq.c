@@ -10,16 +10,9 @@
 #include "core/threadpool.h"
 #include "kernels/cpu/kernels.h"
 #include "test.h"
+#define TEST_RNG_SEED 0x2545f4914f6cdd1dull
+#include "test_rng.h"
 
-static uint64_t g_rng = 0x2545f4914f6cdd1dull;
-static uint32_t rnd_u32(void) {
-    g_rng ^= g_rng << 13;
-    g_rng ^= g_rng >> 7;
-    g_rng ^= g_rng << 17;
-    return (uint32_t)(g_rng >> 16);
-}
-static float rnd_f(float lo, float hi) { return lo + (hi - lo) * (float)(rnd_u32() & 0xffffff) / 16777216.0f; }
-static int rnd_i(int lo, int hi) { return lo + (int)(rnd_u32() % (uint32_t)(hi - lo + 1)); }
 
 static const eft_dtype k_family[] = {EFT_DTYPE_Q4_0,    EFT_DTYPE_I4_G64, EFT_DTYPE_I4_G128,
                                      EFT_DTYPE_Q4_1,    EFT_DTYPE_U4_G64, EFT_DTYPE_U4_G128,
