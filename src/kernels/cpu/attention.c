@@ -115,23 +115,38 @@ static void softmax_portable(float *s, int64_t lds, int nq, int64_t nk, const in
     }
 }
 
-static void dec_qk_portable(float *s, int64_t lds, const float *q, int64_t ldq, int g, const float *k, int64_t ldk,
-                            int64_t n, int hs) {
+/* Element i of a cache row of type t (F32, F16, or I8 unscaled). */
+static inline float kv_elem(const void *row, eft_dtype t, int64_t i) {
+    switch (t) {
+    case EFT_DTYPE_F16: return eft__f16_to_f32(((const uint16_t *)row)[i]);
+    case EFT_DTYPE_I8: return (float)((const int8_t *)row)[i];
+    default: return ((const float *)row)[i];
+    }
+}
+
+static inline size_t kv_elem_size(eft_dtype t) { return t == EFT_DTYPE_F16 ? 2 : t == EFT_DTYPE_I8 ? 1 : 4; }
+
+static void dec_qk_portable(float *s, int64_t lds, const float *q, int64_t ldq, int g, const void *k, eft_dtype kt,
+                            int64_t ldk, int64_t n, int hs) {
+    const size_t es = kv_elem_size(kt);
     for (int r = 0; r < g; r++)
         for (int64_t j = 0; j < n; j++) {
+            const void *kj = (const char *)k + (size_t)(j * ldk) * es;
             float acc = 0;
-            for (int e = 0; e < hs; e++) acc += q[r * ldq + e] * k[j * ldk + e];
+            for (int e = 0; e < hs; e++) acc += q[r * ldq + e] * kv_elem(kj, kt, e);
             s[r * lds + j] = acc;
         }
 }
 
-static void dec_pv_portable(float *o, int64_t ldo, const float *p, int64_t ldp, int g, const float *v, int64_t ldv,
-                            int64_t n, int hs) {
+static void dec_pv_portable(float *o, int64_t ldo, const float *p, int64_t ldp, int g, const void *v, eft_dtype vt,
+                            int64_t ldv, int64_t n, int hs) {
+    const size_t es = kv_elem_size(vt);
     for (int r = 0; r < g; r++)
         for (int64_t j = 0; j < n; j++) {
             float a = p[r * ldp + j];
             if (a == 0.0f) continue;
-            for (int e = 0; e < hs; e++) o[r * ldo + e] += a * v[j * ldv + e];
+            const void *vj = (const char *)v + (size_t)(j * ldv) * es;
+            for (int e = 0; e < hs; e++) o[r * ldo + e] += a * kv_elem(vj, vt, e);
         }
 }
 
@@ -355,32 +370,13 @@ float eft__kv_quantize_i8(int8_t *out, const float *x, int64_t n) {
     return d;
 }
 
-/* Per worker: the f32 path's partial results, one (o[hs], max, sum) per query row and head in
- * PS floats, then the scores of one KV head's g queries over the worker's keys; the f16/int8
- * path uses the first round16(tk) floats for one head's scores. */
+/* Per worker: its partial results, one (o[hs], max, sum) per query row and head in PS floats, then
+ * the scores of one KV head's g queries over the worker's keys. */
 static inline int64_t part_stride(const eft__attn_params *p) { return round16(p->hs) + 16; }
 
 size_t eft__attention_decode_work_floats(const eft__attn_params *p) {
     int64_t g = p->nkv > 0 && p->nh >= p->nkv ? p->nh / p->nkv : 1, t = p->t > 0 ? p->t : 1;
     return (size_t)(t * p->nh * part_stride(p) + g * round16(p->tk > 0 ? p->tk : 1));
-}
-
-static inline float kv_dot(const eft__kernels *kt, const float *q, const eft__kv_view *kv, int64_t j, int kvh, int hs) {
-    int64_t off = j * kv->ld + (int64_t)kvh * hs;
-    switch (kv->dtype) {
-    case EFT_DTYPE_F16: return kt->dot_f32_f16(q, (const uint16_t *)kv->data + off, hs);
-    case EFT_DTYPE_I8: return kt->dot_f32_i8(q, (const int8_t *)kv->data + off, hs) * kv->scale[j * kv->ld_scale + kvh];
-    default: return kt->dot_f32(q, (const float *)kv->data + off, hs);
-    }
-}
-
-static inline void kv_axpy(const eft__kernels *kt, float *o, float a, const eft__kv_view *kv, int64_t j, int kvh, int hs) {
-    int64_t off = j * kv->ld + (int64_t)kvh * hs;
-    switch (kv->dtype) {
-    case EFT_DTYPE_F16: kt->axpy_f16(o, a, (const uint16_t *)kv->data + off, hs); break;
-    case EFT_DTYPE_I8: kt->axpy_i8(o, a * kv->scale[j * kv->ld_scale + kvh], (const int8_t *)kv->data + off, hs); break;
-    default: kt->axpy_f32(o, a, (const float *)kv->data + off, hs); break;
-    }
 }
 
 typedef struct dec_ctx {
@@ -391,38 +387,14 @@ typedef struct dec_ctx {
     const eft__attn_params *p;
 } dec_ctx;
 
-static void dec_task(void *arg, int ith, int nth) {
-    dec_ctx *x = arg;
-    const eft__attn_params *p = x->p;
-    const eft__kernels *kt = x->kt;
-    float *s = x->work + (size_t)ith * eft__attention_decode_work_floats(p);
-    int64_t kvlen = eff_kv_len(p), b, e;
-    eft__split_range(p->t * p->nh, ith, nth, &b, &e);
-    for (int64_t it = b; it < e; it++) {
-        int64_t i = it / p->nh;
-        int h = (int)(it % p->nh), kvh = h / (p->nh / p->nkv);
-        const float *qi = x->q + i * p->ldq + (int64_t)h * p->hs;
-        float *o = x->out + i * p->ldo + (int64_t)h * p->hs;
-        float mx = -INFINITY;
-        for (int64_t j = 0; j < p->tk; j++) {
-            s[j] = visible(p, kvlen, i, j) ? kv_dot(kt, qi, x->k, j, kvh, p->hs) * p->scale : -INFINITY;
-            if (p->softcap > 0 && s[j] != -INFINITY) s[j] = p->softcap * tanhf(s[j] / p->softcap);
-            mx = s[j] > mx ? s[j] : mx;
-        }
-        memset(o, 0, sizeof(float) * (size_t)p->hs);
-        if (mx == -INFINITY) continue; /* no visible key: zeros, as the prefill kernel does */
-        float inv = 1.0f / kt->exp_sub_sum(s, p->tk, mx);
-        for (int64_t j = 0; j < p->tk; j++)
-            if (s[j] != 0.0f) kv_axpy(kt, o, s[j] * inv, x->v, j, kvh, p->hs);
-    }
-}
-
-/* f32 caches: flash-decoding. Each worker takes a slice of the keys (whole 16-key blocks) for every
- * query row and head, and per KV head runs the table's attn_dec_qk and attn_dec_pv over its g
- * query heads at once, leaving (o unnormalised, max, sum) per row and head; the caller merges the
- * workers' slices. Splitting the keys rather than the heads keeps two workers even with three KV
- * heads (SmolLM2) and reads each key once per KV head instead of once per query head. */
-static void dec_f32_task(void *arg, int ith, int nth) {
+/* Flash-decoding. Each worker takes a slice of the keys (whole 16-key blocks) for every query row
+ * and head, and per KV head runs the table's attn_dec_qk and attn_dec_pv over its g query heads at
+ * once, leaving (o unnormalised, max, sum) per row and head; the caller merges the workers'
+ * slices. Splitting the keys rather than the heads keeps two workers even with three KV heads
+ * (SmolLM2) and reads each key once per KV head instead of once per query head. An int8 cache's
+ * row scales are applied around the kernels: to the scores after qk (s_j = scale_k,j (q . k_j)),
+ * and to the probabilities before pv (p_j scale_v,j), as the per-row products would. */
+static void dec_flash_task(void *arg, int ith, int nth) {
     dec_ctx *x = arg;
     const eft__attn_params *p = x->p;
     const eft__kernels *kt = x->kt;
@@ -436,7 +408,9 @@ static void dec_f32_task(void *arg, int ith, int nth) {
     eft__split_range((tk + 15) / 16, ith, nth, &b0, &b1);
     const int64_t j0 = b0 * 16, j1 = b1 * 16 < tk ? b1 * 16 : tk, n = j1 > j0 ? j1 - j0 : 0, lds = round16(n > 0 ? n : 1);
     float *part = x->work + (size_t)ith * eft__attention_decode_work_floats(p), *s = part + p->t * p->nh * PS;
-    const float *kb = (const float *)x->k->data, *vb = (const float *)x->v->data;
+    const eft__kv_view *kv = x->k, *vv = x->v;
+    const size_t kes = kv_elem_size(kv->dtype), ves = kv_elem_size(vv->dtype);
+    const char *kb = kv->data, *vb = vv->data;
     for (int64_t i = 0; i < p->t; i++)
         for (int kvh = 0; kvh < p->nkv; kvh++) {
             float *pg = part + (i * p->nh + (int64_t)kvh * g) * PS;
@@ -445,14 +419,16 @@ static void dec_f32_task(void *arg, int ith, int nth) {
                 pg[r * PS + hs] = -INFINITY, pg[r * PS + hs + 1] = 0;
             }
             if (n == 0) continue;
-            kt->attn_dec_qk(s, lds, x->q + i * p->ldq + (int64_t)kvh * g * hs, hs, g, kb + j0 * x->k->ld + (int64_t)kvh * hs,
-                            x->k->ld, n, hs);
+            kt->attn_dec_qk(s, lds, x->q + i * p->ldq + (int64_t)kvh * g * hs, hs, g,
+                            kb + (size_t)(j0 * kv->ld + (int64_t)kvh * hs) * kes, kv->dtype, kv->ld, n, hs);
             for (int r = 0; r < g; r++) {
                 float *row = s + r * lds, mx = -INFINITY;
                 for (int64_t jj = 0; jj < n; jj++) {
                     float sc = -INFINITY;
                     if (visible(p, kvlen, i, j0 + jj)) {
-                        sc = row[jj] * p->scale;
+                        sc = row[jj];
+                        if (kv->dtype == EFT_DTYPE_I8) sc *= kv->scale[(j0 + jj) * kv->ld_scale + kvh];
+                        sc *= p->scale;
                         if (p->softcap > 0) sc = p->softcap * tanhf(sc / p->softcap);
                     }
                     row[jj] = sc;
@@ -464,8 +440,11 @@ static void dec_f32_task(void *arg, int ith, int nth) {
                 }
                 pg[r * PS + hs] = mx;
                 pg[r * PS + hs + 1] = kt->exp_sub_sum(row, n, mx);
+                if (vv->dtype == EFT_DTYPE_I8)
+                    for (int64_t jj = 0; jj < n; jj++) row[jj] *= vv->scale[(j0 + jj) * vv->ld_scale + kvh];
             }
-            kt->attn_dec_pv(pg, PS, s, lds, g, vb + j0 * x->v->ld + (int64_t)kvh * hs, x->v->ld, n, hs);
+            kt->attn_dec_pv(pg, PS, s, lds, g, vb + (size_t)(j0 * vv->ld + (int64_t)kvh * hs) * ves, vv->dtype, vv->ld, n,
+                            hs);
         }
 }
 
@@ -473,15 +452,12 @@ void eft__attention_decode(const eft__kernels *kt, eft__threadpool *tp, float *o
                            const eft__kv_view *k, const eft__kv_view *v, const eft__attn_params *p, float *work) {
     if (p->t <= 0 || p->nh <= 0) return;
     dec_ctx x = {kt ? kt : eft__kernels_get(), out, work, q, k, v, p};
-    if (k->dtype != EFT_DTYPE_F32 || v->dtype != EFT_DTYPE_F32 || p->nkv <= 0 || p->nh % p->nkv != 0) {
-        if (tp) eft__threadpool_run(tp, dec_task, &x);
-        else dec_task(&x, 0, 1);
-        return;
-    }
+    /* Query heads share KV heads in equal groups (the model configuration is checked so). */
+    if (p->nkv <= 0 || p->nh % p->nkv != 0) return;
     /* A short cache is not worth a dispatch: one worker, the caller. */
     int nth = tp && p->tk >= 64 ? eft__threadpool_size(tp) : 1;
-    if (nth > 1) eft__threadpool_run(tp, dec_f32_task, &x);
-    else dec_f32_task(&x, 0, 1);
+    if (nth > 1) eft__threadpool_run(tp, dec_flash_task, &x);
+    else dec_flash_task(&x, 0, 1);
     const int64_t PS = part_stride(p), WF = (int64_t)eft__attention_decode_work_floats(p);
     for (int64_t i = 0; i < p->t; i++)
         for (int h = 0; h < p->nh; h++) {

@@ -9,37 +9,61 @@
  * pv: the output rows stay in registers (two vectors per query for g <= 4, else one) while every
  * value row is read once and multiplied by each query's probability.
  * Head sizes that are not a multiple of eight finish the last elements in scalar code.
+ * Cache rows of f16 (vcvtph2ps) and int8 (sign-extended, converted) are widened eight elements at a
+ * time as they are loaded; the arithmetic is the f32 kernels'.
  */
 #include "kernels.h"
 #include "simd_avx2.h"
 
-static inline float dot_tail(const float *q, const float *k, int e0, int hs) {
+enum { KF32, KF16, KI8 };
+
+/* Eight elements of a cache row from element e, widened to f32. */
+static inline __attribute__((always_inline)) __m256 load8(const void *row, int64_t e, const int T) {
+    if (T == KF16) return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)row + e)));
+    if (T == KI8) return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)((const int8_t *)row + e))));
+    return _mm256_loadu_ps((const float *)row + e);
+}
+
+static inline float elem(const void *row, int64_t e, const int T) {
+    if (T == KF16) return eft__f16_to_f32(((const uint16_t *)row)[e]);
+    if (T == KI8) return (float)((const int8_t *)row)[e];
+    return ((const float *)row)[e];
+}
+
+/* Row j of a cache of element type T, ld elements apart. */
+static inline const void *row_at(const void *base, int64_t j, int64_t ld, const int T) {
+    return (const char *)base + (size_t)(j * ld) * (T == KF16 ? 2 : T == KI8 ? 1 : 4);
+}
+
+static inline float dot_tail(const float *q, const void *k, int e0, int hs, const int T) {
     float acc = 0;
-    for (int e = e0; e < hs; e++) acc += q[e] * k[e];
+    for (int e = e0; e < hs; e++) acc += q[e] * elem(k, e, T);
     return acc;
 }
 
-static void attn_dec_qk(float *s, int64_t lds, const float *q, int64_t ldq, int g, const float *k, int64_t ldk, int64_t n,
-                        int hs) {
+static inline __attribute__((always_inline)) void qk(float *s, int64_t lds, const float *q, int64_t ldq, int g,
+                                                     const void *k, int64_t ldk, int64_t n, int hs, const int T) {
     const int hv = hs & ~7;
     for (int r = 0; r < g; r++) {
         const float *qr = q + r * ldq;
         float *sr = s + r * lds;
         int64_t j = 0;
         for (; j + 8 <= n; j += 8) {
-            const float *kj = k + j * ldk;
+            const void *k0 = row_at(k, j, ldk, T), *k1 = row_at(k, j + 1, ldk, T), *k2 = row_at(k, j + 2, ldk, T);
+            const void *k3 = row_at(k, j + 3, ldk, T), *k4 = row_at(k, j + 4, ldk, T), *k5 = row_at(k, j + 5, ldk, T);
+            const void *k6 = row_at(k, j + 6, ldk, T), *k7 = row_at(k, j + 7, ldk, T);
             __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
             __m256 a4 = _mm256_setzero_ps(), a5 = _mm256_setzero_ps(), a6 = _mm256_setzero_ps(), a7 = _mm256_setzero_ps();
             for (int e = 0; e < hv; e += 8) {
                 const __m256 qv = _mm256_loadu_ps(qr + e);
-                a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kj + e), a0);
-                a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kj + ldk + e), a1);
-                a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kj + 2 * ldk + e), a2);
-                a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kj + 3 * ldk + e), a3);
-                a4 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kj + 4 * ldk + e), a4);
-                a5 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kj + 5 * ldk + e), a5);
-                a6 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kj + 6 * ldk + e), a6);
-                a7 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kj + 7 * ldk + e), a7);
+                a0 = _mm256_fmadd_ps(qv, load8(k0, e, T), a0);
+                a1 = _mm256_fmadd_ps(qv, load8(k1, e, T), a1);
+                a2 = _mm256_fmadd_ps(qv, load8(k2, e, T), a2);
+                a3 = _mm256_fmadd_ps(qv, load8(k3, e, T), a3);
+                a4 = _mm256_fmadd_ps(qv, load8(k4, e, T), a4);
+                a5 = _mm256_fmadd_ps(qv, load8(k5, e, T), a5);
+                a6 = _mm256_fmadd_ps(qv, load8(k6, e, T), a6);
+                a7 = _mm256_fmadd_ps(qv, load8(k7, e, T), a7);
             }
             /* hadd pairs: lanes [a0 a0 a1 a1 | a0 a0 a1 a1] ...; after two rounds each 128-bit half
              * holds partial sums of keys 0-3 (u0) or 4-7 (u1); the halves then add across. */
@@ -50,32 +74,43 @@ static void attn_dec_qk(float *s, int64_t lds, const float *q, int64_t ldq, int 
             if (hv < hs) {
                 _Alignas(32) float t[8];
                 _mm256_store_ps(t, sum);
-                for (int u = 0; u < 8; u++) t[u] += dot_tail(qr, kj + u * ldk, hv, hs);
+                for (int u = 0; u < 8; u++) t[u] += dot_tail(qr, row_at(k, j + u, ldk, T), hv, hs, T);
                 sum = _mm256_load_ps(t);
             }
             _mm256_storeu_ps(sr + j, sum);
         }
         for (; j < n; j++) {
-            const float *kj = k + j * ldk;
+            const void *kj = row_at(k, j, ldk, T);
             __m256 a = _mm256_setzero_ps();
-            for (int e = 0; e < hv; e += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(qr + e), _mm256_loadu_ps(kj + e), a);
-            sr[j] = eft__hsum256(a) + dot_tail(qr, kj, hv, hs);
+            for (int e = 0; e < hv; e += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(qr + e), load8(kj, e, T), a);
+            sr[j] = eft__hsum256(a) + dot_tail(qr, kj, hv, hs, T);
         }
+    }
+}
+
+static void attn_dec_qk(float *s, int64_t lds, const float *q, int64_t ldq, int g, const void *k, eft_dtype kt,
+                        int64_t ldk, int64_t n, int hs) {
+    switch (kt) {
+    case EFT_DTYPE_F16: qk(s, lds, q, ldq, g, k, ldk, n, hs, KF16); break;
+    case EFT_DTYPE_I8: qk(s, lds, q, ldq, g, k, ldk, n, hs, KI8); break;
+    default: qk(s, lds, q, ldq, g, k, ldk, n, hs, KF32); break;
     }
 }
 
 /* G queries (1..8 at a time) over output columns [e0, e0 + 8 CV) of every value row. */
 static inline __attribute__((always_inline)) void pv_cols(float *o, int64_t ldo, const float *p, int64_t ldp, const int G,
-                                                          const float *v, int64_t ldv, int64_t n, int e0, const int CV) {
+                                                          const void *v, int64_t ldv, int64_t n, int e0, const int CV,
+                                                          const int T) {
     __m256 acc[8][2];
 #pragma GCC unroll 8
     for (int r = 0; r < G; r++)
 #pragma GCC unroll 2
         for (int c = 0; c < CV; c++) acc[r][c] = _mm256_loadu_ps(o + r * ldo + e0 + 8 * c);
     for (int64_t j = 0; j < n; j++) {
+        const void *vj = row_at(v, j, ldv, T);
         __m256 vv[2];
 #pragma GCC unroll 2
-        for (int c = 0; c < CV; c++) vv[c] = _mm256_loadu_ps(v + j * ldv + e0 + 8 * c);
+        for (int c = 0; c < CV; c++) vv[c] = load8(vj, e0 + 8 * c, T);
 #pragma GCC unroll 8
         for (int r = 0; r < G; r++) {
             const __m256 a = _mm256_broadcast_ss(p + r * ldp + j);
@@ -93,12 +128,12 @@ static inline __attribute__((always_inline)) void pv_cols(float *o, int64_t ldo,
     do {                                                                                                           \
         int e = 0;                                                                                                 \
         if ((G) <= 4)                                                                                              \
-            for (; e + 16 <= hv; e += 16) pv_cols(o, ldo, p, ldp, (G), v, ldv, n, e, 2);                           \
-        for (; e < hv; e += 8) pv_cols(o, ldo, p, ldp, (G), v, ldv, n, e, 1);                                      \
+            for (; e + 16 <= hv; e += 16) pv_cols(o, ldo, p, ldp, (G), v, ldv, n, e, 2, T);                        \
+        for (; e < hv; e += 8) pv_cols(o, ldo, p, ldp, (G), v, ldv, n, e, 1, T);                                   \
     } while (0)
 
-static void attn_dec_pv(float *o, int64_t ldo, const float *p, int64_t ldp, int g, const float *v, int64_t ldv, int64_t n,
-                        int hs) {
+static inline __attribute__((always_inline)) void pv(float *o, int64_t ldo, const float *p, int64_t ldp, int g,
+                                                     const void *v, int64_t ldv, int64_t n, int hs, const int T) {
     const int hv = hs & ~7;
     for (int r0 = 0; r0 < g; r0 += 8, o += 8 * ldo, p += 8 * ldp) {
         switch (g - r0 < 8 ? g - r0 : 8) {
@@ -113,7 +148,16 @@ static void attn_dec_pv(float *o, int64_t ldo, const float *p, int64_t ldp, int 
         }
         for (int r = 0; r < (g - r0 < 8 ? g - r0 : 8); r++)
             for (int64_t j = 0; j < n; j++)
-                for (int e = hv; e < hs; e++) o[r * ldo + e] += p[r * ldp + j] * v[j * ldv + e];
+                for (int e = hv; e < hs; e++) o[r * ldo + e] += p[r * ldp + j] * elem(row_at(v, j, ldv, T), e, T);
+    }
+}
+
+static void attn_dec_pv(float *o, int64_t ldo, const float *p, int64_t ldp, int g, const void *v, eft_dtype vt,
+                        int64_t ldv, int64_t n, int hs) {
+    switch (vt) {
+    case EFT_DTYPE_F16: pv(o, ldo, p, ldp, g, v, ldv, n, hs, KF16); break;
+    case EFT_DTYPE_I8: pv(o, ldo, p, ldp, g, v, ldv, n, hs, KI8); break;
+    default: pv(o, ldo, p, ldp, g, v, ldv, n, hs, KF32); break;
     }
 }
 

@@ -133,13 +133,6 @@ typedef struct eft__kernels {
     /* out[n] = a[n] + b[n] */
     void (*add)(float *out, const float *a, const float *b, int64_t n);
 
-    /* Mixed-type dot and axpy over one KV-cache row: f16 bits or int8 (the caller applies the
-     * int8 row's scale). */
-    float (*dot_f32_f16)(const float *x, const uint16_t *y, int64_t n);
-    void (*axpy_f16)(float *y, float a, const uint16_t *x, int64_t n);
-    float (*dot_f32_i8)(const float *x, const int8_t *y, int64_t n);
-    void (*axpy_i8)(float *y, float a, const int8_t *x, int64_t n);
-
     /* Quantises one row of n (a multiple of 32) f32 activations into n/32 blocks. */
     void (*quantize_row_q8_a)(eft__block_q8_a *out, const float *x, int64_t n);
     /* Dot product of one quantised weight row (Q8_0, Q4_0 or Q4_1 blocks, GGUF layouts) with one
@@ -195,15 +188,17 @@ typedef struct eft__kernels {
     /* Quantises one row of n (a multiple of 32) activations into n/32 eft__block_q8_x4a; resid
      * (NULL: not wanted) receives x - d q per element, what the next plane quantises. */
     void (*quantize_row_q8_x4a)(eft__block_q8_x4a *out, const float *x, int64_t n, float *resid);
-    /* Decode attention's inner loops for one KV head and the g query heads that share it, f32
-     * cache rows (eft__attention_decode): each key and value row is read once for all g queries.
-     * attn_dec_qk: s[r * lds + j] = q_r . k_j for r < g, j < n, q_r = q + r * ldq, k_j = k + j * ldk,
-     * hs floats each. attn_dec_pv: o[r * ldo + e] += sum_{j < n} p[r * ldp + j] v_j[e], v_j = v + j * ldv,
-     * for r < g, e < hs. */
-    void (*attn_dec_qk)(float *s, int64_t lds, const float *q, int64_t ldq, int g, const float *k, int64_t ldk,
-                        int64_t n, int hs);
-    void (*attn_dec_pv)(float *o, int64_t ldo, const float *p, int64_t ldp, int g, const float *v, int64_t ldv,
-                        int64_t n, int hs);
+    /* Decode attention's inner loops for one KV head and the g query heads that share it
+     * (eft__attention_decode): each key and value row is read once for all g queries. Cache rows
+     * hold hs elements of type kt / vt: EFT_DTYPE_F32, F16, or I8 (the int8 values themselves; the
+     * caller applies the rows' scales). ldk / ldv count elements.
+     * attn_dec_qk: s[r * lds + j] = q_r . k_j for r < g, j < n, q_r = q + r * ldq, k_j = k + j * ldk.
+     * attn_dec_pv: o[r * ldo + e] += sum_{j < n} p[r * ldp + j] v_j[e], v_j = v + j * ldv, for r < g,
+     * e < hs. */
+    void (*attn_dec_qk)(float *s, int64_t lds, const float *q, int64_t ldq, int g, const void *k, eft_dtype kt,
+                        int64_t ldk, int64_t n, int hs);
+    void (*attn_dec_pv)(float *o, int64_t ldo, const float *p, int64_t ldp, int g, const void *v, eft_dtype vt,
+                        int64_t ldv, int64_t n, int hs);
 } eft__kernels;
 
 /* The table for the best ISA of this CPU, or for EFT_ISA=scalar|avx2|avx512 when that is set and
@@ -512,7 +507,9 @@ float eft__kv_quantize_i8(int8_t *out, const float *x, int64_t n);
 /* Scratch floats per worker for eft__attention_decode. */
 size_t eft__attention_decode_work_floats(const eft__attn_params *p);
 /* Same semantics as eft__attention (masks, GQA, positions); p->ldk and p->ldv are unused (the
- * views carry them). work: nth * eft__attention_decode_work_floats floats. */
+ * views carry them), and p->nh must be a multiple of p->nkv (else nothing is computed).
+ * Flash-decoding over f32, f16 and int8 caches alike (attention.c). work: nth *
+ * eft__attention_decode_work_floats floats. */
 void eft__attention_decode(const eft__kernels *kt, eft__threadpool *tp, float *out, const float *q,
                            const eft__kv_view *k, const eft__kv_view *v, const eft__attn_params *p, float *work);
 

@@ -173,69 +173,6 @@ static void add(float *out, const float *a, const float *b, int64_t n) {
     }
 }
 
-/* Loads 8 f16 or int8 elements as floats; tails go through a zero-padded copy, so the same
- * vector conversion (exact for both types) covers every element. */
-static inline __m256 load8_f16(const uint16_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
-static inline __m256 load8_i8(const int8_t *p) {
-    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p)));
-}
-
-static float dot_f32_f16(const float *x, const uint16_t *y, int64_t n) {
-    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), load8_f16(y + i), s0);
-        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), load8_f16(y + i + 8), s1);
-    }
-    for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), load8_f16(y + i), s0);
-    if (i < n) {
-        uint16_t t[8] = {0};
-        memcpy(t, y + i, sizeof(uint16_t) * (size_t)(n - i));
-        s1 = _mm256_fmadd_ps(_mm256_maskload_ps(x + i, eft__tail_mask(n - i)), load8_f16(t), s1);
-    }
-    return eft__hsum256(_mm256_add_ps(s0, s1));
-}
-
-static void axpy_f16(float *y, float a, const uint16_t *x, int64_t n) {
-    __m256 va = _mm256_set1_ps(a);
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, load8_f16(x + i), _mm256_loadu_ps(y + i)));
-    if (i < n) {
-        uint16_t t[8] = {0};
-        memcpy(t, x + i, sizeof(uint16_t) * (size_t)(n - i));
-        __m256i m = eft__tail_mask(n - i);
-        _mm256_maskstore_ps(y + i, m, _mm256_fmadd_ps(va, load8_f16(t), _mm256_maskload_ps(y + i, m)));
-    }
-}
-
-static float dot_f32_i8(const float *x, const int8_t *y, int64_t n) {
-    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), load8_i8(y + i), s0);
-        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), load8_i8(y + i + 8), s1);
-    }
-    for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), load8_i8(y + i), s0);
-    if (i < n) {
-        int8_t t[8] = {0};
-        memcpy(t, y + i, (size_t)(n - i));
-        s1 = _mm256_fmadd_ps(_mm256_maskload_ps(x + i, eft__tail_mask(n - i)), load8_i8(t), s1);
-    }
-    return eft__hsum256(_mm256_add_ps(s0, s1));
-}
-
-static void axpy_i8(float *y, float a, const int8_t *x, int64_t n) {
-    __m256 va = _mm256_set1_ps(a);
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, load8_i8(x + i), _mm256_loadu_ps(y + i)));
-    if (i < n) {
-        int8_t t[8] = {0};
-        memcpy(t, x + i, (size_t)(n - i));
-        __m256i m = eft__tail_mask(n - i);
-        _mm256_maskstore_ps(y + i, m, _mm256_fmadd_ps(va, load8_i8(t), _mm256_maskload_ps(y + i, m)));
-    }
-}
-
 /* ---------------------------------------------------------------------------------------------
  * Flash attention's inner steps (contracts in kernels.h)
  * ------------------------------------------------------------------------------------------- */
@@ -368,10 +305,6 @@ void eft__kernels_fill_avx2(eft__kernels *k) {
     k->swiglu = swiglu;
     k->add = add;
     k->fma_probe = fma_probe;
-    k->dot_f32_f16 = dot_f32_f16;
-    k->axpy_f16 = axpy_f16;
-    k->dot_f32_i8 = dot_f32_i8;
-    k->axpy_i8 = axpy_i8;
     k->attn_pack_k16 = attn_pack_k16;
     k->attn_softmax = attn_softmax;
 }

@@ -1,9 +1,8 @@
 /*
  * ops_scalar.c — the scalar reference of every row and elementwise kernel: norms, softmax,
- * activations, dot/axpy/scale, and the f16/int8 KV-cache dots. These are plain C over
- * libm, compiled for baseline x86-64: they are both the fallback on old CPUs and the yardstick the
- * tests hold the SIMD versions to. Statistics accumulate in double so the yardstick is sharper
- * than what it measures.
+ * activations, and dot/axpy/scale. These are plain C over libm, compiled for baseline x86-64: they
+ * are both the fallback on old CPUs and the yardstick the tests hold the SIMD versions to.
+ * Statistics accumulate in double so the yardstick is sharper than what it measures.
  */
 #include <math.h>
 
@@ -73,26 +72,6 @@ static float exp_sub_sum(float *x, int64_t n, float mx) {
     return (float)s;
 }
 
-static float dot_f32_f16(const float *x, const uint16_t *y, int64_t n) {
-    double s = 0;
-    for (int64_t i = 0; i < n; i++) s += (double)x[i] * eft__f16_to_f32(y[i]);
-    return (float)s;
-}
-
-static void axpy_f16(float *y, float a, const uint16_t *x, int64_t n) {
-    for (int64_t i = 0; i < n; i++) y[i] += a * eft__f16_to_f32(x[i]);
-}
-
-static float dot_f32_i8(const float *x, const int8_t *y, int64_t n) {
-    double s = 0;
-    for (int64_t i = 0; i < n; i++) s += (double)x[i] * y[i];
-    return (float)s;
-}
-
-static void axpy_i8(float *y, float a, const int8_t *x, int64_t n) {
-    for (int64_t i = 0; i < n; i++) y[i] += a * (float)x[i];
-}
-
 static void gelu_erf(float *out, const float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) out[i] = 0.5f * x[i] * (1.0f + erff(x[i] * (float)M_SQRT1_2));
 }
@@ -144,8 +123,4 @@ void eft__kernels_fill_scalar(eft__kernels *k) {
     k->swiglu = swiglu;
     k->add = add;
     k->fma_probe = fma_probe;
-    k->dot_f32_f16 = dot_f32_f16;
-    k->axpy_f16 = axpy_f16;
-    k->dot_f32_i8 = dot_f32_i8;
-    k->axpy_i8 = axpy_i8;
 }
