@@ -373,7 +373,7 @@ typedef enum eft_truncate {
 } eft_truncate;
 
 typedef struct eft_embedder_params {
-    int n_threads;         /* threads, the caller's included; default 1 */
+    int n_threads;         /* threads, the caller's included; default 1; 0: every online CPU */
     int max_batch;         /* inputs per forward pass; default 8 */
     bool normalize;        /* L2-normalise even when the folder has no Normalize module */
     eft_truncate truncate; /* what to do with inputs over the limit; default NONE */
@@ -406,7 +406,7 @@ eft_embedder_params eft_embedder_params_default(void);
  * the folder holding it): then the model folder the program names is opened for the tokenizer,
  * pooling and word embeddings (and refused if its files changed since), the packed weights are
  * used in place from the program, and the program's seq_lens, batch_size and num_cores are the
- * plan unless params set them (n_seq_lens > 0, max_batch other than 8, n_threads other than 1;
+ * plan unless params set them (n_seq_lens > 0, max_batch other than 8, n_threads other than 1 or 0;
  * max_tokens lowers the limit as usual). On failure *out is NULL and eft_last_error() says why. */
 eft_status eft_embedder_open(const char *model, const eft_embedder_params *params, eft_embedder **out);
 void eft_embedder_close(eft_embedder *e); /* NULL is a no-op */
@@ -415,6 +415,8 @@ void eft_embedder_close(eft_embedder *e); /* NULL is a no-op */
 int64_t eft_embedder_dim(const eft_embedder *e);
 /* The longest input in tokens, special tokens included. */
 int eft_embedder_max_tokens(const eft_embedder *e);
+/* The threads it runs on, the caller's included (n_threads 0 resolved). */
+int eft_embedder_threads(const eft_embedder *e);
 
 /* Embeds n NUL-terminated UTF-8 texts into out[n, D], in input order. One call at a time per
  * embedder. */
@@ -561,7 +563,7 @@ char *eft_program_info_json(const char *path);
 typedef struct eft_generator eft_generator;
 
 typedef struct eft_generator_params {
-    int n_threads;        /* threads, the caller's included; default 1 */
+    int n_threads;        /* threads, the caller's included; default 1; 0: every online CPU */
     int ctx_len;          /* KV positions per slot, prompt included; 0: min(model's positions, 4096) */
     int prefill_seq_len;  /* tokens per prefill chunk; default 128 */
     int full_batch_size;  /* KV cache slots = sequences decoding at once; default 1 */
@@ -654,7 +656,8 @@ eft_generate_params eft_generator_generate_params_default(const eft_generator *g
  * or the folder holding it). Builds the prefill and decode paths with the weights packed once (or
  * maps them from the program, or from the cache). A program's weights are used as they are (its
  * weight type wins); its ctx_len, prefill_seq_len, full_batch_size, num_cores and kv_dtype are the
- * plan unless params set them (values other than the defaults). The program's model (the folder
+ * plan unless params set them (values other than the defaults; n_threads 0 too takes the
+ * program's num_cores). The program's model (the folder
  * or .gguf it names) is opened for the tokenizer and embeddings and refused if its files changed.
  * On failure *out is NULL and eft_last_error() says why. */
 eft_status eft_generator_open(const char *model, const eft_generator_params *params, eft_generator **out);
@@ -667,6 +670,8 @@ const eft_tokenizer *eft_generator_tokenizer(const eft_generator *g);
 eft_chat_template *eft_generator_chat_template(eft_generator *g);
 int eft_generator_ctx_len(const eft_generator *g);
 int eft_generator_slots(const eft_generator *g);
+/* The threads it runs on, the caller's included (n_threads 0 resolved). */
+int eft_generator_threads(const eft_generator *g);
 
 /* Queues a sequence: prompt ids (already tokenized, special tokens included). The prompt must
  * leave room for one generated token: n_prompt < ctx_len, else EFT_ERR_LIMIT naming both.

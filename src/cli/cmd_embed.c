@@ -28,6 +28,7 @@ static const char *k_usage =
     "  --dimensions N   keep the first N values (Matryoshka), normalised again when normalising\n"
     "  --truncate       cut inputs over the limit on that side; without it they are an error\n"
     "  --seq-len L,...  compiled sequence lengths (ascending); the longest is the limit\n"
+    "  --threads N      default: every online CPU (a program's num_cores for a program)\n"
     "  --prompt-name    put the model's named prompt (config_sentence_transformers.json) first\n"
     "  --dtype D        weights of a model folder: f32 (default), f16, bf16, int8, int4, int8-g64,\n"
     "                   int8-g128, int8-channel, int4-g32|g64|g128, int4-g32|g64|g128-asym\n"
@@ -119,6 +120,7 @@ static int write_npy(const char *path, const float *x, size_t n, int64_t d) {
 
 int eft_cmd_embed(int argc, char **argv) {
     eft_embedder_params p = eft_embedder_params_default();
+    p.n_threads = 0; /* every online CPU, or a program's num_cores */
     eft_embed_request q = eft_embed_request_default();
     const char *model = NULL, *file = NULL, *npy = NULL;
     bool tokens = false;

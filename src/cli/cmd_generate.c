@@ -32,6 +32,8 @@ static const char *k_usage =
     "reads nor writes that cache. The cache keeps at most $EFT_CACHE_MAX bytes (default 20G; 0: no\n"
     "bound), removing the least recently used programs first.\n"
     "\n"
+    "--num-cores defaults to every online CPU (a program's num_cores for a program).\n"
+    "\n"
     "--act-dtype int8 quantises the activations of GGUF Q8_0/Q4_0/Q4_1 matrices to int8 (llama.cpp's\n"
     "way: faster decode, close to but not token-for-token transformers); f32, the default, is exact.\n";
 
@@ -156,6 +158,7 @@ typedef struct overrides {
 int eft_cmd_generate(int argc, char **argv) {
     const char *C = "generate";
     eft_generator_params gp = eft_generator_params_default();
+    gp.n_threads = 0; /* every online CPU, or a program's num_cores */
     overrides o = {0};
     const char *model = NULL, *prompt = NULL, *prompt_file = NULL;
     const char *stops[16];

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -25,7 +26,8 @@ static const char *k_usage =
     "agreement with f32 weights: teacher-forced top-1 (the share of positions whose most likely next\n"
     "token is f32's) and greedy (of --greedy tokens, default 32, continuing the first --prompt-tokens\n"
     "tokens of TEXT, default 32, how many equal f32's before the first difference). f32 runs first as\n"
-    "the baseline; for a GGUF it is the file's blocks dequantised to f32.\n";
+    "the baseline; for a GGUF it is the file's blocks dequantised to f32. --threads defaults to every\n"
+    "online CPU.\n";
 
 typedef struct wtype {
     const char *name;
@@ -129,7 +131,7 @@ static char *read_file(const char *path, size_t *len) {
 int eft_cmd_perplexity(int argc, char **argv) {
     const char *model = NULL, *file = NULL;
     const wtype *types[MAX_TYPES] = {&k_types[0], &k_types[1], &k_types[3], &k_types[4]};
-    int n_types = 4, threads = 1, ctx = 512, n_new = 32, n_prompt = 32;
+    int n_types = 4, threads = (int)sysconf(_SC_NPROCESSORS_ONLN), ctx = 512, n_new = 32, n_prompt = 32;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         char *end = NULL;

@@ -10,6 +10,7 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "threadpool.h"
 
@@ -160,6 +161,11 @@ void eft__threadpool_free(eft__threadpool *tp) {
 }
 
 int eft__threadpool_size(const eft__threadpool *tp) { return tp ? tp->n : 1; }
+
+int eft__online_cpus(void) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > 1024 ? 1024 : (int)n;
+}
 
 void eft__threadpool_run(eft__threadpool *tp, eft__task_fn fn, void *ctx) {
     if (tp->n == 1) {

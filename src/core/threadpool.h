@@ -14,6 +14,9 @@ typedef struct eft__threadpool eft__threadpool;
 /* The work of one run: called once on every worker, ith in [0, nth). */
 typedef void (*eft__task_fn)(void *ctx, int ith, int nth);
 
+/* The CPUs online now (sysconf), 1..1024: what a thread count of 0 (every CPU) resolves to. */
+int eft__online_cpus(void);
+
 /* n_threads counts the caller: 1 means no extra threads. */
 eft_status eft__threadpool_create(int n_threads, eft__threadpool **out, eft__error *err);
 void eft__threadpool_free(eft__threadpool *tp);

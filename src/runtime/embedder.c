@@ -15,6 +15,7 @@
 #include "api/model_internal.h"
 #include "core/core.h"
 #include "core/json.h"
+#include "core/threadpool.h"
 #include "models/encoder.h"
 #include "graph/program.h"
 #include "runtime/compile.h"
@@ -167,7 +168,7 @@ static eft_status open_program(eft_embedder *e, const char *ref, eft_embedder_pa
         p->n_seq_lens = (int)n;
     }
     if (p->max_batch == def.max_batch) p->max_batch = (int)b;
-    if (p->n_threads == def.n_threads) p->n_threads = (int)c;
+    if (p->n_threads == def.n_threads || p->n_threads == 0) p->n_threads = (int)c;
     *model = eft__strdup(path);
     return *model ? EFT_OK : eft__fail(err, EFT_ERR_OUT_OF_MEMORY, "out of memory");
 }
@@ -219,9 +220,9 @@ eft_status eft_embedder_open(const char *ref, const eft_embedder_params *params,
     }
     *out = NULL;
     eft_embedder_params p = params ? *params : eft_embedder_params_default();
-    if (p.n_threads < 1 || p.n_threads > 1024 || p.max_batch < 1 || p.max_batch > 4096 || p.max_tokens < 0) {
+    if (p.n_threads < 0 || p.n_threads > 1024 || p.max_batch < 1 || p.max_batch > 4096 || p.max_tokens < 0) {
         eft__fail(&err, EFT_ERR_INVALID_ARGUMENT,
-                  "eft_embedder_open: n_threads %d (1..1024), max_batch %d (1..4096), max_tokens %d (>= 0)",
+                  "eft_embedder_open: n_threads %d (0..1024), max_batch %d (1..4096), max_tokens %d (>= 0)",
                   p.n_threads, p.max_batch, p.max_tokens);
         return eft__set_last_error(&err);
     }
@@ -238,6 +239,7 @@ eft_status eft_embedder_open(const char *ref, const eft_embedder_params *params,
         eft_embedder_close(e);
         return eft__set_last_error(&err);
     }
+    if (p.n_threads == 0) p.n_threads = eft__online_cpus();
     e->p.max_batch = p.max_batch;
     e->p.n_threads = p.n_threads;
     st = eft_model_open(prog_model ? prog_model : ref, NULL, &e->model);
@@ -326,6 +328,7 @@ void eft_embedder_close(eft_embedder *e) {
 
 int64_t eft_embedder_dim(const eft_embedder *e) { return e ? e->dim : 0; }
 int eft_embedder_max_tokens(const eft_embedder *e) { return e ? e->max_tokens : 0; }
+int eft_embedder_threads(const eft_embedder *e) { return e ? e->p.n_threads : 0; }
 const char *eft_embedder_errmsg(const eft_embedder *e) { return e ? e->errmsg : ""; }
 
 /* Makes room for need more tokens in the call's scratch. */

@@ -14,6 +14,7 @@
 #include "api/model_internal.h"
 #include "core/core.h"
 #include "core/json.h"
+#include "core/threadpool.h"
 #include "graph/program.h"
 #include "models/decoder.h"
 #include "runtime/compile.h"
@@ -238,7 +239,7 @@ static eft_status open_program(eft_generator *g, const char *ref, eft_generator_
     if (p->ctx_len == def.ctx_len) p->ctx_len = (int)c;
     if (p->prefill_seq_len == def.prefill_seq_len) p->prefill_seq_len = (int)pf;
     if (p->full_batch_size == def.full_batch_size) p->full_batch_size = (int)b;
-    if (p->n_threads == def.n_threads) p->n_threads = (int)n;
+    if (p->n_threads == def.n_threads || p->n_threads == 0) p->n_threads = (int)n;
     if (p->kv_dtype == def.kv_dtype) p->kv_dtype = kv;
     *model = eft__strdup(path);
     return *model ? EFT_OK : eft__fail(err, EFT_ERR_OUT_OF_MEMORY, "out of memory");
@@ -290,10 +291,10 @@ eft_status eft_generator_open(const char *ref, const eft_generator_params *param
     }
     *out = NULL;
     eft_generator_params p = params ? *params : eft_generator_params_default();
-    if (p.n_threads < 1 || p.n_threads > 1024 || p.ctx_len < 0 || p.prefill_seq_len < 1 ||
+    if (p.n_threads < 0 || p.n_threads > 1024 || p.ctx_len < 0 || p.prefill_seq_len < 1 ||
         p.prefill_seq_len > 65536 || p.full_batch_size < 1 || p.full_batch_size > 1024) {
         eft__fail(&err, EFT_ERR_INVALID_ARGUMENT,
-                  "eft_generator_open: n_threads %d (1..1024), ctx_len %d (>= 0), prefill_seq_len %d (1..65536), "
+                  "eft_generator_open: n_threads %d (0..1024), ctx_len %d (>= 0), prefill_seq_len %d (1..65536), "
                   "full_batch_size %d (1..1024)",
                   p.n_threads, p.ctx_len, p.prefill_seq_len, p.full_batch_size);
         return eft__set_last_error(&err);
@@ -321,6 +322,7 @@ eft_status eft_generator_open(const char *ref, const eft_generator_params *param
     g->next_id = 1;
     char *prog_model = NULL;
     eft_status st = open_program(g, ref, &p, &prog_model, &err);
+    if (p.n_threads == 0) p.n_threads = eft__online_cpus();
     g->p = p;
     if (st) goto fail;
     st = eft_model_open(prog_model ? prog_model : ref, NULL, &g->model);
@@ -435,6 +437,7 @@ const char *eft_generator_errmsg(const eft_generator *g) { return g ? g->errmsg 
 const eft_tokenizer *eft_generator_tokenizer(const eft_generator *g) { return g ? g->tok : NULL; }
 int eft_generator_ctx_len(const eft_generator *g) { return g ? g->ctx_len : 0; }
 int eft_generator_slots(const eft_generator *g) { return g ? g->n_slots : 0; }
+int eft_generator_threads(const eft_generator *g) { return g ? g->p.n_threads : 0; }
 int eft_generator_pending(const eft_generator *g) { return g ? g->n_waiting + g->n_running : 0; }
 
 /* Opened on first use: a model without a template, or with one eft cannot read, still generates.

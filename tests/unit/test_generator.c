@@ -650,6 +650,30 @@ static void test_open_errors(void) {
         eft_free(text);
         eft_generator_close(gi);
     }
+    /* n_threads: 1 by default, 0 is every online CPU, past 1024 is refused. */
+    p = eft_generator_params_default();
+    p.ctx_len = 32;
+    p.no_cache = true;
+    CHECK_EQ_INT(eft_generator_open(test_path("tests/fixtures/models/llama"), &p, &gi), EFT_OK);
+    CHECK_EQ_INT(eft_generator_threads(gi), 1);
+    eft_generator_close(gi);
+    p.n_threads = 0;
+    CHECK_EQ_INT(eft_generator_open(test_path("tests/fixtures/models/llama"), &p, &gi), EFT_OK);
+    CHECK_EQ_INT(eft_generator_threads(gi), (int)sysconf(_SC_NPROCESSORS_ONLN));
+    eft_generator_close(gi);
+    /* A program's num_cores is the plan for 0 as for the default. */
+    char prog[4300];
+    snprintf(prog, sizeof prog, "%s/prog", test_tmpdir("generator_threads"));
+    eft_compile_params cp = eft_compile_params_default();
+    cp.num_cores = 3;
+    cp.ctx_len = 32;
+    CHECK_MSG(eft_compile(test_path("tests/fixtures/models/llama"), &cp, prog) == EFT_OK, "%s", eft_last_error());
+    CHECK_EQ_INT(eft_generator_open(prog, &p, &gi), EFT_OK);
+    CHECK_EQ_INT(eft_generator_threads(gi), 3);
+    eft_generator_close(gi);
+    p.n_threads = 1025;
+    CHECK_EQ_INT(eft_generator_open(test_path("tests/fixtures/models/llama"), &p, &g), EFT_ERR_INVALID_ARGUMENT);
+    CHECK_CONTAINS(eft_last_error(), "n_threads");
     CHECK(eft_generator_open(test_path("tests/fixtures/models/no-such-model"), NULL, &g) != EFT_OK);
     CHECK(g == NULL);
     /* An encoder is not a causal LM. */

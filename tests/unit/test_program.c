@@ -754,6 +754,17 @@ static void test_compile_and_open_program(void) {
         eft_embedder *e = NULL;
         CHECK(eft_embedder_open(dir, NULL, &e) == EFT_OK);
         CHECK_EQ_INT(eft_embedder_max_tokens(e), 32);
+        CHECK_EQ_INT(eft_embedder_threads(e), 2); /* the program's num_cores */
+        eft_embedder_close(e);
+        /* n_threads 0 takes a program's num_cores too; for a model it is every online CPU. */
+        p = eft_embedder_params_default();
+        p.n_threads = 0;
+        CHECK(eft_embedder_open(dir, &p, &e) == EFT_OK);
+        CHECK_EQ_INT(eft_embedder_threads(e), 2);
+        eft_embedder_close(e);
+        p.no_cache = true;
+        CHECK(eft_embedder_open(model, &p, &e) == EFT_OK);
+        CHECK_EQ_INT(eft_embedder_threads(e), (int)sysconf(_SC_NPROCESSORS_ONLN));
         eft_embedder_close(e);
     }
     /* Bad options are refused before anything is written. */
