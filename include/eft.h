@@ -530,6 +530,7 @@ typedef struct eft_compile_params {
     int prefill_seq_len; /* default 128 */
     int full_batch_size; /* default 1 */
     eft_dtype kv_dtype;  /* EFT_DTYPE_F32 (default), F16 or I8 */
+    eft_dtype activation_dtype; /* EFT_DTYPE_F32 (default) or I8: eft_generator_params' */
 } eft_compile_params;
 
 eft_compile_params eft_compile_params_default(void);
@@ -584,7 +585,8 @@ typedef struct eft_generator_params {
      * default, exact: the weights are dequantised and multiplied in f32, as transformers does, so
      * greedy tokens match it) or EFT_DTYPE_I8 (each row quantised to int8 per block of 32 and
      * multiplied on integer instructions, as llama.cpp does: faster, not token-for-token the
-     * reference's). A run-time choice: the compiled program is the same for both. */
+     * reference's). A run-time choice: the compiled program's weights are the same for both, and
+     * a program records the one it was compiled with as its plan's default. */
     eft_dtype activation_dtype;
 } eft_generator_params;
 
@@ -655,7 +657,8 @@ eft_generate_params eft_generator_generate_params_default(const eft_generator *g
 /* model is what eft_model_open takes, or a compiled program (eft_compile of a causal LM: the file
  * or the folder holding it). Builds the prefill and decode paths with the weights packed once (or
  * maps them from the program, or from the cache). A program's weights are used as they are (its
- * weight type wins); its ctx_len, prefill_seq_len, full_batch_size, num_cores and kv_dtype are the
+ * weight type wins); its ctx_len, prefill_seq_len, full_batch_size, num_cores, kv_dtype and
+ * activation_dtype are the
  * plan unless params set them (values other than the defaults; n_threads 0 too takes the
  * program's num_cores). The program's model (the folder
  * or .gguf it names) is opened for the tokenizer and embeddings and refused if its files changed.

@@ -15,7 +15,8 @@
 static const char *k_usage =
     "usage: eft compile MODEL [--seq-len 32,128,512] [--batch-size N] [--num-cores N] [--dtype f32|f16|bf16|int8|int4|int4-g128|...] -o DIR\n"
     "       eft compile LM [--ctx-len N] [--prefill-seq-len N] [--full-batch-size N] [--num-cores N]\n"
-    "                      [--weight-dtype f32|f16|bf16|int8|int4] [--kv-dtype f32|f16|int8] -o DIR\n"
+    "                      [--weight-dtype f32|f16|bf16|int8|int4] [--kv-dtype f32|f16|int8]\n"
+    "                      [--act-dtype f32|int8] -o DIR\n"
     "\n"
     "Compiles an encoder (BERT, RoBERTa, XLM-RoBERTa, MPNet folder) for the given sequence lengths,\n"
     "batch size and threads, with its weights packed for the kernels (f16 halves their size), into\n"
@@ -25,8 +26,8 @@ static const char *k_usage =
     "\n"
     "A causal LM (a Hugging Face folder or a .gguf) is compiled the same way: its weights converted to\n"
     "--weight-dtype (default: as the file stores them where a kernel reads that) and packed, with the\n"
-    "plan (context, prefill chunk, KV slots, threads, KV type) recorded for `eft generate DIR` and\n"
-    "`eft serve --model DIR`, whose own flags still override it.\n";
+    "plan (context, prefill chunk, KV slots, threads, KV and activation types) recorded for\n"
+    "`eft generate DIR` and `eft serve --model DIR`, whose own flags still override it.\n";
 
 /* "32,128,512" -> lens (at most cap); returns the count, -1 when malformed. */
 static int parse_lens(const char *s, int *lens, int cap) {
@@ -85,6 +86,11 @@ int eft_cmd_compile(int argc, char **argv) {
             else if (!strcmp(v, "f16")) p.kv_dtype = EFT_DTYPE_F16;
             else if (!strcmp(v, "int8")) p.kv_dtype = EFT_DTYPE_I8;
             else return eft_cli_error("compile", "--kv-dtype takes f32, f16 or int8, not '%s'", v);
+        } else if (!strcmp(a, "--act-dtype") && v) {
+            ++i;
+            if (!strcmp(v, "f32")) p.activation_dtype = EFT_DTYPE_F32;
+            else if (!strcmp(v, "int8")) p.activation_dtype = EFT_DTYPE_I8;
+            else return eft_cli_error("compile", "--act-dtype takes f32 or int8, not '%s'", v);
         } else if (!strcmp(a, "--dtype") && v) {
             ++i;
             p.dtype = eft_weight_dtype_parse(v);

@@ -46,12 +46,12 @@ eft_status eft__decoder_program_key(const eft_model *m, eft_dtype weight_dtype, 
 }
 
 char *eft__decoder_program_header_new(const char *key, const eft_generator_params *p) {
-    json_t *h = json_pack("{s:s, s:s, s:I, s:{s:i, s:i, s:i, s:i, s:s, s:s}}", "key", key, "isa",
+    json_t *h = json_pack("{s:s, s:s, s:I, s:{s:i, s:i, s:i, s:i, s:s, s:s, s:s}}", "key", key, "isa",
                           eft__isa_name(eft__kernels_get()->isa), "created_unix", (json_int_t)time(NULL), "options",
                           "ctx_len", p->ctx_len, "prefill_seq_len", p->prefill_seq_len, "full_batch_size",
                           p->full_batch_size, "num_cores", p->n_threads, "weight_dtype",
                           p->weight_dtype == EFT_DTYPE_COUNT ? "keep" : eft_dtype_name(p->weight_dtype), "kv_dtype",
-                          eft_dtype_name(p->kv_dtype));
+                          eft_dtype_name(p->kv_dtype), "act_dtype", eft_dtype_name(p->activation_dtype));
     char *text = h ? json_dumps(h, JSON_PRESERVE_ORDER | JSON_COMPACT) : NULL;
     json_decref(h);
     return text;
@@ -80,7 +80,7 @@ eft_compile_params eft_compile_params_default(void) {
     return (eft_compile_params){.seq_lens = NULL, .n_seq_lens = 0, .batch_size = 8, .num_cores = 1,
                                 .dtype = EFT_DTYPE_COUNT, .ctx_len = g.ctx_len,
                                 .prefill_seq_len = g.prefill_seq_len, .full_batch_size = g.full_batch_size,
-                                .kv_dtype = g.kv_dtype};
+                                .kv_dtype = g.kv_dtype, .activation_dtype = g.activation_dtype};
 }
 
 /* True when model opens as a causal LM's config (not an encoder's); anything else goes the
@@ -104,6 +104,7 @@ static eft_status compile_decoder(const char *model, const eft_compile_params *p
     gp.full_batch_size = p->full_batch_size;
     gp.weight_dtype = p->dtype;
     gp.kv_dtype = p->kv_dtype;
+    gp.activation_dtype = p->activation_dtype;
     gp.no_cache = true; /* compile fresh: what is written must come from the model as it is now */
     eft_generator *g = NULL;
     eft_status s = eft_generator_open(model, &gp, &g);

@@ -223,7 +223,11 @@ static eft_status open_program(eft_generator *g, const char *ref, eft_generator_
     const char *path = json_string_value(json_object_get(json_object_get(h, "model"), "path"));
     json_t *jc = json_object_get(o, "ctx_len"), *jp = json_object_get(o, "prefill_seq_len"),
            *jb = json_object_get(o, "full_batch_size"), *jn = json_object_get(o, "num_cores");
-    eft_dtype kv;
+    eft_dtype kv, act = EFT_DTYPE_F32;
+    /* act_dtype came later than the other options: a program without it was compiled for f32. */
+    const json_t *ja = json_object_get(o, "act_dtype");
+    if (ja && (!dtype_named(json_string_value(ja), &act) || (act != EFT_DTYPE_F32 && act != EFT_DTYPE_I8)))
+        return eft__fail(err, EFT_ERR_FORMAT, "%s: options.act_dtype is not F32 or I8", P);
     if (!path || !*path || !json_is_integer(jc) || !json_is_integer(jp) || !json_is_integer(jb) ||
         !json_is_integer(jn) || !dtype_named(json_string_value(json_object_get(o, "kv_dtype")), &kv))
         return eft__fail(err, EFT_ERR_FORMAT, "%s: the header needs model.path and options.ctx_len, "
@@ -241,6 +245,7 @@ static eft_status open_program(eft_generator *g, const char *ref, eft_generator_
     if (p->full_batch_size == def.full_batch_size) p->full_batch_size = (int)b;
     if (p->n_threads == def.n_threads || p->n_threads == 0) p->n_threads = (int)n;
     if (p->kv_dtype == def.kv_dtype) p->kv_dtype = kv;
+    if (p->activation_dtype == def.activation_dtype) p->activation_dtype = act;
     *model = eft__strdup(path);
     return *model ? EFT_OK : eft__fail(err, EFT_ERR_OUT_OF_MEMORY, "out of memory");
 }

@@ -671,6 +671,31 @@ static void test_open_errors(void) {
     CHECK_EQ_INT(eft_generator_open(prog, &p, &gi), EFT_OK);
     CHECK_EQ_INT(eft_generator_threads(gi), 3);
     eft_generator_close(gi);
+    /* A program records its activation type as the plan: compiled with int8 activations (on int8
+     * weights, where they apply), it scores bit for bit as the model opened with them, and not as
+     * with f32 activations; its header says I8. */
+    cp.dtype = EFT_DTYPE_Q8_0;
+    cp.activation_dtype = EFT_DTYPE_I8;
+    CHECK_MSG(eft_compile(test_path("tests/fixtures/models/llama"), &cp, prog) == EFT_OK, "%s", eft_last_error());
+    char *info = eft_program_info_json(prog);
+    CHECK(info && strstr(info, "\"act_dtype\": \"I8\""));
+    eft_free(info);
+    int32_t ids[12];
+    for (int i = 0; i < 12; i++) ids[i] = 5 + 7 * i;
+    float lp[3][12];
+    for (int run = 0; run < 3; run++) {
+        eft_generator_params q = eft_generator_params_default();
+        q.no_cache = true;
+        q.ctx_len = 32;
+        q.weight_dtype = EFT_DTYPE_Q8_0;
+        q.activation_dtype = run == 1 ? EFT_DTYPE_I8 : EFT_DTYPE_F32;
+        eft_generator *gr = NULL;
+        CHECK_EQ_INT(eft_generator_open(run == 0 ? prog : test_path("tests/fixtures/models/llama"), &q, &gr), EFT_OK);
+        CHECK(gr && eft_generator_score(gr, ids, 12, lp[run], NULL) == EFT_OK);
+        eft_generator_close(gr);
+    }
+    CHECK(!memcmp(lp[0], lp[1], sizeof lp[0]));
+    CHECK(memcmp(lp[0], lp[2], sizeof lp[0]) != 0);
     p.n_threads = 1025;
     CHECK_EQ_INT(eft_generator_open(test_path("tests/fixtures/models/llama"), &p, &g), EFT_ERR_INVALID_ARGUMENT);
     CHECK_CONTAINS(eft_last_error(), "n_threads");
