@@ -90,6 +90,8 @@ struct eft__decoder {
     void *qwork;   /* eft__qgemm or eft__qgemm_f32 scratch */
     bool int8_act; /* quantised weights through eft__qgemm (int8 activations) */
     float *attn_work;  /* eft__attention or eft__attention_decode scratch */
+    size_t attn_dec_wf; /* eft__attention_decode_work_floats for max_tokens rows over the whole context */
+    eft__attn_dec_item *dec_items; /* [maxT] the decode groups of one step */
     float *kf, *vf;    /* [ctx, KD] f32 copies of a half/int8 cache for the flash kernel, or NULL */
     int32_t *a_ids, *a_pos, *a_slot; /* [maxT] active rows */
     int32_t *row_of;   /* [maxT] input index -> active row, -1 for padding */
@@ -715,6 +717,8 @@ static eft_status plan(eft__decoder *d, const eft__decoder_params *p, eft__error
     if (qwx > qw8) qw8 = qwx;
     d->qwork = alloc_buf(qw8 > qwf ? qw8 : qwf, 1, &ok);
     d->attn_work = alloc_buf(flash > dec ? flash : dec, sizeof(float), &ok);
+    d->attn_dec_wf = eft__attention_decode_work_floats(&ap);
+    d->dec_items = alloc_buf((size_t)T, sizeof(eft__attn_dec_item), &ok);
     if (d->kv_dtype != EFT_DTYPE_F32) {
         d->kf = alloc_buf((size_t)d->ctx, sizeof(float) * (size_t)d->KD, &ok);
         d->vf = alloc_buf((size_t)d->ctx, sizeof(float) * (size_t)d->KD, &ok);
@@ -750,7 +754,7 @@ void eft__decoder_free(eft__decoder *d) {
     eft__rope_table_free(&d->rope_global);
     eft__rope_table_free(&d->rope_local);
     eft__threadpool_free(d->tp);
-    void *bufs[] = {d->kc, d->vc, d->ks, d->vs, d->x, d->h, d->qkv, d->att, d->tmp, d->ff, d->qwork, d->attn_work,
+    void *bufs[] = {d->kc, d->vc, d->ks, d->vs, d->x, d->h, d->qkv, d->att, d->tmp, d->ff, d->qwork, d->attn_work, d->dec_items,
                     d->kf, d->vf, d->a_ids, d->a_pos, d->a_slot, d->row_of};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) eft__free_aligned(bufs[i]);
     eft__free(d->recs);
@@ -1166,8 +1170,24 @@ static void cache_widen(eft__decoder *d, int64_t slot, int64_t l, int64_t tk) {
     }
 }
 
+/* The cache-reading (decode) form of group r0 .. r0+t's attention: its rows, the slot's cache
+ * views and the parameters. */
+static eft__attn_dec_item dec_item(const eft__decoder *d, int64_t l, const dec_layer *ly, int64_t r0, int64_t t) {
+    const int64_t slot = d->a_slot[r0], pos0 = d->a_pos[r0];
+    const size_t row0 = kv_row(d, slot, l, 0), es = d->kv_dtype == EFT_DTYPE_F32 ? 4 : d->kv_dtype == EFT_DTYPE_F16 ? 2 : 1;
+    eft__attn_dec_item it = {
+        .out = d->att + r0 * d->QD,
+        .q = d->qkv + r0 * d->QW,
+        .k = {d->kv_dtype, (const char *)d->kc + row0 * d->KD * es, d->KD, d->ks ? d->ks + row0 * d->NKV : NULL, d->NKV},
+        .v = {d->kv_dtype, (const char *)d->vc + row0 * d->KD * es, d->KD, d->vs ? d->vs + row0 * d->NKV : NULL, d->NKV},
+        .p = {.t = t, .tk = pos0 + t, .nh = (int)d->NH, .nkv = (int)d->NKV, .hs = (int)d->HS, .ldq = d->QW,
+              .ldk = d->KD, .ldv = d->KD, .ldo = d->QD, .q_pos0 = pos0, .scale = ly->scale, .causal = true,
+              .window = ly->window, .softcap = d->attn_softcap}};
+    return it;
+}
+
 /* Attention of the active rows r0 .. r0+t (one slot, consecutive positions from pos0) against
- * the slot's cache rows 0 .. pos0+t. */
+ * the slot's cache rows 0 .. pos0+t, for a group longer than DECODE_ROWS (prefill). */
 static void attend_group(eft__decoder *d, int64_t l, const dec_layer *ly, int64_t r0, int64_t t) {
     const int64_t slot = d->a_slot[r0], pos0 = d->a_pos[r0], tk = pos0 + t;
     eft__attn_params ap = {.t = t, .tk = tk, .nh = (int)d->NH, .nkv = (int)d->NKV, .hs = (int)d->HS,
@@ -1176,15 +1196,6 @@ static void attend_group(eft__decoder *d, int64_t l, const dec_layer *ly, int64_
     const float *q = d->qkv + r0 * d->QW;
     float *o = d->att + r0 * d->QD;
     size_t row0 = kv_row(d, slot, l, 0);
-    if (t <= DECODE_ROWS) {
-        size_t es = d->kv_dtype == EFT_DTYPE_F32 ? 4 : d->kv_dtype == EFT_DTYPE_F16 ? 2 : 1;
-        eft__kv_view kv = {d->kv_dtype, (const char *)d->kc + row0 * d->KD * es, d->KD,
-                           d->ks ? d->ks + row0 * d->NKV : NULL, d->NKV};
-        eft__kv_view vv = {d->kv_dtype, (const char *)d->vc + row0 * d->KD * es, d->KD,
-                           d->vs ? d->vs + row0 * d->NKV : NULL, d->NKV};
-        eft__attention_decode(d->kt, d->tp, o, q, &kv, &vv, &ap, d->attn_work);
-        return;
-    }
     const float *k, *v;
     if (d->kv_dtype == EFT_DTYPE_F32) {
         k = (const float *)d->kc + row0 * d->KD;
@@ -1217,11 +1228,21 @@ static void layer_forward(eft__decoder *d, int64_t l, int64_t m) {
         eft__rope_apply(ly->rope, d->rope_layout, d->qkv + d->QD, QW, m, (int)d->NKV, (int)HS, d->a_pos);
     }
     cache_write(d, l, m);
+    /* Prefill groups one at a time; decode groups (a slot's next few tokens) together: one alone
+     * splits its cache over the workers (eft__attention_decode), several go in one batched run. */
+    int nd = 0;
     for (int64_t r0 = 0; r0 < m;) {
         int64_t t = 1;
         while (r0 + t < m && d->a_slot[r0 + t] == d->a_slot[r0] && d->a_pos[r0 + t] == d->a_pos[r0] + t) t++;
-        attend_group(d, l, ly, r0, t);
+        if (t <= DECODE_ROWS) d->dec_items[nd++] = dec_item(d, l, ly, r0, t);
+        else attend_group(d, l, ly, r0, t);
         r0 += t;
+    }
+    if (nd == 1) {
+        const eft__attn_dec_item *it = &d->dec_items[0];
+        eft__attention_decode(d->kt, d->tp, it->out, it->q, &it->k, &it->v, &it->p, d->attn_work);
+    } else if (nd > 1) {
+        eft__attention_decode_batch(d->kt, d->tp, d->dec_items, nd, d->attn_work, d->attn_dec_wf);
     }
     lin_run(d, d->tmp, C, d->att, d->QD, m, &ly->o);
     if (ly->post_attn_w) norm_rows(d, d->tmp, d->tmp, m, ly->post_attn_w, NULL);

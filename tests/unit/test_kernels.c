@@ -912,6 +912,37 @@ static void test_attention_decode(void) {
             }
             CHECK(bad == 0);
         }
+        /* The batched form: this sequence twice (the second time with a shorter cache, its own
+         * reference), plus a copy, in one run; each output as the reference. */
+        {
+            eft__attn_params p2 = p;
+            p2.tk = p.tk > p.t ? p.t + (p.tk - p.t) / 2 : p.tk;
+            p2.q_pos0 = p2.tk - p2.t;
+            if (p2.kv_len > p2.tk) p2.kv_len = p2.tk;
+            float *r2 = eft__malloc(sizeof(float) * p.t * p.ldo), *ob = eft__malloc(sizeof(float) * 3 * p.t * p.ldo);
+            eft__attention_ref(r2, q, kf, vf, &p2);
+            eft__attn_dec_item items[3] = {{ob, q, kv, vv, p}, {ob + p.t * p.ldo, q, kv, vv, p2},
+                                           {ob + 2 * p.t * p.ldo, q, kv, vv, p}};
+            for (int t = 0; t < g_ntables; t++) {
+                for (int64_t i = 0; i < 3 * p.t * p.ldo; i++) ob[i] = GUARD;
+                eft__attention_decode_batch(g_tables[t], it % 2 ? tp : NULL, items, 3, work,
+                                            eft__attention_decode_work_floats(&p));
+                int bad = 0;
+                for (int b = 0; b < 3; b++)
+                    for (int64_t i = 0; i < p.t; i++) {
+                        const float *got = items[b].out + i * p.ldo, *want = (b == 1 ? r2 : r) + i * p.ldo;
+                        CHECK(got[p.ldo - 1] == GUARD);
+                        for (int64_t e = 0; e < (int64_t)p.nh * p.hs; e++)
+                            if (!(fabsf(got[e] - want[e]) <= 2e-5f) && bad++ < 3)
+                                fprintf(stderr, "  decode batch [%s, %s] item %d tk=%lld: out[%lld,%lld]=%g want %g\n",
+                                        eft__isa_name(g_tables[t]->isa), eft_dtype_name(dt), b,
+                                        (long long)items[b].p.tk, (long long)i, (long long)e, got[e], want[e]);
+                    }
+                CHECK(bad == 0);
+            }
+            eft__free(r2);
+            eft__free(ob);
+        }
         eft__free(work);
         eft__free(q); eft__free(kf); eft__free(vf); eft__free(o); eft__free(r);
         eft__free(kc); eft__free(vc); eft__free(ks); eft__free(vs);

@@ -387,65 +387,141 @@ typedef struct dec_ctx {
     const eft__attn_params *p;
 } dec_ctx;
 
-/* Flash-decoding. Each worker takes a slice of the keys (whole 16-key blocks) for every query row
- * and head, and per KV head runs the table's attn_dec_qk and attn_dec_pv over its g query heads at
- * once, leaving (o unnormalised, max, sum) per row and head; the caller merges the workers'
- * slices. Splitting the keys rather than the heads keeps two workers even with three KV heads
- * (SmolLM2) and reads each key once per KV head instead of once per query head. An int8 cache's
- * row scales are applied around the kernels: to the scores after qk (s_j = scale_k,j (q . k_j)),
- * and to the probabilities before pv (p_j scale_v,j), as the per-row products would. */
-static void dec_flash_task(void *arg, int ith, int nth) {
-    dec_ctx *x = arg;
-    const eft__attn_params *p = x->p;
-    const eft__kernels *kt = x->kt;
-    const int g = p->nh / p->nkv, hs = p->hs;
-    const int64_t kvlen = eff_kv_len(p), PS = part_stride(p);
-    /* Keys past the last row's position (causal) or the cache length are never visible. */
+/* The keys any row of p can see: past the last row's position (causal) or the cache length none
+ * is visible. */
+static int64_t visible_keys(const eft__attn_params *p) {
+    const int64_t kvlen = eff_kv_len(p);
     int64_t tk = p->tk < kvlen ? p->tk : kvlen;
     if (p->causal && p->q_pos0 + p->t < tk) tk = p->q_pos0 + p->t;
-    if (tk < 0) tk = 0;
+    return tk < 0 ? 0 : tk;
+}
+
+/* Query row i's g heads of KV head kvh against keys j0 .. j0+n: the table's attn_dec_qk and
+ * attn_dec_pv over the g heads at once, leaving per head (o unnormalised, max, sum) in pg (PS
+ * floats apart). s: scratch for g rows of lds >= n scores. An int8 cache's row scales are applied
+ * around the kernels: to the scores after qk (s_j = scale_k,j (q . k_j)), and to the probabilities
+ * before pv (p_j scale_v,j), as the per-row products would. */
+static void dec_block(const eft__kernels *kt, const dec_ctx *x, int64_t i, int kvh, int64_t j0, int64_t n, float *pg,
+                      float *s, int64_t lds) {
+    const eft__attn_params *p = x->p;
+    const eft__kv_view *kv = x->k, *vv = x->v;
+    const int g = p->nh / p->nkv, hs = p->hs;
+    const int64_t kvlen = eff_kv_len(p), PS = part_stride(p);
+    for (int r = 0; r < g; r++) {
+        memset(pg + r * PS, 0, sizeof(float) * (size_t)hs);
+        pg[r * PS + hs] = -INFINITY, pg[r * PS + hs + 1] = 0;
+    }
+    if (n <= 0) return;
+    kt->attn_dec_qk(s, lds, x->q + i * p->ldq + (int64_t)kvh * g * hs, hs, g,
+                    (const char *)kv->data + (size_t)(j0 * kv->ld + (int64_t)kvh * hs) * kv_elem_size(kv->dtype),
+                    kv->dtype, kv->ld, n, hs);
+    for (int r = 0; r < g; r++) {
+        float *row = s + r * lds, mx = -INFINITY;
+        for (int64_t jj = 0; jj < n; jj++) {
+            float sc = -INFINITY;
+            if (visible(p, kvlen, i, j0 + jj)) {
+                sc = row[jj];
+                if (kv->dtype == EFT_DTYPE_I8) sc *= kv->scale[(j0 + jj) * kv->ld_scale + kvh];
+                sc *= p->scale;
+                if (p->softcap > 0) sc = p->softcap * tanhf(sc / p->softcap);
+            }
+            row[jj] = sc;
+            mx = sc > mx ? sc : mx;
+        }
+        if (mx == -INFINITY) {
+            memset(row, 0, sizeof(float) * (size_t)n); /* nothing visible here: adds nothing */
+            continue;
+        }
+        pg[r * PS + hs] = mx;
+        pg[r * PS + hs + 1] = kt->exp_sub_sum(row, n, mx);
+        if (vv->dtype == EFT_DTYPE_I8)
+            for (int64_t jj = 0; jj < n; jj++) row[jj] *= vv->scale[(j0 + jj) * vv->ld_scale + kvh];
+    }
+    kt->attn_dec_pv(pg, PS, s, lds, g,
+                    (const char *)vv->data + (size_t)(j0 * vv->ld + (int64_t)kvh * hs) * kv_elem_size(vv->dtype),
+                    vv->dtype, vv->ld, n, hs);
+}
+
+/* Flash-decoding. Each worker takes a slice of the keys (whole 16-key blocks) for every query row
+ * and head, and per KV head runs dec_block over its g query heads at once; the caller merges the
+ * workers' slices. Splitting the keys rather than the heads keeps two workers even with three KV
+ * heads (SmolLM2) and reads each key once per KV head instead of once per query head. */
+enum { MAX_SPLIT = 64 }; /* workers one cache is split over (merge cost grows with them) */
+
+static void dec_flash_task(void *arg, int ith, int nth) {
+    dec_ctx *x = arg;
+    if (nth > MAX_SPLIT) nth = MAX_SPLIT;
+    if (ith >= nth) return;
+    const eft__attn_params *p = x->p;
+    const int g = p->nh / p->nkv;
+    const int64_t PS = part_stride(p), tk = visible_keys(p);
     int64_t b0, b1;
     eft__split_range((tk + 15) / 16, ith, nth, &b0, &b1);
     const int64_t j0 = b0 * 16, j1 = b1 * 16 < tk ? b1 * 16 : tk, n = j1 > j0 ? j1 - j0 : 0, lds = round16(n > 0 ? n : 1);
     float *part = x->work + (size_t)ith * eft__attention_decode_work_floats(p), *s = part + p->t * p->nh * PS;
-    const eft__kv_view *kv = x->k, *vv = x->v;
-    const size_t kes = kv_elem_size(kv->dtype), ves = kv_elem_size(vv->dtype);
-    const char *kb = kv->data, *vb = vv->data;
     for (int64_t i = 0; i < p->t; i++)
-        for (int kvh = 0; kvh < p->nkv; kvh++) {
-            float *pg = part + (i * p->nh + (int64_t)kvh * g) * PS;
-            for (int r = 0; r < g; r++) {
-                memset(pg + r * PS, 0, sizeof(float) * (size_t)hs);
-                pg[r * PS + hs] = -INFINITY, pg[r * PS + hs + 1] = 0;
-            }
-            if (n == 0) continue;
-            kt->attn_dec_qk(s, lds, x->q + i * p->ldq + (int64_t)kvh * g * hs, hs, g,
-                            kb + (size_t)(j0 * kv->ld + (int64_t)kvh * hs) * kes, kv->dtype, kv->ld, n, hs);
-            for (int r = 0; r < g; r++) {
-                float *row = s + r * lds, mx = -INFINITY;
-                for (int64_t jj = 0; jj < n; jj++) {
-                    float sc = -INFINITY;
-                    if (visible(p, kvlen, i, j0 + jj)) {
-                        sc = row[jj];
-                        if (kv->dtype == EFT_DTYPE_I8) sc *= kv->scale[(j0 + jj) * kv->ld_scale + kvh];
-                        sc *= p->scale;
-                        if (p->softcap > 0) sc = p->softcap * tanhf(sc / p->softcap);
-                    }
-                    row[jj] = sc;
-                    mx = sc > mx ? sc : mx;
-                }
-                if (mx == -INFINITY) {
-                    memset(row, 0, sizeof(float) * (size_t)n); /* nothing visible here: adds nothing */
-                    continue;
-                }
-                pg[r * PS + hs] = mx;
-                pg[r * PS + hs + 1] = kt->exp_sub_sum(row, n, mx);
-                if (vv->dtype == EFT_DTYPE_I8)
-                    for (int64_t jj = 0; jj < n; jj++) row[jj] *= vv->scale[(j0 + jj) * vv->ld_scale + kvh];
-            }
-            kt->attn_dec_pv(pg, PS, s, lds, g, vb + (size_t)(j0 * vv->ld + (int64_t)kvh * hs) * ves, vv->dtype, vv->ld, n,
-                            hs);
+        for (int kvh = 0; kvh < p->nkv; kvh++) dec_block(x->kt, x, i, kvh, j0, n, part + (i * p->nh + (int64_t)kvh * g) * PS, s, lds);
+}
+
+/* out[i, h] from nparts partials (o, max, sum) of row i, head h, PS floats apart per head. */
+static void dec_merge(float *o, const float *const *parts, int nparts, int hs) {
+    float mx = -INFINITY, l = 0;
+    for (int t = 0; t < nparts; t++) mx = parts[t][hs] > mx ? parts[t][hs] : mx;
+    memset(o, 0, sizeof(float) * (size_t)hs);
+    if (mx == -INFINITY) return; /* no visible key: zeros, as the prefill kernel does */
+    for (int t = 0; t < nparts; t++) {
+        const float *pt = parts[t];
+        if (pt[hs] == -INFINITY) continue;
+        float c = expf(pt[hs] - mx);
+        l += c * pt[hs + 1];
+        for (int e = 0; e < hs; e++) o[e] += c * pt[e];
+    }
+    float inv = 1.0f / l;
+    for (int e = 0; e < hs; e++) o[e] *= inv;
+}
+
+typedef struct dec_batch_ctx {
+    const eft__kernels *kt;
+    const eft__attn_dec_item *items;
+    int n;
+    float *work;
+    size_t work_floats;
+    _Atomic int next; /* the next unit to take */
+} dec_batch_ctx;
+
+static void dec_batch_task(void *arg, int ith, int nth) {
+    (void)nth;
+    dec_batch_ctx *b = arg;
+    float *part = b->work + (size_t)ith * b->work_floats;
+    for (;;) {
+        int u = atomic_fetch_add_explicit(&b->next, 1, memory_order_relaxed);
+        int it = 0;
+        for (; it < b->n; it++) {
+            int units = b->items[it].p.t * b->items[it].p.nkv;
+            if (u < units) break;
+            u -= units;
         }
+        if (it >= b->n) return;
+        const eft__attn_dec_item *item = &b->items[it];
+        const eft__attn_params *p = &item->p;
+        const int g = p->nh / p->nkv, i = u / p->nkv, kvh = u % p->nkv;
+        const int64_t PS = part_stride(p), tk = visible_keys(p);
+        dec_ctx x = {b->kt, item->out, NULL, item->q, &item->k, &item->v, p};
+        dec_block(b->kt, &x, i, kvh, 0, tk, part, part + g * PS, round16(tk > 0 ? tk : 1));
+        for (int r = 0; r < g; r++) {
+            const float *pr = part + r * PS;
+            dec_merge(item->out + i * p->ldo + ((int64_t)kvh * g + r) * p->hs, &pr, 1, p->hs);
+        }
+    }
+}
+
+void eft__attention_decode_batch(const eft__kernels *kt, eft__threadpool *tp, const eft__attn_dec_item *items, int n,
+                                 float *work, size_t work_floats) {
+    for (int i = 0; i < n; i++)
+        if (items[i].p.t <= 0 || items[i].p.nh <= 0 || items[i].p.nkv <= 0 || items[i].p.nh % items[i].p.nkv) return;
+    dec_batch_ctx b = {kt ? kt : eft__kernels_get(), items, n, work, work_floats, 0};
+    if (tp && eft__threadpool_size(tp) > 1) eft__threadpool_run(tp, dec_batch_task, &b);
+    else dec_batch_task(&b, 0, 1);
 }
 
 void eft__attention_decode(const eft__kernels *kt, eft__threadpool *tp, float *out, const float *q,
@@ -459,23 +535,11 @@ void eft__attention_decode(const eft__kernels *kt, eft__threadpool *tp, float *o
     if (nth > 1) eft__threadpool_run(tp, dec_flash_task, &x);
     else dec_flash_task(&x, 0, 1);
     const int64_t PS = part_stride(p), WF = (int64_t)eft__attention_decode_work_floats(p);
+    const float *parts[MAX_SPLIT];
+    if (nth > MAX_SPLIT) nth = MAX_SPLIT;
     for (int64_t i = 0; i < p->t; i++)
         for (int h = 0; h < p->nh; h++) {
-            float *o = out + i * p->ldo + (int64_t)h * p->hs, mx = -INFINITY, l = 0;
-            for (int th = 0; th < nth; th++) {
-                float m = work[th * WF + (i * p->nh + h) * PS + p->hs];
-                mx = m > mx ? m : mx;
-            }
-            memset(o, 0, sizeof(float) * (size_t)p->hs);
-            if (mx == -INFINITY) continue; /* no visible key: zeros, as the prefill kernel does */
-            for (int th = 0; th < nth; th++) {
-                const float *pt = work + th * WF + (i * p->nh + h) * PS;
-                if (pt[p->hs] == -INFINITY) continue;
-                float c = expf(pt[p->hs] - mx);
-                l += c * pt[p->hs + 1];
-                for (int e = 0; e < p->hs; e++) o[e] += c * pt[e];
-            }
-            float inv = 1.0f / l;
-            for (int e = 0; e < p->hs; e++) o[e] *= inv;
+            for (int th = 0; th < nth; th++) parts[th] = work + th * WF + (i * p->nh + h) * PS;
+            dec_merge(out + i * p->ldo + (int64_t)h * p->hs, parts, nth, p->hs);
         }
 }

@@ -506,6 +506,20 @@ float eft__kv_quantize_i8(int8_t *out, const float *x, int64_t n);
 
 /* Scratch floats per worker for eft__attention_decode. */
 size_t eft__attention_decode_work_floats(const eft__attn_params *p);
+/* One sequence's rows for eft__attention_decode_batch. */
+typedef struct eft__attn_dec_item {
+    float *out;
+    const float *q;
+    eft__kv_view k, v;
+    eft__attn_params p;
+} eft__attn_dec_item;
+/* Several sequences' decode attention (a continuous batch's step) in one pool run, each item as
+ * eft__attention_decode computes it: the workers take (sequence, row, KV head) units in turn, each
+ * over all of its keys, and write the output directly, where one call per sequence would split
+ * every short cache over the workers, dispatch, and merge. work: nth x work_floats floats,
+ * work_floats >= eft__attention_decode_work_floats of every item's p. */
+void eft__attention_decode_batch(const eft__kernels *kt, eft__threadpool *tp, const eft__attn_dec_item *items, int n,
+                                 float *work, size_t work_floats);
 /* Same semantics as eft__attention (masks, GQA, positions); p->ldk and p->ldv are unused (the
  * views carry them), and p->nh must be a multiple of p->nkv (else nothing is computed).
  * Flash-decoding over f32, f16 and int8 caches alike (attention.c). work: nth *
