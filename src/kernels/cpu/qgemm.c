@@ -10,6 +10,7 @@
  * order of the sums, which is what the reference implementation computes from a GGUF file.
  */
 #include <math.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "core/quant.h"
@@ -297,6 +298,7 @@ typedef struct qf32_ctx {
     float *panels; /* [nth][WORKER_FLOATS], 64-byte aligned */
     eft__qgemv_f32_fn gemv;
     eft__qpanel_f32_fn panel;
+    _Atomic int64_t next; /* compute-bound streaming: the next 16-channel group to take */
 } qf32_ctx;
 
 /* Bytes of weight rows that one streaming pass holds in L2 while every 8-row chunk of activations
@@ -307,10 +309,7 @@ enum { STREAM_BLOCK = 64 * 1024 };
  * against all the activation rows. One kernel call takes up to EFT__QGEMV_MAX_M rows; past that
  * (up to EFT__QSTREAM_MAX_M) the worker's rows go by in blocks of about STREAM_BLOCK bytes, each
  * block against every chunk, so the weights still come from memory once. */
-static void qf32_gemv(const qf32_ctx *x, int ith, int nth) {
-    int64_t g0, g1;
-    eft__split_range((x->n + 15) / 16, ith, nth, &g0, &g1);
-    int64_t j0 = g0 * 16, j1 = g1 * 16 < x->n ? g1 * 16 : x->n;
+static void qf32_gemv_range(const qf32_ctx *x, int64_t j0, int64_t j1) {
     if (j0 >= j1) return;
     int64_t jb = j1 - j0;
     if (x->m > EFT__QGEMV_MAX_M) {
@@ -324,6 +323,28 @@ static void qf32_gemv(const qf32_ctx *x, int ith, int nth) {
             x->gemv(x->c + i * x->ldc + jj, x->ldc, x->a + i * x->lda, x->lda, mm, x->wtype,
                     x->w + (size_t)jj * x->row_bytes, x->row_bytes, je - jj, x->k, x->bias ? x->bias + jj : NULL);
         }
+    }
+}
+
+/* Up to two rows the product is bound by memory: each worker streams one contiguous share. With
+ * more it is bound by compute, and a static split leaves one worker waiting whenever the other is
+ * slowed (a shared machine's other tenants, an interrupt): the workers take GEMV_CHUNK groups at a
+ * time until none are left. */
+enum { GEMV_CHUNK = 4 };
+
+static void qf32_gemv(qf32_ctx *x, int ith, int nth) {
+    const int64_t ng = (x->n + 15) / 16;
+    if (x->m <= 2 || nth == 1) {
+        int64_t g0, g1;
+        eft__split_range(ng, ith, nth, &g0, &g1);
+        qf32_gemv_range(x, g0 * 16, g1 * 16 < x->n ? g1 * 16 : x->n);
+        return;
+    }
+    for (;;) {
+        int64_t g0 = atomic_fetch_add_explicit(&x->next, GEMV_CHUNK, memory_order_relaxed);
+        if (g0 >= ng) return;
+        int64_t g1 = g0 + GEMV_CHUNK < ng ? g0 + GEMV_CHUNK : ng;
+        qf32_gemv_range(x, g0 * 16, g1 * 16 < x->n ? g1 * 16 : x->n);
     }
 }
 
@@ -382,7 +403,7 @@ bool eft__qf32_drive(const eft__kernels *kt, eft__threadpool *tp, float *c, int6
     /* work need not be aligned: the panels start at its first 64-byte boundary (the work size
      * counts the slack), where the micro-kernel's aligned loads want them. */
     float *panels = work ? (float *)(((uintptr_t)work + 63) & ~(uintptr_t)63) : NULL;
-    qf32_ctx x = {kt, c, ldc, lda, m, n, k, a, bias, wtype, w, row_bytes, panels, gemv, panel};
+    qf32_ctx x = {kt, c, ldc, lda, m, n, k, a, bias, wtype, w, row_bytes, panels, gemv, panel, 0};
     if (tp && eft__threadpool_size(tp) > 1) eft__threadpool_run(tp, qf32_task, &x);
     else qf32_task(&x, 0, 1);
     return true;
@@ -407,12 +428,12 @@ typedef struct qmulti_ctx {
     int njobs;
     int64_t m;
     int64_t groups; /* 16-channel groups of all jobs together */
+    _Atomic int64_t next; /* m > 2: the next group to take (as qf32_gemv) */
 } qmulti_ctx;
 
-static void qmulti_task(void *p, int ith, int nth) {
-    const qmulti_ctx *x = p;
-    int64_t g0, g1, base = 0;
-    eft__split_range(x->groups, ith, nth, &g0, &g1);
+/* Groups g0 .. g1 of the jobs together. */
+static void qmulti_range(const qmulti_ctx *x, int64_t g0, int64_t g1) {
+    int64_t base = 0;
     for (int t = 0; t < x->njobs && base < g1; t++) {
         const eft__qgemv_job *jb = &x->jobs[t];
         if (jb->n <= 0 || jb->k <= 0) continue; /* nothing to compute, as eft__qgemm_f32 */
@@ -428,6 +449,21 @@ static void qmulti_task(void *p, int ith, int nth) {
     }
 }
 
+static void qmulti_task(void *p, int ith, int nth) {
+    qmulti_ctx *x = p;
+    if (x->m <= 2 || nth == 1) {
+        int64_t g0, g1;
+        eft__split_range(x->groups, ith, nth, &g0, &g1);
+        qmulti_range(x, g0, g1);
+        return;
+    }
+    for (;;) {
+        int64_t g0 = atomic_fetch_add_explicit(&x->next, GEMV_CHUNK, memory_order_relaxed);
+        if (g0 >= x->groups) return;
+        qmulti_range(x, g0, g0 + GEMV_CHUNK < x->groups ? g0 + GEMV_CHUNK : x->groups);
+    }
+}
+
 bool eft__qgemm_f32_gemv_multi(const eft__kernels *kt, eft__threadpool *tp, int64_t m, const eft__qgemv_job *jobs,
                                int njobs) {
     if (m < 1 || m > EFT__QGEMV_MAX_M || njobs < 0 || (njobs > 0 && !jobs)) return false;
@@ -437,7 +473,7 @@ bool eft__qgemm_f32_gemv_multi(const eft__kernels *kt, eft__threadpool *tp, int6
         if (jobs[t].n > 0 && jobs[t].k > 0) groups += (jobs[t].n + 15) / 16;
     }
     if (groups == 0) return true;
-    qmulti_ctx x = {kt ? kt : eft__kernels_get(), jobs, njobs, m, groups};
+    qmulti_ctx x = {kt ? kt : eft__kernels_get(), jobs, njobs, m, groups, 0};
     if (tp && eft__threadpool_size(tp) > 1) eft__threadpool_run(tp, qmulti_task, &x);
     else qmulti_task(&x, 0, 1);
     return true;
