@@ -323,7 +323,8 @@ static eft_status bench_gemm(bench *b, blas *bl) {
 typedef struct gemv_run {
     bench *b;
     int copies, type; /* 0 f32, 1 q8_0, 2 q4_0, 3 f16, 4 q8_0 f32 activations, 5 q4_0 f32 activations,
-                       * 6 q4_1 (SmolLM2's GGUF type), 7 q4_1 f32 activations */
+                       * 6 q4_1 (SmolLM2's GGUF type), 7 q4_1 f32 activations, 8 q4_1 f32 activations as
+                       * three int8 planes (the exact decode path) */
     eft__sgemm_packed *pk;
     void **qw;
     const float *x;
@@ -338,6 +339,7 @@ static void run_gemv(void *p) {
         eft_dtype qt = r->type == 1 || r->type == 4 ? EFT_DTYPE_Q8_0 : r->type >= 6 ? EFT_DTYPE_Q4_1 : EFT_DTYPE_Q4_0;
         if (r->type == 0 || r->type == 3) eft__sgemm(r->b->kt, r->b->tp, r->y, r->n, r->x, r->k, 1, &r->pk[i], NULL);
         else if (r->type == 4 || r->type == 5 || r->type == 7) eft__qgemm_f32(r->b->kt, r->b->tp, r->y, r->n, r->x, r->k, 1, qt, r->qw[i], r->n, r->k, NULL, NULL);
+        else if (r->type == 8) eft__qx4_gemm_f32(r->b->kt, r->b->tp, r->y, r->n, r->x, r->k, 1, qt, r->qw[i], r->n, r->k, NULL, r->qwork);
         else eft__qx4_gemm(r->b->kt, r->b->tp, r->y, r->n, r->x, r->k, 1, qt, r->qw[i], r->n, r->k, NULL, r->qwork);
     }
 }
@@ -350,12 +352,14 @@ static eft_status bench_gemv(bench *b) {
     double target = b->p.quick ? 16e6 : 256e6; /* bytes of weights cycled through per call */
     emit(b, "%s", "");
     emit(b, "GEMV (1 token, weights cycled through %.0f MB)     GB/s   %%triad   GFLOPS", target / 1e6);
-    emit(b, "  (q8_0, q4_0, q4_1: int8 activations on the four-row interleaved weights; f32a: f32 activations)");
+    emit(b, "  (q8_0, q4_0, q4_1: int8 activations on the four-row interleaved weights; f32a: f32 activations;");
+    emit(b, "   x3: f32 activations as three int8 planes on the interleaved weights, the exact decode path)");
     for (size_t i = 0; i < ns; i++) {
         const shape *s = &sh[i];
         float *w = eft__malloc(sizeof(float) * s->n * s->k), *x = eft__malloc(sizeof(float) * s->k);
         float *y = eft__malloc(sizeof(float) * s->n);
-        void *qwork = eft__malloc(eft__qx4_work_size(1, s->k)); /* the int8 rows run eft__qx4_gemm */
+        /* The int8 rows run eft__qx4_gemm, x3 eft__qx4_gemm_f32 (the larger scratch). */
+        void *qwork = eft__malloc(eft__qx4_f32_work_size(1, s->k));
         if (!w || !x || !y || !qwork) {
             eft__free(w), eft__free(x), eft__free(y), eft__free(qwork);
             return EFT_ERR_OUT_OF_MEMORY;
@@ -367,10 +371,11 @@ static eft_status bench_gemv(bench *b) {
             return EFT_ERR_OUT_OF_MEMORY;
         }
         for (int64_t e = 0; e < s->n * s->k; e++) wh[e] = eft__f32_to_f16(w[e]);
-        static const int order[] = {0, 3, 1, 4, 2, 5, 6, 7};
-        for (int oi = 0; oi < 8; oi++) {
+        static const int order[] = {0, 3, 1, 4, 2, 5, 6, 7, 8};
+        for (int oi = 0; oi < 9; oi++) {
             int type = order[oi];
-            static const char *names[] = {"f32", "q8_0", "q4_0", "f16", "q8_0 f32a", "q4_0 f32a", "q4_1", "q4_1 f32a"};
+            static const char *names[] = {"f32",  "q8_0",      "q4_0",      "f16",    "q8_0 f32a",
+                                          "q4_0 f32a", "q4_1", "q4_1 f32a", "q4_1 x3"};
             bool q8 = type == 1 || type == 4, q41 = type >= 6;
             double bytes = type == 0   ? 4.0 * s->n * s->k
                            : type == 3 ? 2.0 * s->n * s->k
@@ -394,12 +399,13 @@ static eft_status bench_gemv(bench *b) {
                      * (the same bytes when N % 4 == 0). */
                     eft_dtype qt = q8 ? EFT_DTYPE_Q8_0 : q41 ? EFT_DTYPE_Q4_1 : EFT_DTYPE_Q4_0;
                     size_t xs = eft__qx4_size(qt, s->n, s->k);
-                    void *x4 = ok && (type == 1 || type == 2 || type == 6) ? eft__malloc_aligned(xs) : NULL;
+                    bool interleaved = type == 1 || type == 2 || type == 6 || type == 8;
+                    void *x4 = ok && interleaved ? eft__malloc_aligned(xs) : NULL;
                     if (x4) {
                         ok = eft__qx4_pack(x4, qt, qw[c], (size_t)bytes / (size_t)s->n, s->n, s->k);
                         eft__free_aligned(qw[c]);
                         qw[c] = x4;
-                    } else if (type == 1 || type == 2 || type == 6) ok = false;
+                    } else if (interleaved) ok = false;
                 }
             }
             if (ok) {
