@@ -754,8 +754,8 @@ void eft__decoder_free(eft__decoder *d) {
     eft__rope_table_free(&d->rope_global);
     eft__rope_table_free(&d->rope_local);
     eft__threadpool_free(d->tp);
-    void *bufs[] = {d->kc, d->vc, d->ks, d->vs, d->x, d->h, d->qkv, d->att, d->tmp, d->ff, d->qwork, d->attn_work, d->dec_items,
-                    d->kf, d->vf, d->a_ids, d->a_pos, d->a_slot, d->row_of};
+    void *bufs[] = {d->kc, d->vc, d->ks, d->vs, d->x, d->h, d->qkv, d->att, d->tmp, d->ff, d->qwork, d->attn_work,
+                    d->dec_items, d->kf, d->vf, d->a_ids, d->a_pos, d->a_slot, d->row_of};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) eft__free_aligned(bufs[i]);
     eft__free(d->recs);
     eft__free(d);

@@ -6,8 +6,9 @@
  * GGUF row layout makes the int8 kernel pay per row and block for a horizontal reduction and a
  * scalar scale (about 15 instructions per 32 weights, compute-bound near 8 GB/s on two cores).
  * Interleaving four rows lets one vpmaddubsw serve four rows and one multiply scale them, about a
- * quarter of the work per weight. The decoder repacks a model's Q4_0/Q4_1/Q8_0 matrices into this
- * form when it runs with int8 activations; the f32-activation kernels keep reading the file layout.
+ * quarter of the work per weight. The decoder repacks every Q4_0/Q4_1/Q8_0 matrix into this form at
+ * open: int8 activations always read it, f32 activations at one-token steps (as three int8 planes,
+ * eft__qx4_gemm_f32); batches and prefill with f32 activations keep reading the file layout.
  */
 #include <math.h>
 #include <string.h>
