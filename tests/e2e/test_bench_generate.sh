@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# test_bench_generate.sh EFT SOURCE_DIR — `eft bench generate` end to end on the fixture Llama:
+# the table has a row per weight type with positive prefill and decode figures, --median says it
+# quotes median steps, and bad flags are clean errors. No speed is asserted.
+set -u
+EFT=$1
+SRC=$2
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+pass=0
+fail=0
+ok() { pass=$((pass + 1)); echo "ok   $1"; }
+bad() { fail=$((fail + 1)); echo "FAIL $1"; }
+MODEL="$SRC/tests/fixtures/models/llama"
+
+# row_positive FILE NAME: the row of weight type NAME has a prefill and two decode figures > 0.
+row_positive() {
+  awk -v n="$2" '$1 == n { if ($2 > 0 && $3 > 0 && $5 > 0) found = 1 } END { exit !found }' "$1"
+}
+
+for mode in mean median; do
+  flag=""
+  [ "$mode" = median ] && flag="--median"
+  if "$EFT" bench generate "$MODEL" --threads 2 --seconds 0.2 --prefill 8 --context 8 --decode 1,2 \
+      --weight-dtype keep,int8 $flag >"$TMP/out" 2>"$TMP/err" &&
+    row_positive "$TMP/out" keep && row_positive "$TMP/out" int8; then
+    ok "$mode: a row per weight type with positive figures"
+  else
+    bad "$mode: table"; cat "$TMP/out" "$TMP/err"
+  fi
+  if [ "$mode" = median ]; then
+    grep -q "median step time" "$TMP/out" && ok "median: says so" || bad "median: header"
+  else
+    grep -q "over the whole decode time" "$TMP/out" && ok "mean: says so" || bad "mean: header"
+  fi
+done
+
+for args in "--decode 0" "--weight-dtype q3" "--act-dtype f16" "--seconds 0" "--frobnicate"; do
+  # shellcheck disable=SC2086
+  if "$EFT" bench generate "$MODEL" $args >"$TMP/out" 2>"$TMP/err"; then
+    bad "bad flag accepted: $args"
+  elif [ -s "$TMP/err" ]; then
+    ok "bad flag refused with a message: $args"
+  else
+    bad "bad flag refused silently: $args"
+  fi
+done
+if "$EFT" bench generate "$SRC/tests/fixtures/models/no-such-model" >"$TMP/out" 2>"$TMP/err"; then
+  bad "missing model accepted"
+else
+  ok "missing model refused"
+fi
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
