@@ -766,11 +766,8 @@ static json_t *model_info(const char *ref) {
     return j;
 }
 
-static int n_threads(const eft_server_config *cfg) {
-    if (cfg->n_threads > 0) return cfg->n_threads;
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 && n < 1024 ? (int)n : 1;
-}
+/* --num-cores, else 0: every online CPU, or a compiled program's num_cores (its plan). */
+static int n_threads(const eft_server_config *cfg) { return cfg->n_threads > 0 ? cfg->n_threads : 0; }
 
 static bool open_embedder(const eft_server_config *cfg, const char *ref, eft_embedder **out) {
     eft_embedder_params p = eft_embedder_params_default();
@@ -870,15 +867,17 @@ static void *loader_main(void *arg) {
         s->lim.max_dim = s->emb ? eft_embedder_dim(s->emb) : 0;
         if (s->gen)
             add_model_info(models, s->gen_name, cfg->model, "generation",
-                           json_pack("{s:i,s:i,s:b}", "ctx_len", eft_generator_ctx_len(s->gen), "slots",
-                                     eft_generator_slots(s->gen), "chat_template", s->tmpl != NULL));
+                           json_pack("{s:i,s:i,s:b,s:i}", "ctx_len", eft_generator_ctx_len(s->gen), "slots",
+                                     eft_generator_slots(s->gen), "chat_template", s->tmpl != NULL, "threads",
+                                     eft_generator_threads(s->gen)));
         if (s->emb)
             add_model_info(models, s->emb_name, cfg->embedding_model ? cfg->embedding_model : cfg->model, "embedding",
-                           json_pack("{s:I,s:i}", "dim", (json_int_t)eft_embedder_dim(s->emb), "max_input_length",
-                                     eft_embedder_max_tokens(s->emb)));
+                           json_pack("{s:I,s:i,s:i}", "dim", (json_int_t)eft_embedder_dim(s->emb), "max_input_length",
+                                     eft_embedder_max_tokens(s->emb), "threads", eft_embedder_threads(s->emb)));
         if (s->rer)
             add_model_info(models, s->rer_name, cfg->rerank_model ? cfg->rerank_model : cfg->model, "rerank",
-                           json_pack("{s:i}", "max_input_length", eft_embedder_max_tokens(s->rer)));
+                           json_pack("{s:i,s:i}", "max_input_length", eft_embedder_max_tokens(s->rer), "threads",
+                                     eft_embedder_threads(s->rer)));
         json_object_set_new(info, "version", json_string(eft_version()));
         json_object_set_new(info, "models", models);
         models = NULL;

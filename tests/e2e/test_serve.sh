@@ -182,7 +182,8 @@ req GET /info
 [ "$CODE" = 200 ] && python3 -c '
 import json,sys; d=json.load(open(sys.argv[1]))
 assert d["limits"]["max_body_bytes"]==65536 and d["limits"]["max_inputs"]==8
-assert {m["kind"] for m in d["models"]}=={"embedding","rerank"}' "$TMP/body" && ok "/info publishes models and limits" \
+assert {m["kind"] for m in d["models"]}=={"embedding","rerank"}
+assert all(m["threads"] >= 1 for m in d["models"])' "$TMP/body" && ok "/info publishes models and limits" \
   || bad "/info: $CODE $(head -c 300 "$TMP/body")"
 
 # ---- bad input: clean 4xx in OpenAI's error shape, never a 500 ---------------------------------
@@ -438,6 +439,20 @@ PY
   [ $rc -eq 0 ] && tail -c 20 "$TMP/sse2" | grep -q 'data: \[DONE\]' && [ "$refused" = 000 ] \
     && ok "SIGTERM mid-stream: stream finished, new connections refused, exit 0" \
     || bad "SIGTERM mid-stream: exit $rc, refused=$refused, tail $(tail -c 80 "$TMP/sse2")"
+fi
+
+# ---- a compiled program's plan: its num_cores and context are the server's defaults -----------
+if "$EFT" compile "$LLAMA" --ctx-len 96 --num-cores 3 -o "$TMP/prog" >/dev/null 2>"$TMP/compile.err" &&
+  start prog --model "$TMP/prog"; then
+  req GET /info
+  [ "$CODE" = 200 ] && python3 -c '
+import json,sys; d=json.load(open(sys.argv[1])); m=d["models"][0]
+assert m["kind"]=="generation" and m["threads"]==3 and m["ctx_len"]==96, m' "$TMP/body" \
+    && ok "serve PROGRAM: the program's num_cores and ctx_len" || bad "serve PROGRAM /info: $(head -c 300 "$TMP/body")"
+  kill -TERM "$SPID"
+  wait "$SPID"
+else
+  bad "compile or serve a program: $(cat "$TMP/compile.err" "$TMP/prog.err" 2>/dev/null | head -c 300)"
 fi
 
 # ---- queue full: 429 while the only place is taken -------------------------------------------
