@@ -24,7 +24,8 @@ static const char *k_usage =
     "--model is a causal LM (generation) or an encoder (embeddings; a cross-encoder also reranks).\n"
     "Binds 127.0.0.1:8080 by default; --port 0 picks a free port, printed as \"listening on ...\".\n"
     "With --api-key (repeatable) every route but /health and /metrics needs Authorization: Bearer KEY.\n"
-    "SIGTERM/SIGINT stop accepting, finish what is in flight and exit 0.\n";
+    "SIGTERM/SIGINT stop accepting, finish what is in flight and exit 0. --num-cores defaults to every\n"
+    "online CPU (for a compiled program: its num_cores).\n";
 
 /* A non-negative integer option in [lo, hi], or -1 with a message. */
 static long long int_arg(const char *name, const char *v, long long lo, long long hi) {
