@@ -556,8 +556,10 @@ char *eft_program_info_json(const char *path);
  * Face folder or a GGUF file) the way QEfficient's decode model does: a KV cache of
  * full_batch_size slots of ctx_len positions each, prefill in chunks of prefill_seq_len tokens,
  * and continuous batching: sequences wait in a queue, enter a free slot, and leave it when they
- * finish while the others keep decoding. Results of a sequence do not depend on what else runs
- * beside it. A generator is not thread-safe: one thread submits and steps (a server's compute
+ * finish while the others keep decoding. What runs beside a sequence changes its logits only by
+ * float rounding (a batch's products and attention sum in another order than one sequence's):
+ * the tests find the same greedy tokens alone and batched, though an exact tie could still go
+ * either way. A generator is not thread-safe: one thread submits and steps (a server's compute
  * thread); callbacks run on that thread, inside eft_generator_step.
  * ------------------------------------------------------------------------------------------- */
 

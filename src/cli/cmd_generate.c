@@ -333,9 +333,10 @@ int eft_cmd_generate(int argc, char **argv) {
         fprintf(stderr,
                 "prompt tokens %d, generated tokens %d (finish: %s)\n"
                 "time to first token %.1f ms (prefill %.1f tok/s), decode %.2f tok/s, total %.2f tok/s "
-                "(prompt + generated over %.3f s)\n",
+                "(prompt + generated over %.3f s, %d threads)\n",
                 r.n_prompt, r.n_generated, eft_finish_reason_str(r.finish), ttft * 1e3,
-                ttft > 0 ? r.n_prompt / ttft : 0, decode, total > 0 ? (r.n_prompt + r.n_generated) / total : 0, total);
+                ttft > 0 ? r.n_prompt / ttft : 0, decode, total > 0 ? (r.n_prompt + r.n_generated) / total : 0, total,
+                eft_generator_threads(g));
     }
 out:
     eft_encoding_free(enc);
