@@ -131,7 +131,8 @@ static char *read_file(const char *path, size_t *len) {
 int eft_cmd_perplexity(int argc, char **argv) {
     const char *model = NULL, *file = NULL;
     const wtype *types[MAX_TYPES] = {&k_types[0], &k_types[1], &k_types[3], &k_types[4]};
-    int n_types = 4, threads = (int)sysconf(_SC_NPROCESSORS_ONLN), ctx = 512, n_new = 32, n_prompt = 32;
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    int n_types = 4, threads = online < 1 ? 1 : online > 1024 ? 1024 : (int)online, ctx = 512, n_new = 32, n_prompt = 32;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         char *end = NULL;
