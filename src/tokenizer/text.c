@@ -3,6 +3,7 @@
  * helpers, the Unicode predicates Hugging Face uses (Rust's char::is_whitespace, BERT
  * punctuation), and PCRE2 regexes whose memory goes through eft's allocation hook.
  */
+#include <pthread.h>
 #include <string.h>
 #include <utf8proc.h>
 
@@ -127,11 +128,16 @@ static void pcre_free(void *p, void *ud) {
     eft__free(p);
 }
 
+/* One context for the process, created once: the server's loader and request threads reach for it
+ * at the same time, and the unguarded check-then-create it replaced raced (LeakSanitizer caught the
+ * losing context in the ASan soak test). */
+static pcre2_general_context *g_pcre_ctx;
+static pthread_once_t g_pcre_once = PTHREAD_ONCE_INIT;
+static void pcre_ctx_create(void) { g_pcre_ctx = pcre2_general_context_create(pcre_alloc, pcre_free, NULL); }
+
 pcre2_general_context *eft__pcre2_context(void) {
-    /* One context for the process; creating it twice in a race leaks one small block at most. */
-    static pcre2_general_context *ctx;
-    if (!ctx) ctx = pcre2_general_context_create(pcre_alloc, pcre_free, NULL);
-    return ctx;
+    pthread_once(&g_pcre_once, pcre_ctx_create);
+    return g_pcre_ctx;
 }
 
 eft_status eft__regex_compile(eft__regex *re, const char *pattern, size_t len, eft__error *err) {
