@@ -70,7 +70,9 @@ struct eft__decoder {
     eft__rope_table rope_global, rope_local;
     bool has_rope_local;
 
-    /* KV cache: [slots][L][ctx][KD] for K and for V, and for int8 [slots][L][ctx][NKV] scales. */
+    /* KV cache: [slots][L][NKV][ctx][HS] for K and for V (QEfficient's [slots, kv_heads, ctx_len,
+     * head_dim] per layer: one head's keys are one contiguous stream for decode attention), and for
+     * int8 [slots][L][NKV][ctx] scales. */
     int slots;
     int64_t ctx;
     eft_dtype kv_dtype;
@@ -1118,68 +1120,70 @@ static void act(const eft__decoder *d, float *x, int64_t n) {
     }
 }
 
-static inline size_t kv_row(const eft__decoder *d, int64_t slot, int64_t l, int64_t pos) {
-    return (size_t)(((slot * d->L + l) * d->ctx) + pos);
+/* The first row (HS elements; or scale) of (slot, layer l)'s cache, head 0, position 0: head h's
+ * position pos is row kv_base + h ctx + pos. */
+static inline size_t kv_base(const eft__decoder *d, int64_t slot, int64_t l) {
+    return (size_t)((slot * d->L + l) * d->NKV) * (size_t)d->ctx;
 }
 
 /* Writes K and V of the m active rows (already normed and rotated) into the cache of layer l. */
 static void cache_write(eft__decoder *d, int64_t l, int64_t m) {
-    const int64_t KD = d->KD, HS = d->HS;
+    const int64_t HS = d->HS;
     for (int64_t r = 0; r < m; r++) {
-        size_t row = kv_row(d, d->a_slot[r], l, d->a_pos[r]);
-        const float *k = d->qkv + r * d->QW + d->QD, *v = k + KD;
-        switch (d->kv_dtype) {
-        case EFT_DTYPE_F16: {
-            uint16_t *kc = (uint16_t *)d->kc + row * KD, *vc = (uint16_t *)d->vc + row * KD;
-            for (int64_t e = 0; e < KD; e++) kc[e] = eft__f32_to_f16(k[e]), vc[e] = eft__f32_to_f16(v[e]);
-            break;
-        }
-        case EFT_DTYPE_I8: {
-            int8_t *kc = (int8_t *)d->kc + row * KD, *vc = (int8_t *)d->vc + row * KD;
-            for (int64_t h = 0; h < d->NKV; h++) {
-                d->ks[row * d->NKV + h] = eft__kv_quantize_i8(kc + h * HS, k + h * HS, HS);
-                d->vs[row * d->NKV + h] = eft__kv_quantize_i8(vc + h * HS, v + h * HS, HS);
+        const size_t base = kv_base(d, d->a_slot[r], l) + (size_t)d->a_pos[r];
+        const float *k = d->qkv + r * d->QW + d->QD, *v = k + d->KD;
+        for (int64_t h = 0; h < d->NKV; h++, k += HS, v += HS) {
+            const size_t row = base + (size_t)(h * d->ctx), at = row * (size_t)HS;
+            switch (d->kv_dtype) {
+            case EFT_DTYPE_F16: {
+                uint16_t *kc = (uint16_t *)d->kc + at, *vc = (uint16_t *)d->vc + at;
+                for (int64_t e = 0; e < HS; e++) kc[e] = eft__f32_to_f16(k[e]), vc[e] = eft__f32_to_f16(v[e]);
+                break;
             }
-            break;
-        }
-        default:
-            memcpy((float *)d->kc + row * KD, k, sizeof(float) * (size_t)KD);
-            memcpy((float *)d->vc + row * KD, v, sizeof(float) * (size_t)KD);
-            break;
+            case EFT_DTYPE_I8:
+                d->ks[row] = eft__kv_quantize_i8((int8_t *)d->kc + at, k, HS);
+                d->vs[row] = eft__kv_quantize_i8((int8_t *)d->vc + at, v, HS);
+                break;
+            default:
+                memcpy((float *)d->kc + at, k, sizeof(float) * (size_t)HS);
+                memcpy((float *)d->vc + at, v, sizeof(float) * (size_t)HS);
+                break;
+            }
         }
     }
 }
 
-/* A half or int8 cache's rows 0..tk of (slot, l) widened into kf/vf for the flash kernel. */
+/* A half or int8 cache's positions 0..tk of (slot, l) widened into kf/vf, [tk][KD] with the heads
+ * side by side, for the flash kernel. */
 static void cache_widen(eft__decoder *d, int64_t slot, int64_t l, int64_t tk) {
     const int64_t KD = d->KD, HS = d->HS;
-    size_t row0 = kv_row(d, slot, l, 0);
-    for (int64_t j = 0; j < tk; j++) {
-        size_t row = row0 + (size_t)j;
-        float *kf = d->kf + j * KD, *vf = d->vf + j * KD;
-        if (d->kv_dtype == EFT_DTYPE_F16) {
-            const uint16_t *kc = (const uint16_t *)d->kc + row * KD, *vc = (const uint16_t *)d->vc + row * KD;
-            for (int64_t e = 0; e < KD; e++) kf[e] = eft__f16_to_f32(kc[e]), vf[e] = eft__f16_to_f32(vc[e]);
-        } else {
-            const int8_t *kc = (const int8_t *)d->kc + row * KD, *vc = (const int8_t *)d->vc + row * KD;
-            for (int64_t h = 0; h < d->NKV; h++) {
-                float sk = d->ks[row * d->NKV + h], sv = d->vs[row * d->NKV + h];
-                for (int64_t e = 0; e < HS; e++) kf[h * HS + e] = sk * kc[h * HS + e], vf[h * HS + e] = sv * vc[h * HS + e];
+    const size_t base = kv_base(d, slot, l);
+    for (int64_t h = 0; h < d->NKV; h++)
+        for (int64_t j = 0; j < tk; j++) {
+            const size_t row = base + (size_t)(h * d->ctx + j), at = row * (size_t)HS;
+            float *kf = d->kf + j * KD + h * HS, *vf = d->vf + j * KD + h * HS;
+            if (d->kv_dtype == EFT_DTYPE_F16) {
+                const uint16_t *kc = (const uint16_t *)d->kc + at, *vc = (const uint16_t *)d->vc + at;
+                for (int64_t e = 0; e < HS; e++) kf[e] = eft__f16_to_f32(kc[e]), vf[e] = eft__f16_to_f32(vc[e]);
+            } else {
+                const int8_t *kc = (const int8_t *)d->kc + at, *vc = (const int8_t *)d->vc + at;
+                const float sk = d->ks[row], sv = d->vs[row];
+                for (int64_t e = 0; e < HS; e++) kf[e] = sk * kc[e], vf[e] = sv * vc[e];
             }
         }
-    }
 }
 
 /* The cache-reading (decode) form of group r0 .. r0+t's attention: its rows, the slot's cache
  * views and the parameters. */
 static eft__attn_dec_item dec_item(const eft__decoder *d, int64_t l, const dec_layer *ly, int64_t r0, int64_t t) {
     const int64_t slot = d->a_slot[r0], pos0 = d->a_pos[r0];
-    const size_t row0 = kv_row(d, slot, l, 0), es = d->kv_dtype == EFT_DTYPE_F32 ? 4 : d->kv_dtype == EFT_DTYPE_F16 ? 2 : 1;
+    const size_t base = kv_base(d, slot, l), es = d->kv_dtype == EFT_DTYPE_F32 ? 4 : d->kv_dtype == EFT_DTYPE_F16 ? 2 : 1;
+    const int64_t hstride = d->ctx * d->HS;
     eft__attn_dec_item it = {
         .out = d->att + r0 * d->QD,
         .q = d->qkv + r0 * d->QW,
-        .k = {d->kv_dtype, (const char *)d->kc + row0 * d->KD * es, d->KD, d->ks ? d->ks + row0 * d->NKV : NULL, d->NKV},
-        .v = {d->kv_dtype, (const char *)d->vc + row0 * d->KD * es, d->KD, d->vs ? d->vs + row0 * d->NKV : NULL, d->NKV},
+        .k = {d->kv_dtype, (const char *)d->kc + base * d->HS * es, d->HS, d->ks ? d->ks + base : NULL, 1, hstride, d->ctx},
+        .v = {d->kv_dtype, (const char *)d->vc + base * d->HS * es, d->HS, d->vs ? d->vs + base : NULL, 1, hstride, d->ctx},
         .p = {.t = t, .tk = pos0 + t, .nh = (int)d->NH, .nkv = (int)d->NKV, .hs = (int)d->HS, .ldq = d->QW,
               .ldk = d->KD, .ldv = d->KD, .ldo = d->QD, .q_pos0 = pos0, .scale = ly->scale, .causal = true,
               .window = ly->window, .softcap = d->attn_softcap}};
@@ -1195,11 +1199,14 @@ static void attend_group(eft__decoder *d, int64_t l, const dec_layer *ly, int64_
                            .scale = ly->scale, .causal = true, .window = ly->window, .softcap = d->attn_softcap};
     const float *q = d->qkv + r0 * d->QW;
     float *o = d->att + r0 * d->QD;
-    size_t row0 = kv_row(d, slot, l, 0);
     const float *k, *v;
     if (d->kv_dtype == EFT_DTYPE_F32) {
-        k = (const float *)d->kc + row0 * d->KD;
-        v = (const float *)d->vc + row0 * d->KD;
+        /* Straight from the cache, head by head. */
+        const size_t at = kv_base(d, slot, l) * (size_t)d->HS;
+        k = (const float *)d->kc + at;
+        v = (const float *)d->vc + at;
+        ap.ldk = ap.ldv = d->HS;
+        ap.ldkh = ap.ldvh = d->ctx * d->HS;
     } else {
         cache_widen(d, slot, l, tk);
         k = d->kf;

@@ -744,20 +744,35 @@ static void check_attention(eft__threadpool *tp, eft__attn_params p, bool with_m
     eft__attention_ref(r, q, k, v, &p);
     int nth = eft__threadpool_size(tp);
     float *work = eft__malloc_aligned(sizeof(float) * eft__attention_work_floats(&p, nth));
-    for (int t = 0; t < g_ntables; t++) {
-        eft__attention(g_tables[t], tp, o, q, k, v, &p, work);
+    /* The same keys and values laid out head by head ([nkv][tk + 2][hs], as the decoder's cache). */
+    const int64_t cap = p.tk + 2;
+    float *kh = eft__malloc(sizeof(float) * p.nkv * cap * p.hs), *vh = eft__malloc(sizeof(float) * p.nkv * cap * p.hs);
+    for (int h = 0; h < p.nkv; h++)
+        for (int64_t j = 0; j < p.tk; j++) {
+            memcpy(kh + (h * cap + j) * p.hs, k + j * p.ldk + h * p.hs, sizeof(float) * p.hs);
+            memcpy(vh + (h * cap + j) * p.hs, v + j * p.ldv + h * p.hs, sizeof(float) * p.hs);
+        }
+    eft__attn_params ph = p;
+    ph.ldk = ph.ldv = p.hs;
+    ph.ldkh = ph.ldvh = cap * p.hs;
+    for (int t = 0; t < 2 * g_ntables; t++) {
+        const bool by_head = t >= g_ntables;
+        if (by_head) eft__attention(g_tables[t - g_ntables], tp, o, q, kh, vh, &ph, work);
+        else eft__attention(g_tables[t], tp, o, q, k, v, &p, work);
         int bad = 0;
         for (int64_t i = 0; i < p.t * p.ldo; i++) {
             /* Outputs are convex combinations of values in [-1, 1]: 2e-5 absolute covers the
              * float dot products (HS <= 128 terms of size <= 4) and the exp approximation. */
             if (!(fabsf(o[i] - r[i]) <= 2e-5f) && bad++ < 3)
-                fprintf(stderr, "  attention [%s] t=%lld tk=%lld nh=%d nkv=%d hs=%d causal=%d win=%lld kvlen=%lld mask=%d: "
-                        "out[%lld]=%g want %g\n", eft__isa_name(g_tables[t]->isa), (long long)p.t, (long long)p.tk, p.nh,
-                        p.nkv, p.hs, p.causal, (long long)p.window, (long long)p.kv_len, with_mask, (long long)i, o[i], r[i]);
+                fprintf(stderr, "  attention [%s%s] t=%lld tk=%lld nh=%d nkv=%d hs=%d causal=%d win=%lld kvlen=%lld "
+                        "mask=%d: out[%lld]=%g want %g\n", eft__isa_name(g_tables[t % g_ntables]->isa),
+                        by_head ? ", by head" : "", (long long)p.t, (long long)p.tk, p.nh, p.nkv, p.hs, p.causal,
+                        (long long)p.window, (long long)p.kv_len, with_mask, (long long)i, o[i], r[i]);
         }
         CHECK(bad == 0);
     }
     eft__free_aligned(work);
+    eft__free(kh); eft__free(vh);
     eft__free(q); eft__free(k); eft__free(v); eft__free(o); eft__free(r); eft__free(mask);
 }
 
@@ -867,33 +882,42 @@ static void test_attention_decode(void) {
         float *q = eft__malloc(sizeof(float) * p.t * p.ldq), *kf = eft__malloc(sizeof(float) * p.tk * kw);
         float *vf = eft__malloc(sizeof(float) * p.tk * kw), *o = eft__malloc(sizeof(float) * p.t * p.ldo);
         float *r = eft__malloc(sizeof(float) * p.t * p.ldo);
-        void *kc = eft__malloc(sizeof(float) * p.tk * kw), *vc = eft__malloc(sizeof(float) * p.tk * kw);
-        float *ks = eft__malloc(sizeof(float) * p.tk * p.nkv), *vs = eft__malloc(sizeof(float) * p.tk * p.nkv);
+        /* Every other pair of cases lays the cache out head by head, [nkv][cap][hs] with room past
+         * tk, as the decoder does; the rest with the heads side by side in each row. */
+        const bool by_head = (it / 3) % 2 == 1;
+        const int64_t cap = p.tk + 5;
+        void *kc = eft__malloc(sizeof(float) * cap * kw), *vc = eft__malloc(sizeof(float) * cap * kw);
+        float *ks = eft__malloc(sizeof(float) * cap * p.nkv), *vs = eft__malloc(sizeof(float) * cap * p.nkv);
         fill(q, p.t * p.ldq, -2, 2);
         fill(kf, p.tk * kw, -2, 2);
         fill(vf, p.tk * kw, -1, 1);
         /* Store into the cache type, then replace kf/vf by what the cache holds. */
         for (int64_t j = 0; j < p.tk; j++)
             for (int h = 0; h < p.nkv; h++) {
-                int64_t off = j * kw + (int64_t)h * p.hs;
+                const int64_t off = j * kw + (int64_t)h * p.hs;
+                const int64_t doff = by_head ? (h * cap + j) * p.hs : off, soff = by_head ? h * cap + j : j * p.nkv + h;
                 for (int pass = 0; pass < 2; pass++) {
                     float *src = pass ? vf : kf;
                     void *dst = pass ? vc : kc;
                     float *sc = pass ? vs : ks;
-                    if (dt == EFT_DTYPE_F32) memcpy((float *)dst + off, src + off, sizeof(float) * p.hs);
+                    if (dt == EFT_DTYPE_F32) memcpy((float *)dst + doff, src + off, sizeof(float) * p.hs);
                     else if (dt == EFT_DTYPE_F16)
                         for (int e = 0; e < p.hs; e++) {
-                            ((uint16_t *)dst)[off + e] = eft__f32_to_f16(src[off + e]);
-                            src[off + e] = eft__f16_to_f32(((uint16_t *)dst)[off + e]);
+                            ((uint16_t *)dst)[doff + e] = eft__f32_to_f16(src[off + e]);
+                            src[off + e] = eft__f16_to_f32(((uint16_t *)dst)[doff + e]);
                         }
                     else {
-                        float d = eft__kv_quantize_i8((int8_t *)dst + off, src + off, p.hs);
-                        sc[j * p.nkv + h] = d;
-                        for (int e = 0; e < p.hs; e++) src[off + e] = d * ((int8_t *)dst)[off + e];
+                        float d = eft__kv_quantize_i8((int8_t *)dst + doff, src + off, p.hs);
+                        sc[soff] = d;
+                        for (int e = 0; e < p.hs; e++) src[off + e] = d * ((int8_t *)dst)[doff + e];
                     }
                 }
             }
-        eft__kv_view kv = {dt, kc, kw, ks, p.nkv}, vv = {dt, vc, kw, vs, p.nkv};
+        eft__kv_view kv = {dt, kc, kw, ks, p.nkv, 0, 0}, vv = {dt, vc, kw, vs, p.nkv, 0, 0};
+        if (by_head) {
+            kv = (eft__kv_view){dt, kc, p.hs, ks, 1, cap * p.hs, cap};
+            vv = (eft__kv_view){dt, vc, p.hs, vs, 1, cap * p.hs, cap};
+        }
         eft__attention_ref(r, q, kf, vf, &p);
         float *work = eft__malloc(sizeof(float) * eft__attention_decode_work_floats(&p) * 2);
         for (int t = 0; t < g_ntables; t++) {

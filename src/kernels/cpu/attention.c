@@ -28,6 +28,10 @@ static inline int64_t eff_kv_len(const eft__attn_params *p) {
     return p->kv_len > 0 && p->kv_len < p->tk ? p->kv_len : p->tk;
 }
 
+/* Floats between key/value heads (eft__attn_params.ldkh / ldvh; 0: side by side). */
+static inline int64_t k_head(const eft__attn_params *p) { return p->ldkh > 0 ? p->ldkh : p->hs; }
+static inline int64_t v_head(const eft__attn_params *p) { return p->ldvh > 0 ? p->ldvh : p->hs; }
+
 static inline bool visible(const eft__attn_params *p, int64_t kvlen, int64_t i, int64_t j) {
     if (j >= kvlen) return false;
     if (p->key_mask && !p->key_mask[j]) return false;
@@ -166,7 +170,7 @@ static void pack_group(attn_ctx *x, int kvh, int64_t g) {
     const eft__attn_params *p = x->p;
     const int64_t hs = p->hs, hsp = round16(hs), tkp = round16(p->tk);
     const int n = (int)(p->tk - g * NR < NR ? p->tk - g * NR : NR);
-    x->kt->attn_pack_k16(x->kp + ((int64_t)kvh * (tkp / NR) + g) * hs * NR, x->k + g * NR * p->ldk + (int64_t)kvh * hs,
+    x->kt->attn_pack_k16(x->kp + ((int64_t)kvh * (tkp / NR) + g) * hs * NR, x->k + g * NR * p->ldk + (int64_t)kvh * k_head(p),
                          p->ldk, n, hs);
     for (int64_t pd = 0; pd < hsp / NR; pd++) {
         float *vdst = x->vp + ((int64_t)kvh * (hsp / NR) + pd) * tkp * NR + g * NR * NR;
@@ -174,7 +178,7 @@ static void pack_group(attn_ctx *x, int kvh, int64_t g) {
         for (int jj = 0; jj < NR; jj++, vdst += NR) {
             if (jj < n) {
                 /* A fixed-size copy of whole 16-float rows compiles to vector moves. */
-                const float *vr = x->v + (g * NR + jj) * p->ldv + (int64_t)kvh * hs + pd * NR;
+                const float *vr = x->v + (g * NR + jj) * p->ldv + (int64_t)kvh * v_head(p) + pd * NR;
                 if (nd == NR) {
                     memcpy(vdst, vr, sizeof(float) * NR);
                     continue;
@@ -277,12 +281,12 @@ static void attn_tile(attn_ctx *x, float *work, int h, int64_t q0) {
  * and without this each of its loads waits for DRAM in turn. */
 static void prefetch_rows(const attn_ctx *x, int64_t g) {
     const eft__attn_params *p = x->p;
-    const int64_t w = (int64_t)p->nkv * p->hs;
     for (int64_t j = g * NR; j < (g + 1) * NR && j < p->tk; j++)
-        for (int64_t d = 0; d < w; d += 16) {
-            __builtin_prefetch(x->k + j * p->ldk + d, 0, 3);
-            __builtin_prefetch(x->v + j * p->ldv + d, 0, 3);
-        }
+        for (int h = 0; h < p->nkv; h++)
+            for (int64_t d = 0; d < p->hs; d += 16) {
+                __builtin_prefetch(x->k + j * p->ldk + h * k_head(p) + d, 0, 3);
+                __builtin_prefetch(x->v + j * p->ldv + h * v_head(p) + d, 0, 3);
+            }
 }
 
 static void attn_task(void *arg, int ith, int nth) {
@@ -336,7 +340,7 @@ void eft__attention_ref(float *out, const float *q, const float *k, const float 
             double mx = -INFINITY, sum = 0;
             for (int64_t j = 0; j < p->tk; j++) {
                 if (!visible(p, kvlen, i, j)) { s[j] = -INFINITY; continue; }
-                const float *kj = k + j * p->ldk + (int64_t)kvh * p->hs;
+                const float *kj = k + j * p->ldk + (int64_t)kvh * k_head(p);
                 double d = 0;
                 for (int e = 0; e < p->hs; e++) d += (double)qi[e] * kj[e];
                 s[j] = d * p->scale;
@@ -351,7 +355,7 @@ void eft__attention_ref(float *out, const float *q, const float *k, const float 
             for (int e = 0; e < p->hs; e++) {
                 double acc = 0;
                 for (int64_t j = 0; j < p->tk; j++)
-                    if (s[j] != 0.0) acc += s[j] * v[j * p->ldv + (int64_t)kvh * p->hs + e];
+                    if (s[j] != 0.0) acc += s[j] * v[j * p->ldv + (int64_t)kvh * v_head(p) + e];
                 o[e] = sum > 0 ? (float)(acc / sum) : 0.0f;
             }
         }
@@ -400,7 +404,11 @@ static int64_t visible_keys(const eft__attn_params *p) {
  * attn_dec_pv over the g heads at once, leaving per head (o unnormalised, max, sum) in pg (PS
  * floats apart). s: scratch for g rows of lds >= n scores. An int8 cache's row scales are applied
  * around the kernels: to the scores after qk (s_j = scale_k,j (q . k_j)), and to the probabilities
- * before pv (p_j scale_v,j), as the per-row products would. */
+ * before pv (p_j scale_v,j), as the per-row products would.
+ * The g heads share query row i, so they see the same keys: without a key mask those are one
+ * range (causal limit, sliding window, cache length), and the products, the scaling and the
+ * softmax run over that range alone, with the table's vector loops; a key mask takes the general
+ * per-key path. */
 static void dec_block(const eft__kernels *kt, const dec_ctx *x, int64_t i, int kvh, int64_t j0, int64_t n, float *pg,
                       float *s, int64_t lds) {
     const eft__attn_params *p = x->p;
@@ -411,35 +419,54 @@ static void dec_block(const eft__kernels *kt, const dec_ctx *x, int64_t i, int k
         memset(pg + r * PS, 0, sizeof(float) * (size_t)hs);
         pg[r * PS + hs] = -INFINITY, pg[r * PS + hs + 1] = 0;
     }
-    if (n <= 0) return;
+    int64_t lo = 0, hi = n;
+    if (!p->key_mask) {
+        int64_t vlo, vhi;
+        visible_range(p, kvlen, i, &vlo, &vhi);
+        lo = vlo > j0 ? vlo - j0 : 0;
+        hi = vhi - j0 < n ? vhi - j0 : n;
+    }
+    if (hi <= lo) return;
+    const int64_t nn = hi - lo, jl = j0 + lo;
+    const int64_t kh = kv->ld_head > 0 ? kv->ld_head : hs, vh = vv->ld_head > 0 ? vv->ld_head : hs;
+    const int64_t ksh = kv->ld_scale_head > 0 ? kv->ld_scale_head : 1, vsh = vv->ld_scale_head > 0 ? vv->ld_scale_head : 1;
     kt->attn_dec_qk(s, lds, x->q + i * p->ldq + (int64_t)kvh * g * hs, hs, g,
-                    (const char *)kv->data + (size_t)(j0 * kv->ld + (int64_t)kvh * hs) * kv_elem_size(kv->dtype),
-                    kv->dtype, kv->ld, n, hs);
+                    (const char *)kv->data + (size_t)(jl * kv->ld + kvh * kh) * kv_elem_size(kv->dtype),
+                    kv->dtype, kv->ld, nn, hs);
     for (int r = 0; r < g; r++) {
         float *row = s + r * lds, mx = -INFINITY;
-        for (int64_t jj = 0; jj < n; jj++) {
-            float sc = -INFINITY;
-            if (visible(p, kvlen, i, j0 + jj)) {
-                sc = row[jj];
-                if (kv->dtype == EFT_DTYPE_I8) sc *= kv->scale[(j0 + jj) * kv->ld_scale + kvh];
-                sc *= p->scale;
-                if (p->softcap > 0) sc = p->softcap * tanhf(sc / p->softcap);
+        if (!p->key_mask) {
+            if (kv->dtype == EFT_DTYPE_I8)
+                for (int64_t jj = 0; jj < nn; jj++) row[jj] *= kv->scale[(jl + jj) * kv->ld_scale + kvh * ksh];
+            kt->scale_f32(row, p->scale, nn);
+            if (p->softcap > 0)
+                for (int64_t jj = 0; jj < nn; jj++) row[jj] = p->softcap * tanhf(row[jj] / p->softcap);
+            mx = kt->max_f32(row, nn);
+        } else {
+            for (int64_t jj = 0; jj < nn; jj++) {
+                float sc = -INFINITY;
+                if (visible(p, kvlen, i, jl + jj)) {
+                    sc = row[jj];
+                    if (kv->dtype == EFT_DTYPE_I8) sc *= kv->scale[(jl + jj) * kv->ld_scale + kvh * ksh];
+                    sc *= p->scale;
+                    if (p->softcap > 0) sc = p->softcap * tanhf(sc / p->softcap);
+                }
+                row[jj] = sc;
+                mx = sc > mx ? sc : mx;
             }
-            row[jj] = sc;
-            mx = sc > mx ? sc : mx;
         }
         if (mx == -INFINITY) {
-            memset(row, 0, sizeof(float) * (size_t)n); /* nothing visible here: adds nothing */
+            memset(row, 0, sizeof(float) * (size_t)nn); /* nothing visible here: adds nothing */
             continue;
         }
         pg[r * PS + hs] = mx;
-        pg[r * PS + hs + 1] = kt->exp_sub_sum(row, n, mx);
+        pg[r * PS + hs + 1] = kt->exp_sub_sum(row, nn, mx);
         if (vv->dtype == EFT_DTYPE_I8)
-            for (int64_t jj = 0; jj < n; jj++) row[jj] *= vv->scale[(j0 + jj) * vv->ld_scale + kvh];
+            for (int64_t jj = 0; jj < nn; jj++) row[jj] *= vv->scale[(jl + jj) * vv->ld_scale + kvh * vsh];
     }
     kt->attn_dec_pv(pg, PS, s, lds, g,
-                    (const char *)vv->data + (size_t)(j0 * vv->ld + (int64_t)kvh * hs) * kv_elem_size(vv->dtype),
-                    vv->dtype, vv->ld, n, hs);
+                    (const char *)vv->data + (size_t)(jl * vv->ld + kvh * vh) * kv_elem_size(vv->dtype),
+                    vv->dtype, vv->ld, nn, hs);
 }
 
 /* Flash-decoding. Each worker takes a slice of the keys (whole 16-key blocks) for every query row
@@ -465,6 +492,17 @@ static void dec_flash_task(void *arg, int ith, int nth) {
 
 /* out[i, h] from nparts partials (o, max, sum) of row i, head h, PS floats apart per head. */
 static void dec_merge(float *o, const float *const *parts, int nparts, int hs) {
+    if (nparts == 1) {
+        /* Its own weight is exp(0) = 1: the same values as the general loop, without it. */
+        const float *pt = parts[0];
+        if (pt[hs] == -INFINITY) {
+            memset(o, 0, sizeof(float) * (size_t)hs);
+            return;
+        }
+        const float inv = 1.0f / pt[hs + 1];
+        for (int e = 0; e < hs; e++) o[e] = pt[e] * inv;
+        return;
+    }
     float mx = -INFINITY, l = 0;
     for (int t = 0; t < nparts; t++) mx = parts[t][hs] > mx ? parts[t][hs] : mx;
     memset(o, 0, sizeof(float) * (size_t)hs);

@@ -465,6 +465,10 @@ typedef struct eft__attn_params {
     int64_t t, tk;       /* query rows, key rows */
     int nh, nkv, hs;     /* heads, key/value heads (nh % nkv == 0), head size */
     int64_t ldq, ldk, ldv, ldo; /* row strides in floats */
+    /* Floats from key/value head h's part of a row to head h+1's; 0: hs (heads side by side in
+     * each row, as above). A cache laid out head by head ([NKV][Tk][HS]) has ldk = HS and
+     * ldkh = Tk_max HS. */
+    int64_t ldkh, ldvh;
     int64_t q_pos0;      /* absolute position of query 0 (tk - t for a causal prefill chunk) */
     float scale;         /* usually 1/sqrt(hs) */
     bool causal;         /* key j visible to query i only when j <= q_pos0 + i */
@@ -492,13 +496,17 @@ void eft__attention_ref(float *out, const float *q, const float *k, const float 
  * (1-8 tokens per sequence) against a long cache, so the cost is reading the cache once.
  * ------------------------------------------------------------------------------------------- */
 
-/* One of K or V in the cache: rows [Tk] of NKV heads x HS, ld elements apart. */
+/* One of K or V in the cache: element e of key j's head h at data + j ld + h ld_head + e (in
+ * elements), its int8 scale at scale[j ld_scale + h ld_scale_head]. ld_head 0 means HS and
+ * ld_scale_head 0 means 1: rows [Tk] of NKV heads x HS side by side. The decoder's cache is head
+ * by head instead ([NKV][ctx][HS], ld = HS, ld_head = ctx HS), so one head's keys are one stream. */
 typedef struct eft__kv_view {
     eft_dtype dtype;     /* EFT_DTYPE_F32, EFT_DTYPE_F16 or EFT_DTYPE_I8 */
     const void *data;
-    int64_t ld;          /* row stride in elements */
-    const float *scale;  /* I8 only: [Tk][NKV] symmetric scales, ld_scale floats per row */
+    int64_t ld;          /* key stride in elements */
+    const float *scale;  /* I8 only: symmetric scales */
     int64_t ld_scale;
+    int64_t ld_head, ld_scale_head;
 } eft__kv_view;
 
 /* Quantises one head's row x[HS] for an int8 cache: returns the scale (max|x| / 127). */
