@@ -5,12 +5,8 @@
 set -u
 EFT=$1
 SRC=$2
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; }
+# shellcheck source=lib.sh
+. "$SRC/tests/e2e/lib.sh"
 MODEL="$SRC/tests/fixtures/models/llama"
 
 # row_positive FILE NAME: the row of weight type NAME has a prefill and two decode figures > 0.
@@ -51,5 +47,4 @@ else
   ok "missing model refused"
 fi
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+e2e_finish

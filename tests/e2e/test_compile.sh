@@ -8,15 +8,11 @@
 set -u
 EFT=$1
 SRC=$2
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
+# shellcheck source=lib.sh
+. "$SRC/tests/e2e/lib.sh"
 export EFT_CACHE_DIR=$TMP/cache
 export HOME=$TMP/home
 unset XDG_CACHE_HOME
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; }
 TEXTS=("hello world" "a compiled program" "x")
 
 # same A B: two JSON embedding outputs hold the same numbers (max abs difference <= tol).
@@ -211,5 +207,4 @@ gen "$LM" --weight-dtype int4 >"$TMP/g3.txt"
 cmp -s "$TMP/g1.txt" "$TMP/g3.txt" && grep -q "compiling again" "$TMP/generr" && ok "lm cache: a corrupt program is a miss" ||
   bad "lm cache: corrupt: $(tail -c 300 "$TMP/generr")"
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+e2e_finish

@@ -8,13 +8,9 @@
 set -u
 EFT=$1
 SRC=$2
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
+# shellcheck source=lib.sh
+. "$SRC/tests/e2e/lib.sh"
 export EFT_CACHE_DIR=$TMP/cache # compiled programs go to a scratch cache, not the user's
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; }
 
 # compare NAME MODEL REF [KEY [EFT-OPTIONS...]]: embeds every case text of REF and compares with
 # case{i}.KEY (default embedding).
@@ -189,5 +185,4 @@ done
 "$EFT" embed "$SRC/tests/fixtures/models/llama" "x" >/dev/null 2>"$TMP/err"
 [ $? -eq 1 ] && grep -qi "llama" "$TMP/err" && ok "decoder refused" || bad "decoder refused: $(head -c 200 "$TMP/err")"
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+e2e_finish

@@ -7,12 +7,8 @@
 set -u
 EFT=$1
 SRC=$2
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; }
+# shellcheck source=lib.sh
+. "$SRC/tests/e2e/lib.sh"
 
 # ref_dump REF DIR: writes DIR/text{i} (the prompt strings, exact bytes) and DIR/greedy{i} (the
 # 32 reference ids, space-separated) from a reference file, with the standard library only.
@@ -120,5 +116,4 @@ if [ -f "$SMOL" ]; then
     bad "SmolLM2 --chat: rc=$rc"
 fi
 
-echo "$pass passed, $fail failed"
-[ $fail -eq 0 ]
+e2e_finish

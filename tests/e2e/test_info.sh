@@ -5,12 +5,8 @@
 set -u
 EFT=$1
 SRC=$2
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; }
+# shellcheck source=lib.sh
+. "$SRC/tests/e2e/lib.sh"
 
 # expect_info NAME PATH PATTERN...: exit 0 and each pattern found in the --json output
 expect_info() {
@@ -93,5 +89,4 @@ fi
 printf 'GGUF\003\000\000\000' >"$TMP/short.gguf"
 expect_error "truncated gguf" "$TMP/short.gguf" "short.gguf"
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+e2e_finish

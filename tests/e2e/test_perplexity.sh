@@ -5,13 +5,9 @@
 set -u
 EFT=$1
 SRC=$2
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
+# shellcheck source=lib.sh
+. "$SRC/tests/e2e/lib.sh"
 export EFT_CACHE_DIR=$TMP/cache
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; }
 LM=$SRC/tests/fixtures/models/llama
 TEXT=$SRC/tests/fixtures/text/perplexity.txt
 
@@ -44,5 +40,4 @@ printf 'a' >"$TMP/short.txt"
 "$EFT" perplexity "$LM" --file "$TMP/short.txt" >/dev/null 2>"$TMP/err"
 [ $? -ne 0 ] && grep -q "at least 3" "$TMP/err" && ok "a text too short" || bad "short: $(head -c 200 "$TMP/err")"
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+e2e_finish

@@ -9,17 +9,14 @@
 set -u
 EFT=$1
 SRC=$2
-TMP=$(mktemp -d)
+# shellcheck source=lib.sh
+. "$SRC/tests/e2e/lib.sh"
 PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
   rm -rf "$TMP"
 }
 trap cleanup EXIT
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; }
 command -v curl >/dev/null || { echo "skip: curl is not installed"; exit 0; }
 if "$EFT" serve --help 2>&1 | grep -q "without libmicrohttpd"; then echo "skip: built without libmicrohttpd"; exit 0; fi
 
@@ -521,5 +518,4 @@ rc=$?
 [ $rc -eq 1 ] && grep -q "no-such-model" "$TMP/nomodel.err" && ok "unloadable model: exit 1 with its name" \
   || bad "unloadable model: exit $rc $(head -c 200 "$TMP/nomodel.err")"
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+e2e_finish

@@ -7,12 +7,8 @@ set -u
 EFT=$1
 SRC=$2
 CHAT=$SRC/tests/fixtures/chat
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; }
+# shellcheck source=lib.sh
+. "$SRC/tests/e2e/lib.sh"
 
 printf '%s' '[{"role": "system", "content": "You are a helpful assistant."}, {"role": "user", "content": "What is the capital of France?"}]' >"$TMP/sys_user.json"
 
@@ -89,5 +85,4 @@ else
   echo "skip SmolLM2 (not fetched)"
 fi
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+e2e_finish

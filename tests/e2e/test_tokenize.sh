@@ -5,12 +5,8 @@
 set -u
 EFT=$1
 SRC=$2
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; }
+# shellcheck source=lib.sh
+. "$SRC/tests/e2e/lib.sh"
 expect() { # NAME EXPECTED CMD...
   local name=$1 want=$2; shift 2
   local got
@@ -65,5 +61,4 @@ printf '{"model": {"type": "Frobnicate"}}' >"$TMP/tokenizer.json"
 [ $? -eq 1 ] && grep -q Frobnicate "$TMP/err" && ok "unsupported model named" || bad "unsupported model named: $(head -c 200 "$TMP/err")"
 printf '\xff\xfe bad utf-8' | "$EFT" tokenize "$BERT" >/dev/null 2>"$TMP/err" && ok "invalid utf-8 input" || bad "invalid utf-8 input: $(head -c 200 "$TMP/err")"
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+e2e_finish
