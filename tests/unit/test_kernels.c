@@ -878,6 +878,10 @@ static void test_attention_decode(void) {
         p.ldk = p.ldv = kw;
         p.scale = 1.0f / sqrtf((float)p.hs);
         p.softcap = it % 4 == 3 ? 5.0f : 0.0f; /* Gemma 2's soft-capping in decode too */
+        /* Some cases mask keys (the per-key path; without a mask the kernels take one range). */
+        uint8_t *km = eft__malloc((size_t)p.tk);
+        for (int64_t j = 0; j < p.tk; j++) km[j] = (rnd_u32() % 5) != 0;
+        if (it % 5 == 2) p.key_mask = km;
         eft_dtype dt = types[it % 3];
         float *q = eft__malloc(sizeof(float) * p.t * p.ldq), *kf = eft__malloc(sizeof(float) * p.tk * kw);
         float *vf = eft__malloc(sizeof(float) * p.tk * kw), *o = eft__malloc(sizeof(float) * p.t * p.ldo);
@@ -969,7 +973,7 @@ static void test_attention_decode(void) {
         }
         eft__free(work);
         eft__free(q); eft__free(kf); eft__free(vf); eft__free(o); eft__free(r);
-        eft__free(kc); eft__free(vc); eft__free(ks); eft__free(vs);
+        eft__free(kc); eft__free(vc); eft__free(ks); eft__free(vs); eft__free(km);
     }
     eft__threadpool_free(tp);
 }
