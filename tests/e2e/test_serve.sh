@@ -451,11 +451,13 @@ else
 fi
 
 # ---- queue full: 429 while the only place is taken -------------------------------------------
-if start queue --model "$LLAMA" --ctx-len 128 --max-queue 1; then
+# The first stream must still be generating when the second request comes: this model writes
+# 100 tokens in about 5 ms, so it asks for 8,000 (about 0.8 s).
+if start queue --model "$LLAMA" --ctx-len 8192 --max-queue 1; then
   python3 - "$PORT" <<'PY' && ok "queue full -> 429 with an error body; the first stream completes" || bad "queue full"
 import json, socket, sys, urllib.error, urllib.request
 port = int(sys.argv[1])
-body = json.dumps({"prompt": "Hello world", "max_tokens": 100, "stream": True, "temperature": 0,
+body = json.dumps({"prompt": "Hello world", "max_tokens": 8000, "stream": True, "temperature": 0,
                    "ignore_eos": True}).encode()
 s = socket.create_connection(("127.0.0.1", port))
 s.send(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nConnection: close\r\n"
