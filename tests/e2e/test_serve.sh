@@ -418,22 +418,8 @@ PY
   [ "$CODE" = 200 ] && ok "generation after dropped streams" || bad "after dropped streams: $CODE"
   # (Whether those streams ended "cancelled" is checked below with generations long enough to
   # outlast the hang-up: this model writes 60 tokens in a few milliseconds.)
-  # SIGTERM during a stream: the stream still ends with [DONE], new connections are refused, exit 0.
-  curl -s -N -o "$TMP/sse2" "$BASE/v1/completions" -H 'Content-Type: application/json' \
-    -d '{"prompt":"Hello","max_tokens":120,"stream":true,"temperature":0}' &
-  cpid=$!
-  # SIGTERM once the stream has begun: a fixed sleep raced curl's connect on a loaded machine,
-  # and a signal before the request arrives tests nothing but a refused connection.
-  for _ in $(seq 500); do [ -s "$TMP/sse2" ] && break; sleep 0.01; done
   kill -TERM "$SPID"
-  wait "$cpid"
-  sleep 0.2
-  refused=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$BASE/health")
   wait "$SPID"
-  rc=$?
-  [ $rc -eq 0 ] && tail -c 20 "$TMP/sse2" | grep -q 'data: \[DONE\]' && [ "$refused" = 000 ] \
-    && ok "SIGTERM mid-stream: stream finished, new connections refused, exit 0" \
-    || bad "SIGTERM mid-stream: exit $rc, refused=$refused, tail $(tail -c 80 "$TMP/sse2")"
 fi
 
 # ---- a compiled program's plan: its num_cores and context are the server's defaults -----------
@@ -524,8 +510,26 @@ r = json.loads(urllib.request.urlopen(urllib.request.Request(base + "/v1/complet
         json.dumps({"prompt": "Hi", "max_tokens": 3}).encode())).read())
 sys.exit(0 if r["choices"][0]["finish_reason"] in ("stop", "length") else 1)
 PY
+  BASE=http://127.0.0.1:$PORT
+  # SIGTERM during a stream: the stream still ends with [DONE], new connections are refused, exit 0.
+  # 8,000 tokens take this model about 0.8 s, so the signal lands mid-stream.
+  curl -s -N -o "$TMP/sse2" "$BASE/v1/completions" -H 'Content-Type: application/json' \
+    -d '{"prompt":"Hello","max_tokens":8000,"ignore_eos":true,"stream":true,"temperature":0}' &
+  cpid=$!
+  # SIGTERM once the stream has begun: a fixed sleep raced curl's connect on a loaded machine,
+  # and a signal before the request arrives tests nothing but a refused connection.
+  for _ in $(seq 500); do [ -s "$TMP/sse2" ] && break; sleep 0.01; done
   kill -TERM "$SPID"
+  wait "$cpid"
+  sleep 0.2
+  refused=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$BASE/health")
   wait "$SPID"
+  rc=$?
+  # The stream runs to its 8,000 tokens ("length"), not cut off at the signal.
+  [ $rc -eq 0 ] && tail -c 20 "$TMP/sse2" | grep -q 'data: \[DONE\]' && [ "$refused" = 000 ] &&
+    grep -q '"finish_reason":"length"' "$TMP/sse2" \
+    && ok "SIGTERM mid-stream: stream finished, new connections refused, exit 0" \
+    || bad "SIGTERM mid-stream: exit $rc, refused=$refused, tail $(tail -c 80 "$TMP/sse2")"
 fi
 
 # A model that cannot be loaded: a message naming it and exit 1, not a server without a model.
