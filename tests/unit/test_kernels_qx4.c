@@ -116,7 +116,7 @@ static void check_shape(eft__threadpool *tp, eft_dtype t, int64_t m, int64_t n, 
     for (int64_t j = 0; j < n; j++) bias[j] = rnd_f(-1, 1);
     eft__block_q8_x4a *qa = malloc(sizeof(eft__block_q8_x4a) * (size_t)(m * nb));
     const eft__kernels *scalar = eft__kernels_for(EFT__ISA_SCALAR);
-    for (int64_t i = 0; i < m; i++) scalar->quantize_row_q8_x4a(qa + i * nb, a + i * k, k, NULL);
+    for (int64_t i = 0; i < m; i++) scalar->quantize_row_q8_x4a(qa + i * nb, a + i * k, k);
     double *ref = malloc(sizeof(double) * (size_t)(m * n)), *mag = malloc(sizeof(double) * (size_t)(m * n));
     float *c = malloc(sizeof(float) * (size_t)(m * ldc));
     void *work = malloc(eft__qx4_work_size(m, k));
@@ -315,17 +315,17 @@ static void test_close_to_f32(void) {
     }
 }
 
-/* Every table quantises to the same bits, residuals included (in place too), with the quants
- * where the kernels read them and the int8 quantiser's integers. */
+/* Every table quantises to the same bits, with the quants where the kernels read them and the
+ * int8 quantiser's integers. */
 static void test_quantise(void) {
     const int64_t k = 96, nb = k / EFT__QK;
-    float x[96], r0[96], r1[96], xin[96];
+    float x[96];
     for (int e = 0; e < k; e++) x[e] = rnd_f(-3, 3) * (e % 9 == 0 ? 40.0f : 1.0f);
     for (int e = 64; e < 96; e++) x[e] = 0; /* an all-zero block: d = 0 */
     eft__block_q8_x4a q0[3], q1[3];
     eft__block_q8_a plain[3];
     const eft__kernels *sc = eft__kernels_for(EFT__ISA_SCALAR);
-    sc->quantize_row_q8_x4a(q0, x, k, r0);
+    sc->quantize_row_q8_x4a(q0, x, k);
     sc->quantize_row_q8_a(plain, x, k);
     for (int64_t b = 0; b < nb; b++) {
         int bad = 0;
@@ -336,13 +336,59 @@ static void test_quantise(void) {
         }
         CHECK_MSG(bad == 0 && q0[b].d == plain[b].d && q0[b].ds == plain[b].d * (float)plain[b].sum, "block %lld", (long long)b);
     }
-    for (int e = 0; e < k; e++) CHECK(fabsf(r0[e]) <= q0[e / EFT__QK].d * 0.5f * (1 + 1e-6f) + 1e-30f);
     for (int ti = 0; ti < g_ntables; ti++) {
-        g_tables[ti]->quantize_row_q8_x4a(q1, x, k, r1);
-        CHECK(memcmp(q0, q1, sizeof q0) == 0 && memcmp(r0, r1, sizeof r0) == 0);
-        memcpy(xin, x, sizeof x);
-        g_tables[ti]->quantize_row_q8_x4a(q1, xin, k, xin);
-        CHECK(memcmp(q0, q1, sizeof q0) == 0 && memcmp(r0, xin, sizeof r0) == 0);
+        g_tables[ti]->quantize_row_q8_x4a(q1, x, k);
+        CHECK(memcmp(q0, q1, sizeof q0) == 0);
+    }
+}
+
+/* Three planes: plane 1 is the int8 quantiser's, the planes rebuild x to within d 2^-16 (d 2^-15
+ * where a level is held at 127), plane 1's d and ds are as kernels.h says, and every table writes
+ * the same bits. Blocks of random values, of very different sizes, of ties (x / d = n + 1/2 holds
+ * the second level at 127), and of zeros. */
+static void test_quantise_x3(void) {
+    enum { NB = 8, K = NB * EFT__QK, LD = NB + 1 };
+    float x[K];
+    for (int e = 0; e < K; e++) x[e] = rnd_f(-3, 3) * (e % 9 == 0 ? 40.0f : 1.0f);
+    for (int e = 32; e < 64; e++) x[e] *= 1e-6f;
+    for (int e = 64; e < 96; e++) x[e] = (float)rnd_i(-126, 126) + 0.5f; /* d = 1: ties */
+    x[64] = 127.0f;
+    for (int e = 96; e < 128; e++) x[e] = 0;
+    for (int e = 128; e < 160; e++) x[e] = rnd_f(-1, 1) * 3e5f;
+    const eft__kernels *sc = eft__kernels_for(EFT__ISA_SCALAR);
+    eft__block_q8_x4a q0[3 * LD], q1[3 * LD], plain[NB];
+    memset(q0, 0x5a, sizeof q0);
+    sc->quantize_row_q8_x4a_x3(q0, x, K, LD);
+    sc->quantize_row_q8_x4a(plain, x, K);
+    int held = 0;
+    for (int b = 0; b < NB; b++) {
+        const float d = plain[b].d;
+        int64_t sum = 0;
+        int bad = 0;
+        for (int e = 0; e < EFT__QK; e++) {
+            int l1 = a_quant(&q0[b], e), l2 = a_quant(&q0[LD + b], e), l3 = a_quant(&q0[2 * LD + b], e);
+            bad += l1 != a_quant(&plain[b], e) || l2 < -127 || l3 < -127;
+            held += l2 == 127 || l2 == -127 || l3 == 127 || l3 == -127;
+            sum += (int64_t)l1 * 32768 + l2 * 128 + l3;
+            double back = (double)d * (l1 + l2 / 256.0 + l3 / 32768.0), err = fabs(back - x[b * EFT__QK + e]);
+            bool near_tie = fabs(fabs((double)x[b * EFT__QK + e] / d - floor((double)x[b * EFT__QK + e] / d)) - 0.5) < 1.0 / 256;
+            if (!(err <= d * (near_tie ? 1.0 / 32768 : 1.0 / 65536) * (1 + 1e-6) + 1e-30)) bad++;
+        }
+        CHECK_MSG(bad == 0, "block %d: %d levels wrong or too far from x", b, bad);
+        CHECK(q0[b].d == d * (1.0f / 32768) && q0[b].ds == q0[b].d * (float)sum);
+        CHECK(q0[LD + b].d == 0 && q0[LD + b].ds == 0 && q0[2 * LD + b].d == 0 && q0[2 * LD + b].ds == 0);
+    }
+    CHECK_MSG(held > 0, "no tie held a level at 127");
+    /* The blocks between the planes (LD > NB) are not written. */
+    for (int p = 0; p < 3; p++) {
+        eft__block_q8_x4a pad;
+        memset(&pad, 0x5a, sizeof pad);
+        CHECK(memcmp(&q0[p * LD + NB], &pad, sizeof pad) == 0);
+    }
+    for (int ti = 0; ti < g_ntables; ti++) {
+        memset(q1, 0x5a, sizeof q1);
+        g_tables[ti]->quantize_row_q8_x4a_x3(q1, x, K, LD);
+        CHECK_MSG(memcmp(q0, q1, sizeof q0) == 0, "%s", eft__isa_name(g_tables[ti]->isa));
     }
 }
 
@@ -364,6 +410,7 @@ int main(void) {
         if (eft__kernels_for((eft__isa)i)) g_tables[g_ntables++] = eft__kernels_for((eft__isa)i);
     RUN(test_pack);
     RUN(test_quantise);
+    RUN(test_quantise_x3);
     RUN(test_gemm);
     RUN(test_multi);
     RUN(test_f32_planes);

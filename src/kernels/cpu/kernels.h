@@ -178,16 +178,24 @@ typedef struct eft__kernels {
                        size_t row_bytes, int64_t nrows, int64_t k, const float *bias);
     void (*gqpanel_f32)(float *wp, eft_dtype wtype, const void *w, size_t row_bytes, int nr, int64_t k0, int64_t kc);
     /* Four-row interleaved weights (qx4.c) times int8 activations: for each of ngroups groups of
-     * four rows and each of the m output rows, c[i * ldc + 4 g + r] = the sum over the planes
-     * (1 or 3) activation rows i * planes .. i * planes + planes - 1 (a, lda blocks apart) and the
-     * nb blocks of the integer dot scaled by both blocks' scales (+ bias), written for rows
-     * 4 g + r < nrows only. wtype is the source type: Q4_0, Q4_1 or Q8_0. Three planes are one f32
-     * row split into int8 parts (eft__qx4_gemm_f32). */
+     * four rows and each of the m output rows, c[i * ldc + 4 g + r] (+ bias), written for rows
+     * 4 g + r < nrows only. wtype is the source type: Q4_0, Q4_1 or Q8_0.
+     * planes 1: activation row i is a + i * lda (nb blocks); the sum over blocks of the integer dot
+     * scaled by both blocks' scales.
+     * planes 3: activation row i is three planes at a + 3 i lda, + lda, + 2 lda, written by
+     * quantize_row_q8_x4a_x3; per block the integer dot with q1 2^15 + q2 2^7 + q3, scaled by the
+     * weights' scale and plane 1's d (which already carries the 2^-15). */
     void (*qx4_gemv)(float *c, int64_t ldc, const eft__block_q8_x4a *a, int64_t lda, int m, int planes, eft_dtype wtype,
                      const void *w, int64_t ngroups, int64_t nb, int64_t nrows, const float *bias);
-    /* Quantises one row of n (a multiple of 32) activations into n/32 eft__block_q8_x4a; resid
-     * (NULL: not wanted) receives x - d q per element, what the next plane quantises. */
-    void (*quantize_row_q8_x4a)(eft__block_q8_x4a *out, const float *x, int64_t n, float *resid);
+    /* Quantises one row of n (a multiple of 32) activations into n/32 eft__block_q8_x4a. */
+    void (*quantize_row_q8_x4a)(eft__block_q8_x4a *out, const float *x, int64_t n);
+    /* The same row to f32 precision as three planes of n/32 blocks, plane p at out + p ld: per block
+     * of largest |x| = 127 d, x = d (q1 + 2^-8 q2 + 2^-15 q3) to within d 2^-16 (d 2^-15 where a
+     * level that would round to +-128 is held at +-127, which is rare). q1 is quantize_row_q8_x4a's;
+     * q2 and q3 quantise what the planes before them left, at fixed scales 2^-8 and 2^-15 of plane
+     * 1's, so the kernel can add the three integer dots before one conversion. Plane 1 holds 2^-15 d as its d and 2^-15 d sum(q1 2^15 + q2 2^7 + q3) as its ds;
+     * planes 2 and 3 hold 0 in both. Bit-identical on every table. */
+    void (*quantize_row_q8_x4a_x3)(eft__block_q8_x4a *out, const float *x, int64_t n, int64_t ld);
     /* Decode attention's inner loops for one KV head and the g query heads that share it
      * (eft__attention_decode): each key and value row is read once for all g queries. Cache rows
      * hold hs elements of type kt / vt: EFT_DTYPE_F32, F16, or I8 (the int8 values themselves; the
@@ -414,11 +422,12 @@ bool eft__qx4_gemm_multi(const eft__kernels *kt, eft__threadpool *tp, const floa
                          int64_t k, const eft__qx4_job *jobs, int njobs, void *work);
 
 /* The same products with the activations kept to f32 precision: each block of a is split into
- * three int8 planes, x = d1 q1 + d2 q2 + d3 q3, each plane quantising what the ones before left
- * (|x - sum| <= 2^-22 of the block's largest |x|, about f32's own rounding of a block's dot), and
- * the integer kernel runs over the three, weights decoded once for all of them. What the decoder
- * runs for f32 activations at decode (up to EFT__QSTREAM_MAX_M rows): about half the
- * instructions per weight of widening each weight to f32. work: eft__qx4_f32_work_size. */
+ * three int8 planes, x = d (q1 + 2^-8 q2 + 2^-15 q3) (quantize_row_q8_x4a_x3: |x - sum| <= about
+ * 2^-23 of the block's largest |x|, near f32's own rounding of a block's dot), and the integer kernel
+ * runs over the three, weights decoded once for all of them and the three integer dots added
+ * before one conversion. What the decoder runs for f32 activations at one-token decode steps:
+ * about half the instructions per weight of widening each weight to f32.
+ * work: eft__qx4_f32_work_size. */
 size_t eft__qx4_f32_work_size(int64_t m, int64_t k);
 bool eft__qx4_gemm_f32(const eft__kernels *kt, eft__threadpool *tp, float *c, int64_t ldc, const float *a,
                        int64_t lda, int64_t m, eft_dtype wtype, const void *w, int64_t n, int64_t k,

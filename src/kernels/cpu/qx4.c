@@ -138,7 +138,13 @@ void eft__qx4_dequantize_row(float *out, eft_dtype wtype, const void *x4, int64_
 /* Quant e (0..31) of an interleaved activation block: vector (e % 16) / 4, lane 0 (e < 16) or 4. */
 static inline int a_quant(const eft__block_q8_x4a *b, int e) { return b->qs[(e & 15) >> 2][(e < 16 ? 0 : 16) + (e & 3)]; }
 
-static void quantize_row_q8_x4a(eft__block_q8_x4a *out, const float *x, int64_t n, float *resid) {
+/* Block quants q[0..31] into the interleaved places the kernels read. */
+static void put_quants(eft__block_q8_x4a *b, const int8_t q[EFT__QK]) {
+    for (int v = 0; v < 4; v++)
+        for (int l = 0; l < 8; l++) memcpy(&b->qs[v][4 * l], q + (l < 4 ? 0 : 16) + 4 * v, 4);
+}
+
+static void quantize_row_q8_x4a(eft__block_q8_x4a *out, const float *x, int64_t n) {
     for (int64_t b = 0; b < n / EFT__QK; b++, x += EFT__QK) {
         float amax = 0;
         for (int i = 0; i < EFT__QK; i++) amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax;
@@ -150,44 +156,78 @@ static void quantize_row_q8_x4a(eft__block_q8_x4a *out, const float *x, int64_t 
             int v = (int)nearbyintf(x[i] * id);
             q[i] = (int8_t)v;
             sum += v;
-            if (resid) resid[b * EFT__QK + i] = x[i] - d * (float)v;
         }
-        for (int v = 0; v < 4; v++)
-            for (int l = 0; l < 8; l++) memcpy(&out[b].qs[v][4 * l], q + (l < 4 ? 0 : 16) + 4 * v, 4);
+        put_quants(&out[b], q);
         out[b].d = d;
         out[b].ds = d * (float)sum;
     }
 }
 
-/* The scalar reference: per block, the exact integer dot of each row with the activation quants,
- * then d_w d_a s, plus Q4_1's m_w d_a sum_a (Q4_0: -8 d_w d_a sum_a), summed in f32 over blocks. */
+/* v rounded half to even and held to [-127, 127], as the AVX2 version's conversion and clamp give
+ * it: there NaN and |v| >= 2^31 convert to INT_MIN, so they are -127 here too. */
+static inline int level127(float v) {
+    if (!(fabsf(v) < 2147483648.0f)) return -127;
+    int q = (int)nearbyintf(v);
+    return q > 127 ? 127 : q < -127 ? -127 : q;
+}
+
+/* The AVX2 version does the same operations in the same order: products and differences rounded
+ * separately (this file is built without FMA contraction), the scales' powers of two exact. */
+static void quantize_row_q8_x4a_x3(eft__block_q8_x4a *out, const float *x, int64_t n, int64_t ld) {
+    for (int64_t b = 0; b < n / EFT__QK; b++, x += EFT__QK) {
+        float amax = 0;
+        for (int i = 0; i < EFT__QK; i++) amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax;
+        const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f, d8 = d * (1.0f / 256);
+        int32_t sum = 0;
+        int8_t q[3][EFT__QK];
+        for (int i = 0; i < EFT__QK; i++) {
+            int q1 = (int)nearbyintf(x[i] * id);
+            float r1 = x[i] - d * (float)q1;
+            int q2 = level127((r1 * id) * 256.0f);
+            float r2 = r1 - d8 * (float)q2;
+            int q3 = level127((r2 * id) * 32768.0f);
+            q[0][i] = (int8_t)q1, q[1][i] = (int8_t)q2, q[2][i] = (int8_t)q3;
+            sum += q1 * 32768 + q2 * 128 + q3;
+        }
+        for (int p = 0; p < 3; p++) {
+            put_quants(&out[p * ld + b], q[p]);
+            out[p * ld + b].d = out[p * ld + b].ds = 0;
+        }
+        out[b].d = d * (1.0f / 32768);
+        out[b].ds = out[b].d * (float)sum;
+    }
+}
+
+/* The scalar reference: per block, the exact integer dot of each row with the activation quants
+ * (three planes: with q1 2^15 + q2 2^7 + q3), then d_w d_a s, plus Q4_1's m_w d_a sum_a (Q4_0:
+ * -8 d_w d_a sum_a), summed in f32 over blocks. */
 static void qx4_gemv(float *c, int64_t ldc, const eft__block_q8_x4a *a, int64_t lda, int m, int planes, eft_dtype wtype,
                      const void *w, int64_t ngroups, int64_t nb, int64_t nrows, const float *bias) {
     const size_t bb = x4_block_bytes(wtype);
-    if (bb == 0) return;
+    if (bb == 0 || (planes != 1 && planes != 3)) return;
     for (int64_t g = 0; g < ngroups; g++)
         for (int i = 0; i < m; i++) {
-            float sum[4] = {0, 0, 0, 0};
-            for (int pl = 0; pl < planes; pl++) {
             float acc[4] = {0, 0, 0, 0};
             for (int64_t b = 0; b < nb; b++) {
                 const uint8_t *blk = (const uint8_t *)w + ((size_t)g * (size_t)nb + (size_t)b) * bb;
-                const eft__block_q8_x4a *ab = &a[((int64_t)i * planes + pl) * lda + b];
+                const eft__block_q8_x4a *ab = &a[(int64_t)i * planes * lda + b];
                 const eft__half *dh = (const eft__half *)blk;
                 for (int r = 0; r < 4; r++) {
-                    int32_t s = 0;
-                    for (int e = 0; e < EFT__QK; e++) s += x4_quant(wtype, blk, r, e) * a_quant(ab, e);
+                    int64_t s = 0;
+                    for (int e = 0; e < EFT__QK; e++) {
+                        int aq = a_quant(ab, e);
+                        if (planes == 3) aq = aq * 32768 + a_quant(ab + lda, e) * 128 + a_quant(ab + 2 * lda, e);
+                        s += (int64_t)x4_quant(wtype, blk, r, e) * aq;
+                    }
                     float d = eft__f16_to_f32(dh[r]);
                     acc[r] += d * ab->d * (float)s;
                     if (wtype == EFT_DTYPE_Q4_1) acc[r] += eft__f16_to_f32(((const eft__block_q4_1x4 *)blk)->m[r]) * ab->ds;
                     else if (wtype == EFT_DTYPE_Q4_0) acc[r] += -8.0f * d * ab->ds;
                 }
             }
-            for (int r = 0; r < 4; r++) sum[r] += acc[r];
-            }
             for (int r = 0; r < 4; r++) {
                 int64_t j = 4 * g + r;
-                if (j < nrows) c[i * ldc + j] = bias ? sum[r] + bias[j] : sum[r];
+                if (j < nrows) c[i * ldc + j] = bias ? acc[r] + bias[j] : acc[r];
             }
         }
 }
@@ -195,6 +235,7 @@ static void qx4_gemv(float *c, int64_t ldc, const eft__block_q8_x4a *a, int64_t 
 void eft__kernels_fill_qx4_scalar(eft__kernels *k) {
     k->qx4_gemv = qx4_gemv;
     k->quantize_row_q8_x4a = quantize_row_q8_x4a;
+    k->quantize_row_q8_x4a_x3 = quantize_row_q8_x4a_x3;
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -208,7 +249,7 @@ size_t eft__qx4_work_size(int64_t m, int64_t k) {
 enum { F32_PLANES = 3 };
 
 size_t eft__qx4_f32_work_size(int64_t m, int64_t k) {
-    return F32_PLANES * eft__qx4_work_size(m, k) + sizeof(float) * (size_t)(k > 0 ? k : 0);
+    return F32_PLANES * eft__qx4_work_size(m, k);
 }
 
 /* Activation rows per kernel call: their quantised blocks (m x k/32 x 136 bytes) stay in L2 while
@@ -229,21 +270,16 @@ typedef struct qx4_ctx {
     eft__block_q8_x4a *qa;
     bool quantise;  /* the workers quantise a (else the caller did) */
     int planes;     /* 1: int8 activations; 3: f32 activations as three int8 planes */
-    float *resid;   /* planes 3, quantised by the caller: one row of k floats */
 } qx4_ctx;
 
-/* Row i of a as planes int8 rows (plane-major within the row): each plane quantises what the
- * planes before it left, so the planes sum to x up to the last plane's rounding. */
-static void quantise_row(const qx4_ctx *x, int64_t i, float *resid) {
+/* Row i of a as planes int8 rows (plane-major within the row). */
+static void quantise_rows(const qx4_ctx *x, int64_t r0, int64_t r1) {
     const int64_t nb = x->k / EFT__QK;
-    eft__block_q8_x4a *q = x->qa + i * x->planes * nb;
-    x->kt->quantize_row_q8_x4a(q, x->a + i * x->lda, x->k, x->planes > 1 ? resid : NULL);
-    /* In place: each block is read whole before its residual is written. */
-    for (int pl = 1; pl < x->planes; pl++) x->kt->quantize_row_q8_x4a(q + pl * nb, resid, x->k, pl + 1 < x->planes ? resid : NULL);
-}
-
-static void quantise_rows(const qx4_ctx *x, int64_t r0, int64_t r1, float *resid) {
-    for (int64_t i = r0; i < r1; i++) quantise_row(x, i, resid);
+    for (int64_t i = r0; i < r1; i++) {
+        eft__block_q8_x4a *q = x->qa + i * x->planes * nb;
+        if (x->planes == 3) x->kt->quantize_row_q8_x4a_x3(q, x->a + i * x->lda, x->k, nb);
+        else x->kt->quantize_row_q8_x4a(q, x->a + i * x->lda, x->k);
+    }
 }
 
 static void qx4_task(void *p, int ith, int nth) {
@@ -251,11 +287,8 @@ static void qx4_task(void *p, int ith, int nth) {
     const int64_t nb = x->k / EFT__QK;
     int64_t g0, g1;
     if (x->quantise) {
-        float resid[1024];
         eft__split_range(x->m, ith, nth, &g0, &g1);
-        /* Planes quantised by the workers take the residual in stack chunks: whole rows only up to
-         * 1024 floats, so longer rows quantise in the caller (see drive). */
-        quantise_rows(x, g0, g1, x->planes > 1 ? resid : NULL);
+        quantise_rows(x, g0, g1);
         if (x->tp) eft__threadpool_barrier(x->tp);
     }
     eft__split_range(x->groups, ith, nth, &g0, &g1);
@@ -286,12 +319,9 @@ static bool drive(const eft__kernels *kt, eft__threadpool *tp, const float *a, i
     if (m <= 0 || groups == 0) return true;
     if (!work) return false;
     bool pool = tp && eft__threadpool_size(tp) > 1;
-    /* The planes' residual row lives after the planes in work (eft__qx4_f32_work_size). */
-    float *resid = (float *)((eft__block_q8_x4a *)work + (size_t)planes * (size_t)m * (size_t)(k / EFT__QK));
-    qx4_ctx x = {kt ? kt : eft__kernels_get(), pool ? tp : NULL, a, lda, m, k, jobs, njobs, groups, work, false,
-                 planes, resid};
-    if (pool && m * k > QUANTISE_IN_CALLER && (planes == 1 || k <= 1024)) x.quantise = true;
-    else quantise_rows(&x, 0, m, resid);
+    qx4_ctx x = {kt ? kt : eft__kernels_get(), pool ? tp : NULL, a, lda, m, k, jobs, njobs, groups, work, false, planes};
+    if (pool && m * k > QUANTISE_IN_CALLER) x.quantise = true;
+    else quantise_rows(&x, 0, m);
     if (pool) eft__threadpool_run(tp, qx4_task, &x);
     else qx4_task(&x, 0, 1);
     return true;
