@@ -35,6 +35,20 @@ static inline const void *row_at(const void *base, int64_t j, int64_t ld, const 
     return (const char *)base + (size_t)(j * ld) * (T == KF16 ? 2 : T == KI8 ? 1 : 4);
 }
 
+/* Rows ahead that the first pass over a block's keys (qk's first query, pv's first columns)
+ * prefetches, whole rows at a time. pv reads a row's 64-byte lines in separate column passes, so
+ * from memory its first pass missed on every row; with this, 8 sequences x 30 layers x 128 f32
+ * keys went from 6.4 to 5.5 ms per step (median of six alternating rounds, 5 favour it). */
+enum { PF_ROWS = 16 };
+
+static inline __attribute__((always_inline)) void prefetch_rows(const void *row, int nrows, int64_t ld, int hs, const int T) {
+    const size_t es = T == KF16 ? 2 : T == KI8 ? 1 : 4, rb = (size_t)hs * es;
+    for (int u = 0; u < nrows; u++) {
+        const char *p = (const char *)row + (size_t)u * (size_t)ld * es;
+        for (size_t off = 0; off < rb; off += 64) __builtin_prefetch(p + off);
+    }
+}
+
 static inline float dot_tail(const float *q, const void *k, int e0, int hs, const int T) {
     float acc = 0;
     for (int e = e0; e < hs; e++) acc += q[e] * elem(k, e, T);
@@ -52,6 +66,7 @@ static inline __attribute__((always_inline)) void qk(float *s, int64_t lds, cons
             const void *k0 = row_at(k, j, ldk, T), *k1 = row_at(k, j + 1, ldk, T), *k2 = row_at(k, j + 2, ldk, T);
             const void *k3 = row_at(k, j + 3, ldk, T), *k4 = row_at(k, j + 4, ldk, T), *k5 = row_at(k, j + 5, ldk, T);
             const void *k6 = row_at(k, j + 6, ldk, T), *k7 = row_at(k, j + 7, ldk, T);
+            if (r == 0 && j + PF_ROWS + 8 <= n) prefetch_rows(row_at(k, j + PF_ROWS, ldk, T), 8, ldk, hs, T);
             __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
             __m256 a4 = _mm256_setzero_ps(), a5 = _mm256_setzero_ps(), a6 = _mm256_setzero_ps(), a7 = _mm256_setzero_ps();
             for (int e = 0; e < hv; e += 8) {
@@ -100,7 +115,7 @@ static void attn_dec_qk(float *s, int64_t lds, const float *q, int64_t ldq, int 
 /* G queries (1..8 at a time) over output columns [e0, e0 + 8 CV) of every value row. */
 static inline __attribute__((always_inline)) void pv_cols(float *o, int64_t ldo, const float *p, int64_t ldp, const int G,
                                                           const void *v, int64_t ldv, int64_t n, int e0, const int CV,
-                                                          const int T) {
+                                                          int hs, const int T) {
     __m256 acc[8][2];
 #pragma GCC unroll 8
     for (int r = 0; r < G; r++)
@@ -108,6 +123,7 @@ static inline __attribute__((always_inline)) void pv_cols(float *o, int64_t ldo,
         for (int c = 0; c < CV; c++) acc[r][c] = _mm256_loadu_ps(o + r * ldo + e0 + 8 * c);
     for (int64_t j = 0; j < n; j++) {
         const void *vj = row_at(v, j, ldv, T);
+        if (e0 == 0 && j + PF_ROWS < n) prefetch_rows(row_at(v, j + PF_ROWS, ldv, T), 1, ldv, hs, T);
         __m256 vv[2];
 #pragma GCC unroll 2
         for (int c = 0; c < CV; c++) vv[c] = load8(vj, e0 + 8 * c, T);
@@ -128,8 +144,8 @@ static inline __attribute__((always_inline)) void pv_cols(float *o, int64_t ldo,
     do {                                                                                                           \
         int e = 0;                                                                                                 \
         if ((G) <= 4)                                                                                              \
-            for (; e + 16 <= hv; e += 16) pv_cols(o, ldo, p, ldp, (G), v, ldv, n, e, 2, T);                        \
-        for (; e < hv; e += 8) pv_cols(o, ldo, p, ldp, (G), v, ldv, n, e, 1, T);                                   \
+            for (; e + 16 <= hv; e += 16) pv_cols(o, ldo, p, ldp, (G), v, ldv, n, e, 2, hs, T);                    \
+        for (; e < hv; e += 8) pv_cols(o, ldo, p, ldp, (G), v, ldv, n, e, 1, hs, T);                               \
     } while (0)
 
 static inline __attribute__((always_inline)) void pv(float *o, int64_t ldo, const float *p, int64_t ldp, int g,
