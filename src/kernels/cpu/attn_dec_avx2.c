@@ -55,50 +55,62 @@ static inline float dot_tail(const float *q, const void *k, int e0, int hs, cons
     return acc;
 }
 
+/* Queries r < g against keys j .. j + 7 into s[r * lds + j ..]. */
+static inline __attribute__((always_inline)) void qk_block8(float *s, int64_t lds, const float *q, int64_t ldq, int g,
+                                                            const void *k, int64_t ldk, int64_t j, int hs, const int T) {
+    const int hv = hs & ~7;
+    const void *k0 = row_at(k, j, ldk, T), *k1 = row_at(k, j + 1, ldk, T), *k2 = row_at(k, j + 2, ldk, T);
+    const void *k3 = row_at(k, j + 3, ldk, T), *k4 = row_at(k, j + 4, ldk, T), *k5 = row_at(k, j + 5, ldk, T);
+    const void *k6 = row_at(k, j + 6, ldk, T), *k7 = row_at(k, j + 7, ldk, T);
+    for (int r = 0; r < g; r++) {
+        const float *qr = q + r * ldq;
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+        __m256 a4 = _mm256_setzero_ps(), a5 = _mm256_setzero_ps(), a6 = _mm256_setzero_ps(), a7 = _mm256_setzero_ps();
+        for (int e = 0; e < hv; e += 8) {
+            const __m256 qv = _mm256_loadu_ps(qr + e);
+            a0 = _mm256_fmadd_ps(qv, load8(k0, e, T), a0);
+            a1 = _mm256_fmadd_ps(qv, load8(k1, e, T), a1);
+            a2 = _mm256_fmadd_ps(qv, load8(k2, e, T), a2);
+            a3 = _mm256_fmadd_ps(qv, load8(k3, e, T), a3);
+            a4 = _mm256_fmadd_ps(qv, load8(k4, e, T), a4);
+            a5 = _mm256_fmadd_ps(qv, load8(k5, e, T), a5);
+            a6 = _mm256_fmadd_ps(qv, load8(k6, e, T), a6);
+            a7 = _mm256_fmadd_ps(qv, load8(k7, e, T), a7);
+        }
+        /* hadd pairs: lanes [a0 a0 a1 a1 | a0 a0 a1 a1] ...; after two rounds each 128-bit half
+         * holds partial sums of keys 0-3 (u0) or 4-7 (u1); the halves then add across. */
+        __m256 t0 = _mm256_hadd_ps(a0, a1), t1 = _mm256_hadd_ps(a2, a3);
+        __m256 t2 = _mm256_hadd_ps(a4, a5), t3 = _mm256_hadd_ps(a6, a7);
+        __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
+        __m256 sum = _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
+        if (hv < hs) {
+            _Alignas(32) float t[8];
+            _mm256_store_ps(t, sum);
+            for (int u = 0; u < 8; u++) t[u] += dot_tail(qr, row_at(k, j + u, ldk, T), hv, hs, T);
+            sum = _mm256_load_ps(t);
+        }
+        _mm256_storeu_ps(s + r * lds + j, sum);
+    }
+}
+
+/* Eight keys at a time, every query over them before the next eight: the block's rows (2 KiB at
+ * head size 64) stay in L1 for the g queries. (The loops used to run the other way round, query
+ * by query over all the keys, which re-read a unit's keys from L2 once per query head.) */
 static inline __attribute__((always_inline)) void qk(float *s, int64_t lds, const float *q, int64_t ldq, int g,
                                                      const void *k, int64_t ldk, int64_t n, int hs, const int T) {
     const int hv = hs & ~7;
-    for (int r = 0; r < g; r++) {
-        const float *qr = q + r * ldq;
-        float *sr = s + r * lds;
-        int64_t j = 0;
-        for (; j + 8 <= n; j += 8) {
-            const void *k0 = row_at(k, j, ldk, T), *k1 = row_at(k, j + 1, ldk, T), *k2 = row_at(k, j + 2, ldk, T);
-            const void *k3 = row_at(k, j + 3, ldk, T), *k4 = row_at(k, j + 4, ldk, T), *k5 = row_at(k, j + 5, ldk, T);
-            const void *k6 = row_at(k, j + 6, ldk, T), *k7 = row_at(k, j + 7, ldk, T);
-            if (r == 0 && j + PF_ROWS + 8 <= n) prefetch_rows(row_at(k, j + PF_ROWS, ldk, T), 8, ldk, hs, T);
-            __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
-            __m256 a4 = _mm256_setzero_ps(), a5 = _mm256_setzero_ps(), a6 = _mm256_setzero_ps(), a7 = _mm256_setzero_ps();
-            for (int e = 0; e < hv; e += 8) {
-                const __m256 qv = _mm256_loadu_ps(qr + e);
-                a0 = _mm256_fmadd_ps(qv, load8(k0, e, T), a0);
-                a1 = _mm256_fmadd_ps(qv, load8(k1, e, T), a1);
-                a2 = _mm256_fmadd_ps(qv, load8(k2, e, T), a2);
-                a3 = _mm256_fmadd_ps(qv, load8(k3, e, T), a3);
-                a4 = _mm256_fmadd_ps(qv, load8(k4, e, T), a4);
-                a5 = _mm256_fmadd_ps(qv, load8(k5, e, T), a5);
-                a6 = _mm256_fmadd_ps(qv, load8(k6, e, T), a6);
-                a7 = _mm256_fmadd_ps(qv, load8(k7, e, T), a7);
-            }
-            /* hadd pairs: lanes [a0 a0 a1 a1 | a0 a0 a1 a1] ...; after two rounds each 128-bit half
-             * holds partial sums of keys 0-3 (u0) or 4-7 (u1); the halves then add across. */
-            __m256 t0 = _mm256_hadd_ps(a0, a1), t1 = _mm256_hadd_ps(a2, a3);
-            __m256 t2 = _mm256_hadd_ps(a4, a5), t3 = _mm256_hadd_ps(a6, a7);
-            __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
-            __m256 sum = _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
-            if (hv < hs) {
-                _Alignas(32) float t[8];
-                _mm256_store_ps(t, sum);
-                for (int u = 0; u < 8; u++) t[u] += dot_tail(qr, row_at(k, j + u, ldk, T), hv, hs, T);
-                sum = _mm256_load_ps(t);
-            }
-            _mm256_storeu_ps(sr + j, sum);
-        }
-        for (; j < n; j++) {
-            const void *kj = row_at(k, j, ldk, T);
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+        if (j + PF_ROWS + 8 <= n) prefetch_rows(row_at(k, j + PF_ROWS, ldk, T), 8, ldk, hs, T);
+        qk_block8(s, lds, q, ldq, g, k, ldk, j, hs, T);
+    }
+    for (; j < n; j++) {
+        const void *kj = row_at(k, j, ldk, T);
+        for (int r = 0; r < g; r++) {
+            const float *qr = q + r * ldq;
             __m256 a = _mm256_setzero_ps();
             for (int e = 0; e < hv; e += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(qr + e), load8(kj, e, T), a);
-            sr[j] = eft__hsum256(a) + dot_tail(qr, kj, hv, hs, T);
+            s[r * lds + j] = eft__hsum256(a) + dot_tail(qr, kj, hv, hs, T);
         }
     }
 }
@@ -162,9 +174,12 @@ static inline __attribute__((always_inline)) void pv(float *o, int64_t ldo, cons
         case 7: PV_G(7); break;
         default: PV_G(8); break;
         }
-        for (int r = 0; r < (g - r0 < 8 ? g - r0 : 8); r++)
-            for (int64_t j = 0; j < n; j++)
-                for (int e = hv; e < hs; e++) o[r * ldo + e] += p[r * ldp + j] * elem(row_at(v, j, ldv, T), e, T);
+        /* (Without the test GCC kept the loops over rows and keys for an empty range: a quarter
+         * of pv's instructions at head size 64.) */
+        if (hv < hs)
+            for (int r = 0; r < (g - r0 < 8 ? g - r0 : 8); r++)
+                for (int64_t j = 0; j < n; j++)
+                    for (int e = hv; e < hs; e++) o[r * ldo + e] += p[r * ldp + j] * elem(row_at(v, j, ldv, T), e, T);
     }
 }
 
