@@ -172,7 +172,7 @@ static inline int level127(float v) {
 }
 
 /* The AVX2 version does the same operations in the same order: products and differences rounded
- * separately (this file is built without FMA contraction), the scales' powers of two exact. */
+ * separately (this file is built without -mfma, so nothing fuses), the scales' powers of two exact. */
 static void quantize_row_q8_x4a_x3(eft__block_q8_x4a *out, const float *x, int64_t n, int64_t ld) {
     for (int64_t b = 0; b < n / EFT__QK; b++, x += EFT__QK) {
         float amax = 0;

@@ -161,8 +161,6 @@ static void qx4_gemv(float *c, int64_t ldc, const eft__block_q8_x4a *a, int64_t 
     }
 }
 
-/* As qx4.c's scalar quantiser, to the bit: the same scale, the same half-to-even rounding (the
- * default MXCSR), the residual as a separate multiply and subtract. */
 /* Four vectors of int32 levels as the interleaved bytes the GEMV reads: each vector's four-byte
  * group broadcast across its half. */
 static inline void put_levels(eft__block_q8_x4a *b, const __m256i q[4]) {
@@ -173,6 +171,8 @@ static inline void put_levels(eft__block_q8_x4a *b, const __m256i q[4]) {
     _mm256_storeu_si256((__m256i *)b->qs[3], _mm256_shuffle_epi32(p, 0xff));
 }
 
+/* As qx4.c's scalar quantiser, to the bit: the same scale, the same half-to-even rounding (the
+ * default MXCSR). */
 static void quantize_row_q8_x4a(eft__block_q8_x4a *out, const float *x, int64_t n) {
     for (int64_t b = 0; b < n / EFT__QK; b++, x += EFT__QK) {
         __m256 v[4];
