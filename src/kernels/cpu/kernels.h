@@ -193,8 +193,9 @@ typedef struct eft__kernels {
      * of largest |x| = 127 d, x = d (q1 + 2^-8 q2 + 2^-15 q3) to within d 2^-16 (d 2^-15 where a
      * level that would round to +-128 is held at +-127, which is rare). q1 is quantize_row_q8_x4a's;
      * q2 and q3 quantise what the planes before them left, at fixed scales 2^-8 and 2^-15 of plane
-     * 1's, so the kernel can add the three integer dots before one conversion. Plane 1 holds 2^-15 d as its d and 2^-15 d sum(q1 2^15 + q2 2^7 + q3) as its ds;
-     * planes 2 and 3 hold 0 in both. Bit-identical on every table. */
+     * 1's, so the kernel can add the three integer dots before one conversion. Plane 1 holds
+     * 2^-15 d as its d and 2^-15 d sum(q1 2^15 + q2 2^7 + q3) as its ds; planes 2 and 3 hold 0 in
+     * both. Bit-identical on every table. */
     void (*quantize_row_q8_x4a_x3)(eft__block_q8_x4a *out, const float *x, int64_t n, int64_t ld);
     /* Decode attention's inner loops for one KV head and the g query heads that share it
      * (eft__attention_decode): each key and value row is read once for all g queries. Cache rows
@@ -423,9 +424,9 @@ bool eft__qx4_gemm_multi(const eft__kernels *kt, eft__threadpool *tp, const floa
 
 /* The same products with the activations kept to f32 precision: each block of a is split into
  * three int8 planes, x = d (q1 + 2^-8 q2 + 2^-15 q3) (quantize_row_q8_x4a_x3: |x - sum| <= about
- * 2^-23 of the block's largest |x|, near f32's own rounding of a block's dot), and the integer kernel
- * runs over the three, weights decoded once for all of them and the three integer dots added
- * before one conversion. What the decoder runs for f32 activations at one-token decode steps:
+ * 2^-23 of the block's largest |x|, near f32's own rounding of a block's dot), and the integer
+ * kernel runs over the three, weights decoded once for all of them and the three integer dots
+ * added before one conversion. What the decoder runs for f32 activations at one-token decode steps:
  * about half the instructions per weight of widening each weight to f32.
  * work: eft__qx4_f32_work_size. */
 size_t eft__qx4_f32_work_size(int64_t m, int64_t k);
