@@ -13,37 +13,23 @@
 #include "simd_avx2.h"
 
 /* One run of 32 weights (16 bytes of nibbles or 32 int8) as four vectors of eight f32, elements
- * 0-7, 8-15, 16-23, 24-31. The quants are widened straight from memory, eight bytes at a time: a
- * nibble run's bytes 0-7 hold elements 0-7 in their low nibbles and 16-23 in their high ones,
- * bytes 8-15 the rest (widening sixteen bytes in a register took four more shuffles per run,
- * which share a port with the FMAs; see qgemm_avx2.c). */
+ * 0-7, 8-15, 16-23, 24-31, the quants widened from memory (simd_avx2.h; I4's q - 8 as integers). */
 static inline __attribute__((always_inline)) void decode_run(__m256 w[4], const uint8_t *qs, __m256 d, __m256 m,
                                                              const eft__gq_kind KIND) {
-    if (KIND == EFT__GQ_I8) {
-        w[0] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)qs))));
-        w[1] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(qs + 8)))));
-        w[2] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(qs + 16)))));
-        w[3] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(qs + 24)))));
+    __m256i q[4];
+    if (KIND == EFT__GQ_I8) eft__widen_i8x32(q, qs);
+    else eft__widen_nibbles32(q, qs, KIND == EFT__GQ_I4 ? 8 : 0);
+    if (KIND != EFT__GQ_U4) {
+        w[0] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(q[0]));
+        w[1] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(q[1]));
+        w[2] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(q[2]));
+        w[3] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(q[3]));
         return;
     }
-    const __m256i v0 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)qs));
-    const __m256i v1 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(qs + 8)));
-    const __m256i m4 = _mm256_set1_epi32(15);
-    __m256i i0 = _mm256_and_si256(v0, m4), i1 = _mm256_and_si256(v1, m4);
-    __m256i i2 = _mm256_srli_epi32(v0, 4), i3 = _mm256_srli_epi32(v1, 4);
-    if (KIND == EFT__GQ_I4) {
-        /* q - 8 as integers: the integers the reference converts. */
-        const __m256i eight = _mm256_set1_epi32(8);
-        w[0] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_sub_epi32(i0, eight)));
-        w[1] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_sub_epi32(i1, eight)));
-        w[2] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_sub_epi32(i2, eight)));
-        w[3] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_sub_epi32(i3, eight)));
-    } else {
-        w[0] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(i0), m);
-        w[1] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(i1), m);
-        w[2] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(i2), m);
-        w[3] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(i3), m);
-    }
+    w[0] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(q[0]), m);
+    w[1] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(q[1]), m);
+    w[2] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(q[2]), m);
+    w[3] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(q[3]), m);
 }
 
 /* A block's scale and minimum (zero for the symmetric kinds), broadcast. */

@@ -96,43 +96,28 @@ static inline __m128 load_halves(const uint8_t *p, const int two) {
 /* One block of 32 weights as four vectors of eight f32 (elements 0-7, 8-15, 16-23, 24-31). The
  * values are exactly eft__dequantize_row's: d and m are f16 (11 significant bits) and q has at
  * most 8, so d q is exact in f32 and the fused d q + m of Q4_1 rounds once, as the reference's
- * separate multiply and add do.
- * The quants are widened straight from memory, eight bytes at a time (vpmovzxbd / vpmovsxbd with a
- * memory operand): bytes 0-7 of a Q4 block hold elements 0-7 in their low nibbles and 16-23 in
- * their high ones, bytes 8-15 the rest. Widening sixteen bytes in a register and splitting its
- * halves took four more shuffles per block, which share a port with the FMAs: the 8-row GEMV went
- * from 58 to 68 GFLOPS (SmolLM2 gate, one thread, L2-resident). */
+ * separate multiply and add do; Q4_0's q - 8 is formed as an integer, so d (q - 8) keeps the
+ * reference's -0 where d < 0 and q = 8. The quants are widened from memory (simd_avx2.h). */
 static inline __attribute__((always_inline)) void decode_block(__m256 w[4], const uint8_t *blk, const int WT) {
     /* Written out rather than as loops over the four vectors: GCC (-O2) kept the loops, and with
      * them q[] and w[] in memory, a store and a reload per vector on the GEMV's hottest path. */
     const __m128 dm = load_halves(blk, WT == WQ4_1);
     const __m256 d = _mm256_broadcastss_ps(dm);
-    if (WT == WQ8_0) {
-        const uint8_t *qs = blk + 2;
-        w[0] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)qs))));
-        w[1] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(qs + 8)))));
-        w[2] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(qs + 16)))));
-        w[3] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(qs + 24)))));
-        return;
-    }
-    const uint8_t *qs = blk + (WT == WQ4_0 ? 2 : 4);
-    const __m256i v0 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)qs));
-    const __m256i v1 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(qs + 8)));
-    const __m256i m4 = _mm256_set1_epi32(15);
-    if (WT == WQ4_0) {
-        /* q - 8 as integers, then d (q - 8): the reference's -0 where d < 0 and q = 8. */
-        const __m256i eight = _mm256_set1_epi32(8);
-        w[0] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_and_si256(v0, m4), eight)));
-        w[1] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_and_si256(v1, m4), eight)));
-        w[2] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_srli_epi32(v0, 4), eight)));
-        w[3] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_srli_epi32(v1, 4), eight)));
+    __m256i q[4];
+    if (WT == WQ8_0) eft__widen_i8x32(q, blk + 2);
+    else eft__widen_nibbles32(q, blk + (WT == WQ4_0 ? 2 : 4), WT == WQ4_0 ? 8 : 0);
+    if (WT != WQ4_1) {
+        w[0] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(q[0]));
+        w[1] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(q[1]));
+        w[2] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(q[2]));
+        w[3] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(q[3]));
         return;
     }
     const __m256 mn = _mm256_broadcastss_ps(_mm_movehdup_ps(dm));
-    w[0] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_and_si256(v0, m4)), mn);
-    w[1] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_and_si256(v1, m4)), mn);
-    w[2] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_srli_epi32(v0, 4)), mn);
-    w[3] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_srli_epi32(v1, 4)), mn);
+    w[0] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(q[0]), mn);
+    w[1] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(q[1]), mn);
+    w[2] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(q[2]), mn);
+    w[3] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(q[3]), mn);
 }
 
 /* Bytes ahead of the block being decoded that the batch GEMV prefetches (rows are contiguous, so
@@ -192,29 +177,11 @@ static inline __attribute__((always_inline)) void gemv(float *c, int64_t ldc, co
  * gives d q (+ m, one rounding) as the reference's weight. Other rows differ from "dequantise,
  * then multiply-add" only in where the products round, which the float sums' order already does. */
 static inline __attribute__((always_inline)) void block_ints(__m256 q[4], const uint8_t *blk, const int WT) {
-    if (WT == WQ8_0) {
-        const uint8_t *qs = blk + 2;
-        q[0] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)qs)));
-        q[1] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(qs + 8))));
-        q[2] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(qs + 16))));
-        q[3] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(qs + 24))));
-        return;
-    }
-    /* Bytes 0-7 hold elements 0-7 (low nibbles) and 16-23 (high); bytes 8-15 the rest. Widened
-     * to 32-bit lanes first, a nibble is an and or a shift away. */
-    const uint8_t *qs = blk + (WT == WQ4_0 ? 2 : 4);
-    const __m256i v0 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)qs));
-    const __m256i v1 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(qs + 8)));
-    const __m256i m4 = _mm256_set1_epi32(15);
-    __m256i i0 = _mm256_and_si256(v0, m4), i1 = _mm256_and_si256(v1, m4);
-    __m256i i2 = _mm256_srli_epi32(v0, 4), i3 = _mm256_srli_epi32(v1, 4);
-    if (WT == WQ4_0) {
-        const __m256i eight = _mm256_set1_epi32(8);
-        i0 = _mm256_sub_epi32(i0, eight), i1 = _mm256_sub_epi32(i1, eight);
-        i2 = _mm256_sub_epi32(i2, eight), i3 = _mm256_sub_epi32(i3, eight);
-    }
-    q[0] = _mm256_cvtepi32_ps(i0), q[1] = _mm256_cvtepi32_ps(i1);
-    q[2] = _mm256_cvtepi32_ps(i2), q[3] = _mm256_cvtepi32_ps(i3);
+    __m256i v[4];
+    if (WT == WQ8_0) eft__widen_i8x32(v, blk + 2);
+    else eft__widen_nibbles32(v, blk + (WT == WQ4_0 ? 2 : 4), WT == WQ4_0 ? 8 : 0);
+    q[0] = _mm256_cvtepi32_ps(v[0]), q[1] = _mm256_cvtepi32_ps(v[1]);
+    q[2] = _mm256_cvtepi32_ps(v[2]), q[3] = _mm256_cvtepi32_ps(v[3]);
 }
 
 /* R weight rows (1 or 2) times M activation rows (1 or 2; R * M <= 2). */

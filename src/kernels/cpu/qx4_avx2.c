@@ -212,12 +212,9 @@ static void quantize_row_q8_x4a_x3(eft__block_q8_x4a *out, const float *x, int64
         put_levels(&out[b], q1);
         put_levels(&out[ld + b], q2);
         put_levels(&out[2 * ld + b], q3);
-        __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
-        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4e));
-        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xb1));
         out[ld + b].d = out[ld + b].ds = out[2 * ld + b].d = out[2 * ld + b].ds = 0;
         out[b].d = d * (1.0f / 32768);
-        out[b].ds = out[b].d * (float)_mm_cvtsi128_si32(s4);
+        out[b].ds = out[b].d * (float)eft__hsum_epi32(s);
     }
 }
 
