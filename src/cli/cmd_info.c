@@ -65,7 +65,7 @@ static void print_human(json_t *info) {
     print_section("gguf", json_object_get(info, "gguf"), "");
 }
 
-/* The shape of tensor t of the graph's tensor list, "M" / "B" for the run's rows. */
+/* The shape of tensor t of the graph's tensor list, "M" / "B" / "R" for the run's rows. */
 static void shape_of(const json_t *tensors, json_int_t t, char *buf, size_t n) {
     const json_t *sh = json_object_get(json_array_get(tensors, (size_t)t), "shape");
     size_t k = (size_t)snprintf(buf, n, "[");
@@ -73,6 +73,7 @@ static void shape_of(const json_t *tensors, json_int_t t, char *buf, size_t n) {
         json_int_t d = json_integer_value(json_array_get(sh, i));
         if (d == -1) k += (size_t)snprintf(buf + k, n - k, "%sM", i ? ", " : "");
         else if (d == -2) k += (size_t)snprintf(buf + k, n - k, "%sB", i ? ", " : "");
+        else if (d == -3) k += (size_t)snprintf(buf + k, n - k, "%sR", i ? ", " : "");
         else k += (size_t)snprintf(buf + k, n - k, "%s%lld", i ? ", " : "", (long long)d);
     }
     if (k < n) snprintf(buf + k, n - k, "]");
@@ -90,6 +91,11 @@ static void print_graph(const json_t *g, json_int_t weight_bytes) {
            (long long)json_integer_value(json_object_get(plan, "arena_bytes")),
            (long long)json_integer_value(json_object_get(plan, "max_batch")),
            (long long)json_integer_value(json_object_get(plan, "max_tokens")));
+    if (json_object_get(plan, "state_bytes"))
+        printf("  %-24s %lld bytes for %lld slots x %lld positions\n", "plan (KV cache)",
+               (long long)json_integer_value(json_object_get(plan, "state_bytes")),
+               (long long)json_integer_value(json_object_get(plan, "state_slots")),
+               (long long)json_integer_value(json_object_get(plan, "state_ctx")));
     printf("  %-24s %lld\n", "weight bytes", (long long)weight_bytes);
     printf("ops (%zu)\n", json_array_size(ops));
     json_array_foreach(ops, i, v) {
@@ -98,9 +104,11 @@ static void print_graph(const json_t *g, json_int_t weight_bytes) {
         const char *act = json_string_value(json_object_get(v, "act"));
         char shape[64];
         shape_of(ts, out, shape, sizeof shape);
-        printf("  %3zu %-14s %-18s %-34s %-12s%s%s%s\n", i, json_string_value(json_object_get(v, "op")),
+        json_int_t group = json_integer_value(json_object_get(v, "group"));
+        printf("  %3zu %-15s %-17s %-34s %-12s%s%s%s%s\n", i, json_string_value(json_object_get(v, "op")),
                json_string_value(json_object_get(v, "kernel")), name ? name : "?", shape, act ? " +" : "",
-               act ? act : "", json_is_true(json_object_get(v, "head")) ? " (head)" : "");
+               act ? act : "", json_is_true(json_object_get(v, "head")) ? " (head)" : "",
+               group > 1 ? (group == 2 ? " (one dispatch with the next)" : " (one dispatch with the next two)") : "");
     }
 }
 

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/quant.h"
 #include "core/threadpool.h"
 #include "kernels/cpu/kernels.h"
 
@@ -32,11 +33,41 @@ static int by_size_desc(const void *a, const void *b) {
 
 static uint64_t round_up(uint64_t n) { return (n + ALIGN - 1) / ALIGN * ALIGN; }
 
+/* CACHE_ATTENTION's scratch for rows tokens: the attention kernels' work (flash over the whole
+ * context, or every worker's decode share), the decode items of one step, and for a half or int8
+ * cache the f32 copies of one slot's keys and values the flash kernel reads. Offsets into it in
+ * parts: [0] items, [1] kf, [2] vf, [3] work floats. */
+static uint64_t cache_attn_scratch(const eft__ir_graph *g, const eft__ir_op *op, int64_t rows, int nth, uint64_t *parts) {
+    const eft__ir_tensor *ks = &g->t[op->in[4]];
+    const int64_t KD = ks->shape[0] * ks->shape[1], ctx = g->state_ctx > 0 ? g->state_ctx : 1;
+    eft__attn_params ap = {.t = rows, .tk = ctx, .nh = op->heads, .nkv = op->kv_heads, .hs = (int)ks->shape[1]};
+    size_t flash = eft__attention_work_floats(&ap, nth), dec = (size_t)nth * eft__attention_decode_work_floats(&ap);
+    uint64_t items = round_up((uint64_t)rows * sizeof(eft__attn_dec_item));
+    uint64_t kf = ks->dtype == EFT_DTYPE_F32 ? 0 : round_up((uint64_t)ctx * (uint64_t)KD * sizeof(float));
+    if (parts) {
+        parts[0] = 0;
+        parts[1] = items;
+        parts[2] = items + kf;
+        parts[3] = items + 2 * kf;
+    }
+    return items + 2 * kf + sizeof(float) * (uint64_t)(flash > dec ? flash : dec);
+}
+
 /* Kernel scratch bytes of op for rows (M) tokens, max_tokens per sequence, nth workers. */
 static uint64_t scratch_of(const eft__ir_graph *g, const eft__ir_op *op, int64_t rows, int max_tokens, int nth) {
     if (op->kernel == EFT__K_QGEMM_Q8_0 || op->kernel == EFT__K_QGEMM_Q4_0)
         return eft__qgemm_f32_work_size(rows, g->t[op->in[1]].shape[1], nth);
     if (op->kernel == EFT__K_GQGEMM) return eft__gqgemm_f32_work_size(rows, g->t[op->in[1]].shape[1], nth);
+    if (op->kernel == EFT__K_QX4 || op->kernel == EFT__K_QX4_I8) {
+        /* One row, a decode batch or panels (f32 activations); int8 activations on either layout. */
+        const int64_t K = g->t[op->in[1]].shape[1];
+        size_t a = eft__qgemm_f32_work_size(rows, K, nth), b = eft__qx4_f32_work_size(rows, K);
+        size_t c = eft__qx4_work_size(rows, K), d = eft__q8_0_gemm_work_size(rows, K);
+        size_t m = a > b ? a : b;
+        m = m > c ? m : c;
+        return m > d ? m : d;
+    }
+    if (op->kernel == EFT__K_ATTN_CACHE) return cache_attn_scratch(g, op, rows, nth, NULL);
     if (op->kernel == EFT__K_ATTN_FLASH) {
         const eft__ir_tensor *q = &g->t[op->in[0]], *k = &g->t[op->in[1]], *v = &g->t[op->in[2]];
         int64_t C = g->t[op->out].shape[1];
@@ -57,7 +88,7 @@ eft_status eft__ir_plan(eft__ir_graph *g, int max_batch, int max_tokens, int n_t
     for (int i = 0; i < g->n_t; i++) {
         g->t[i].first = g->n_ops;
         g->t[i].last = -1;
-        g->t[i].offset = -1;
+        if (g->t[i].kind != EFT__IR_STATE) g->t[i].offset = -1; /* state: eft__ir_plan_state's */
     }
     for (int o = 0; o < g->n_ops; o++) {
         const eft__ir_op *op = &g->ops[o];
@@ -71,10 +102,19 @@ eft_status eft__ir_plan(eft__ir_graph *g, int max_batch, int max_tokens, int n_t
         if (out->first > o) out->first = o;
         if (out->last < o) out->last = o;
     }
+    /* A group's products are all written when its first op runs. */
+    for (int o = 0; o < g->n_ops; o++) {
+        const eft__ir_op *op = &g->ops[o];
+        if (op->kind != EFT__OP_MATMUL || op->group < 2) continue;
+        for (int j = 1; j < op->group && o + j < g->n_ops; j++) {
+            eft__ir_tensor *out = &g->t[g->ops[o + j].out];
+            if (out->first > o) out->first = o;
+        }
+    }
     int n = 0;
     for (int i = 0; i < g->n_t; i++) {
         eft__ir_tensor *t = &g->t[i];
-        if (t->kind == EFT__IR_WEIGHT || t->view_of >= 0) continue;
+        if (t->kind == EFT__IR_WEIGHT || t->kind == EFT__IR_STATE || t->bound || t->view_of >= 0) continue;
         if (t->kind == EFT__IR_INPUT) t->first = 0;
         if (t->kind == EFT__IR_INPUT || t->kind == EFT__IR_OUTPUT) t->last = g->n_ops;
         if (t->first > t->last) continue; /* nothing reads or writes it */
@@ -119,6 +159,36 @@ eft_status eft__ir_plan(eft__ir_graph *g, int max_batch, int max_tokens, int n_t
     g->max_batch = max_batch;
     g->max_tokens = max_tokens;
     g->n_threads = nth;
+    return EFT_OK;
+}
+
+uint64_t eft__ir_state_bytes(const eft__ir_graph *g, const eft__ir_tensor *t) {
+    uint64_t rows = (uint64_t)g->state_slots * (uint64_t)g->state_ctx * (uint64_t)t->shape[0];
+    uint64_t bytes = rows * (uint64_t)t->shape[1] * (t->dtype == EFT_DTYPE_F32 ? 4u : t->dtype == EFT_DTYPE_F16 ? 2u : 1u);
+    if (t->dtype == EFT_DTYPE_I8) bytes = round_up(bytes) + rows * sizeof(float);
+    return round_up(bytes);
+}
+
+eft_status eft__ir_plan_state(eft__ir_graph *g, int slots, int64_t ctx, eft__error *err) {
+    if (slots < 1 || slots > 4096 || ctx < 1 || ctx > ((int64_t)1 << 24))
+        return eft__fail(err, EFT_ERR_INVALID_ARGUMENT, "plan: %d slots of %lld positions (1..4096 of 1..2^24)", slots,
+                         (long long)ctx);
+    g->state_slots = slots;
+    g->state_ctx = ctx;
+    uint64_t total = 0;
+    for (int i = 0; i < g->n_t; i++) {
+        eft__ir_tensor *t = &g->t[i];
+        if (t->kind != EFT__IR_STATE) continue;
+        /* Shapes are validated to 2^32 each: the product of four such can still overflow. */
+        uint64_t rows, elems;
+        if (eft__mul_overflow_u64((uint64_t)slots * (uint64_t)ctx, (uint64_t)t->shape[0], &rows) ||
+            eft__mul_overflow_u64(rows, (uint64_t)t->shape[1], &elems) || elems > ((uint64_t)1 << 44))
+            return eft__fail(err, EFT_ERR_LIMIT, "plan: state '%s' of %d slots x %lld positions is too large", t->name,
+                             slots, (long long)ctx);
+        t->offset = (int64_t)total;
+        total += eft__ir_state_bytes(g, t);
+    }
+    g->state_bytes = total;
     return EFT_OK;
 }
 
@@ -177,9 +247,14 @@ typedef struct xctx {
     float *scores;      /* [nth][max_tokens] */
 } xctx;
 
-#define AT(x, t) ((float *)eft__ir_at((x)->g, (x)->arena, (t)))
+/* Where tensor t lives during run: the arena, or the run's storage for the bound output. */
+static inline void *at(const xctx *x, int t) {
+    return x->g->t[t].bound ? x->run->bound : eft__ir_at(x->g, x->arena, t);
+}
+#define AT(x, i) ((float *)at((x), (i)))
+#define LD(x, i) ((x)->g->t[(i)].ld)
 
-static void act_rows(const eft__kernels *kt, eft__ir_act act, float *out, const float *x, int64_t n) {
+static void act_rows(const eft__kernels *kt, eft__ir_act act, float scale, float *out, const float *x, int64_t n) {
     switch (act) {
     case EFT__IR_ACT_GELU: kt->gelu_erf(out, x, n); break;
     case EFT__IR_ACT_GELU_TANH: kt->gelu_tanh(out, x, n); break;
@@ -193,13 +268,19 @@ static void act_rows(const eft__kernels *kt, eft__ir_act act, float *out, const 
     case EFT__IR_ACT_TANH:
         for (int64_t i = 0; i < n; i++) out[i] = tanhf(x[i]);
         break;
+    case EFT__IR_ACT_SOFTCAP: {
+        const float inv = 1.0f / scale;
+        for (int64_t i = 0; i < n; i++) out[i] = scale * tanhf(x[i] * inv);
+        break;
+    }
     default:
         if (out != x) memmove(out, x, sizeof(float) * (size_t)n);
         break;
     }
 }
 
-/* Row-wise ops (and a MATMUL's activation), each worker a share of the rows. */
+/* Row-wise ops (and a MATMUL's activation), each worker a share of the rows. Inputs may be
+ * column views (ld their base's width); outputs never are. */
 static void rows_task(void *arg, int ith, int nth) {
     const xctx *x = arg;
     const eft__ir_op *op = x->op;
@@ -209,22 +290,23 @@ static void rows_task(void *arg, int ith, int nth) {
     eft__split_range(x->rows, ith, nth, &r0, &r1);
     if (r0 >= r1) return;
     float *out = AT(x, op->out);
+    const int a0 = op->in[0];
     switch (op->kind) {
-    case EFT__OP_MATMUL: act_rows(kt, op->act, out + r0 * N, out + r0 * N, (r1 - r0) * N); break;
-    case EFT__OP_ACT: act_rows(kt, op->act, out + r0 * N, AT(x, op->in[0]) + r0 * N, (r1 - r0) * N); break;
-    case EFT__OP_ADD: kt->add(out + r0 * N, AT(x, op->in[0]) + r0 * N, AT(x, op->in[1]) + r0 * N, (r1 - r0) * N); break;
+    case EFT__OP_MATMUL: act_rows(kt, op->act, op->scale, out + r0 * N, out + r0 * N, (r1 - r0) * N); break;
+    case EFT__OP_ACT: act_rows(kt, op->act, op->scale, out + r0 * N, AT(x, a0) + r0 * N, (r1 - r0) * N); break;
+    case EFT__OP_ADD: kt->add(out + r0 * N, AT(x, a0) + r0 * N, AT(x, op->in[1]) + r0 * N, (r1 - r0) * N); break;
     case EFT__OP_BIAS: {
-        const float *a = AT(x, op->in[0]), *b = x->g->t[op->in[1]].data;
+        const float *a = AT(x, a0), *b = x->g->t[op->in[1]].data;
         for (int64_t r = r0; r < r1; r++) kt->add(out + r * N, a + r * N, b, N);
         break;
     }
     case EFT__OP_LAYERNORM: {
-        const float *a = AT(x, op->in[0]), *w = x->g->t[op->in[1]].data, *b = x->g->t[op->in[2]].data;
-        for (int64_t r = r0; r < r1; r++) kt->layernorm(out + r * N, a + r * N, w, b, N, op->eps);
+        const float *a = AT(x, a0), *w = x->g->t[op->in[1]].data, *b = x->g->t[op->in[2]].data;
+        for (int64_t r = r0; r < r1; r++) kt->layernorm(out + r * N, a + r * LD(x, a0), w, b, N, op->eps);
         break;
     }
     case EFT__OP_ADD_LN: {
-        const float *a = AT(x, op->in[0]), *c = AT(x, op->in[1]);
+        const float *a = AT(x, a0), *c = AT(x, op->in[1]);
         const float *w = x->g->t[op->in[2]].data, *b = x->g->t[op->in[3]].data;
         for (int64_t r = r0; r < r1; r++) {
             kt->add(out + r * N, a + r * N, c + r * N, N);
@@ -232,12 +314,62 @@ static void rows_task(void *arg, int ith, int nth) {
         }
         break;
     }
+    case EFT__OP_RMSNORM: {
+        const float *a = AT(x, a0), *w = x->g->t[op->in[1]].data;
+        const int64_t C = x->g->t[op->in[1]].shape[0], ld = LD(x, a0);
+        for (int64_t r = r0; r < r1; r++)
+            for (int64_t c = 0; c < N; c += C) kt->rmsnorm(out + r * N + c, a + r * ld + c, w, C, op->eps, op->norm_add);
+        break;
+    }
+    case EFT__OP_ROPE: {
+        const eft__ir_tensor *tab = &x->g->t[op->in[2]];
+        const eft__rope_table rt = {.n_pos = tab->shape[0], .half = (int)(tab->shape[1] / 2), .cos_sin = (float *)tab->data};
+        const float *a = AT(x, a0);
+        const int64_t ld = LD(x, a0);
+        const int32_t *pos = at(x, op->in[1]);
+        for (int64_t r = r0; r < r1; r++) memcpy(out + r * N, a + r * ld, sizeof(float) * (size_t)N);
+        eft__rope_apply(&rt, (eft__rope_layout)op->rope_layout, out + r0 * N, N, r1 - r0, op->heads, (int)(N / op->heads),
+                        pos + r0);
+        break;
+    }
+    case EFT__OP_GLU: {
+        const float *gt = AT(x, a0), *up = AT(x, op->in[1]);
+        const int64_t ldg = LD(x, a0), ldu = LD(x, op->in[1]);
+        for (int64_t r = r0; r < r1; r++) {
+            if (op->act == EFT__IR_ACT_SILU) {
+                kt->swiglu(out + r * N, gt + r * ldg, up + r * ldu, N);
+            } else {
+                float *y = out + r * N;
+                const float *u = up + r * ldu;
+                act_rows(kt, op->act, op->scale, y, gt + r * ldg, N);
+                for (int64_t e = 0; e < N; e++) y[e] *= u[e];
+            }
+        }
+        break;
+    }
+    case EFT__OP_GATHER: {
+        const float *a = AT(x, a0);
+        const int32_t *rows = at(x, op->in[1]);
+        for (int64_t r = r0; r < r1; r++) memcpy(out + r * N, a + (int64_t)rows[r] * LD(x, a0), sizeof(float) * (size_t)N);
+        break;
+    }
     default: break;
     }
 }
 
+/* Row-wise work is spread over the pool only when there is enough of it to pay for a dispatch
+ * and join (a few microseconds): a decode step's norms and sums (a few thousand floats) stay on
+ * the caller; activations (tens of nanoseconds a float) go from four rows on (30 us per SmolLM2
+ * layer at eight rows on one thread) or from one long row (Gemma's softcapped logits); prefill
+ * and encoder batches always. */
+enum { ROWS_POOL_MIN_FLOATS = 16384, ACT_POOL_MIN_ROWS = 4, ACT_POOL_MIN_FLOATS = 65536 };
+
 static void run_rows(const xctx *x, eft__threadpool *tp) {
-    if (tp) eft__threadpool_run(tp, rows_task, (void *)x);
+    const int64_t N = x->g->t[x->op->out].shape[1];
+    bool heavy = x->op->kind == EFT__OP_GLU || x->op->kind == EFT__OP_ACT || x->op->kind == EFT__OP_MATMUL;
+    bool pool = tp && (heavy ? x->rows >= ACT_POOL_MIN_ROWS || x->rows * N >= ACT_POOL_MIN_FLOATS
+                             : x->rows * N >= ROWS_POOL_MIN_FLOATS);
+    if (pool) eft__threadpool_run(tp, rows_task, (void *)x);
     else rows_task((void *)x, 0, 1);
 }
 
@@ -326,21 +458,232 @@ static void attention(xctx *x, eft__threadpool *tp) {
     }
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * Attention over retained state (decoders' KV cache)
+ * ------------------------------------------------------------------------------------------- */
+
+/* One slot's cache of one state tensor: element size, the first row (head 0, position 0) of slot,
+ * and for int8 the slot's first scale. Head h's position p is row h ctx + p from there. */
+typedef struct kv_slot {
+    char *rows;
+    float *scale;
+    size_t es;
+} kv_slot;
+
+static kv_slot kv_at(const xctx *x, int t, int64_t slot) {
+    const eft__ir_graph *g = x->g;
+    const eft__ir_tensor *s = &g->t[t];
+    const size_t es = s->dtype == EFT_DTYPE_F32 ? 4 : s->dtype == EFT_DTYPE_F16 ? 2 : 1;
+    const uint64_t per_slot = (uint64_t)s->shape[0] * (uint64_t)g->state_ctx; /* rows of HS */
+    char *base = (char *)x->run->state + s->offset;
+    kv_slot r = {base + slot * per_slot * s->shape[1] * es, NULL, es};
+    if (s->dtype == EFT_DTYPE_I8)
+        r.scale = (float *)(base + round_up((uint64_t)g->state_slots * per_slot * (uint64_t)s->shape[1])) + slot * per_slot;
+    return r;
+}
+
+/* Writes the m rows' k and v (rotated, normed) into their slots at their positions. */
+static void cache_write(const xctx *x) {
+    const eft__ir_graph *g = x->g;
+    const eft__ir_op *op = x->op;
+    const eft__ir_run *run = x->run;
+    const eft__ir_tensor *ts = &g->t[op->in[4]];
+    const int64_t HS = ts->shape[1], NKV = ts->shape[0], ctx = g->state_ctx;
+    const float *k0 = AT(x, op->in[1]), *v0 = AT(x, op->in[2]);
+    const int64_t ldk = LD(x, op->in[1]), ldv = LD(x, op->in[2]);
+    const int32_t *pos = at(x, op->in[3]);
+    for (int b = 0; b < run->B; b++) {
+        kv_slot K = kv_at(x, op->in[4], run->slot[b]), V = kv_at(x, op->in[5], run->slot[b]);
+        for (int64_t r = run->off[b]; r < run->off[b + 1]; r++) {
+            const float *k = k0 + r * ldk, *v = v0 + r * ldv;
+            for (int64_t h = 0; h < NKV; h++, k += HS, v += HS) {
+                const size_t row = (size_t)(h * ctx + pos[r]), at_e = row * (size_t)HS;
+                switch (ts->dtype) {
+                case EFT_DTYPE_F16: {
+                    uint16_t *kc = (uint16_t *)K.rows + at_e, *vc = (uint16_t *)V.rows + at_e;
+                    for (int64_t e = 0; e < HS; e++) kc[e] = eft__f32_to_f16(k[e]), vc[e] = eft__f32_to_f16(v[e]);
+                    break;
+                }
+                case EFT_DTYPE_I8:
+                    K.scale[row] = eft__kv_quantize_i8((int8_t *)K.rows + at_e, k, HS);
+                    V.scale[row] = eft__kv_quantize_i8((int8_t *)V.rows + at_e, v, HS);
+                    break;
+                default:
+                    memcpy((float *)K.rows + at_e, k, sizeof(float) * (size_t)HS);
+                    memcpy((float *)V.rows + at_e, v, sizeof(float) * (size_t)HS);
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/* A half or int8 slot's positions 0 .. tk widened into kf/vf, [tk][KD] with the heads side by
+ * side, for the flash kernel. */
+static void cache_widen(const xctx *x, int64_t slot, int64_t tk, float *kf, float *vf) {
+    const eft__ir_tensor *ts = &x->g->t[x->op->in[4]];
+    const int64_t HS = ts->shape[1], NKV = ts->shape[0], KD = NKV * HS, ctx = x->g->state_ctx;
+    kv_slot K = kv_at(x, x->op->in[4], slot), V = kv_at(x, x->op->in[5], slot);
+    for (int64_t h = 0; h < NKV; h++)
+        for (int64_t j = 0; j < tk; j++) {
+            const size_t row = (size_t)(h * ctx + j), at_e = row * (size_t)HS;
+            float *ko = kf + j * KD + h * HS, *vo = vf + j * KD + h * HS;
+            if (ts->dtype == EFT_DTYPE_F16) {
+                const uint16_t *kc = (const uint16_t *)K.rows + at_e, *vc = (const uint16_t *)V.rows + at_e;
+                for (int64_t e = 0; e < HS; e++) ko[e] = eft__f16_to_f32(kc[e]), vo[e] = eft__f16_to_f32(vc[e]);
+            } else {
+                const int8_t *kc = (const int8_t *)K.rows + at_e, *vc = (const int8_t *)V.rows + at_e;
+                const float sk = K.scale[row], sv = V.scale[row];
+                for (int64_t e = 0; e < HS; e++) ko[e] = sk * kc[e], vo[e] = sv * vc[e];
+            }
+        }
+}
+
+/* Groups of up to this many tokens (a slot's decode step, or a few speculative tokens) attend
+ * with the cache-reading kernel; longer ones (prefill chunks) with the flash kernel. */
+enum { DECODE_ROWS = 4 };
+
+static void cache_attention(const xctx *x, eft__threadpool *tp) {
+    const eft__ir_graph *g = x->g;
+    const eft__ir_op *op = x->op;
+    const eft__ir_run *run = x->run;
+    const eft__ir_tensor *ts = &g->t[op->in[4]];
+    const int64_t HS = ts->shape[1], QD = g->t[op->out].shape[1], KD = ts->shape[0] * HS, ctx = g->state_ctx;
+    const int64_t ldq = LD(x, op->in[0]);
+    const float *q = AT(x, op->in[0]);
+    float *o = AT(x, op->out);
+    const int32_t *pos = at(x, op->in[3]);
+    uint64_t parts[4];
+    (void)cache_attn_scratch(g, op, g->max_tokens * (int64_t)g->max_batch, g->n_threads, parts);
+    char *scratch = (char *)x->arena + op->scratch_off;
+    eft__attn_dec_item *items = (eft__attn_dec_item *)(scratch + parts[0]);
+    float *kf = (float *)(scratch + parts[1]), *vf = (float *)(scratch + parts[2]), *work = (float *)(scratch + parts[3]);
+    eft__attn_params base = {.nh = op->heads, .nkv = op->kv_heads, .hs = (int)HS, .ldq = ldq, .ldk = KD, .ldv = KD,
+                             .ldo = QD, .scale = op->scale, .causal = true, .window = op->window, .softcap = op->softcap};
+    const eft__attn_params dec_size = {.t = g->max_tokens * (int64_t)g->max_batch, .tk = ctx, .nh = op->heads,
+                                       .nkv = op->kv_heads, .hs = (int)HS};
+    const size_t dec_wf = eft__attention_decode_work_floats(&dec_size);
+    cache_write(x);
+    /* Prefill groups one at a time; decode groups together: one alone splits its cache over the
+     * workers (eft__attention_decode), several go in one batched run. */
+    int nd = 0;
+    for (int b = 0; b < run->B; b++) {
+        const int64_t r0 = run->off[b], t = run->off[b + 1] - r0;
+        if (t <= 0) continue;
+        const int64_t pos0 = pos[r0];
+        eft__attn_params ap = base;
+        ap.t = t;
+        ap.tk = pos0 + t;
+        ap.q_pos0 = pos0;
+        kv_slot K = kv_at(x, op->in[4], run->slot[b]), V = kv_at(x, op->in[5], run->slot[b]);
+        if (t <= DECODE_ROWS) {
+            items[nd++] = (eft__attn_dec_item){
+                .out = o + r0 * QD, .q = q + r0 * ldq,
+                .k = {ts->dtype, K.rows, HS, K.scale, 1, ctx * HS, ctx},
+                .v = {ts->dtype, V.rows, HS, V.scale, 1, ctx * HS, ctx}, .p = ap};
+        } else if (ts->dtype == EFT_DTYPE_F32) {
+            /* Straight from the cache, head by head. */
+            ap.ldk = ap.ldv = HS;
+            ap.ldkh = ap.ldvh = ctx * HS;
+            eft__attention(x->kt, tp, o + r0 * QD, q + r0 * ldq, (const float *)K.rows, (const float *)V.rows, &ap, work);
+        } else {
+            cache_widen(x, run->slot[b], ap.tk, kf, vf);
+            eft__attention(x->kt, tp, o + r0 * QD, q + r0 * ldq, kf, vf, &ap, work);
+        }
+    }
+    if (nd == 1) eft__attention_decode(x->kt, tp, items[0].out, items[0].q, &items[0].k, &items[0].v, &items[0].p, work);
+    else if (nd > 1) eft__attention_decode_batch(x->kt, tp, items, nd, work, dec_wf);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Products
+ * ------------------------------------------------------------------------------------------- */
+
+/* c[rows, N] (ldc) = a[rows, K] (lda) w^T (+ bias) with the op's kernel. */
+static void matmul(const xctx *x, eft__threadpool *tp, const eft__ir_op *op, float *c, int64_t ldc) {
+    const eft__ir_graph *g = x->g;
+    const eft__ir_tensor *w = &g->t[op->in[1]];
+    const float *a = AT(x, op->in[0]), *bias = op->in[2] >= 0 ? g->t[op->in[2]].data : NULL;
+    const int64_t lda = LD(x, op->in[0]), m = x->rows, N = w->shape[0], K = w->shape[1];
+    void *work = op->scratch_bytes ? (char *)x->arena + op->scratch_off : NULL;
+    const eft__kernels *kt = x->kt;
+    switch (op->kernel) {
+    case EFT__K_QGEMM_Q8_0:
+    case EFT__K_QGEMM_Q4_0: (void)eft__qgemm_f32(kt, tp, c, ldc, a, lda, m, w->dtype, w->data, N, K, bias, work); break;
+    case EFT__K_GQGEMM: (void)eft__gqgemm_f32(kt, tp, c, ldc, a, lda, m, w->dtype, w->data, N, K, bias, work); break;
+    case EFT__K_QX4_I8: (void)eft__qx4_gemm(kt, tp, c, ldc, a, lda, m, w->dtype, w->x4, N, K, bias, work); break;
+    case EFT__K_QX4:
+        if (m == 1) (void)eft__qx4_gemm_f32(kt, tp, c, ldc, a, lda, m, w->dtype, w->x4, N, K, bias, work);
+        else (void)eft__qgemm_f32(kt, tp, c, ldc, a, lda, m, w->dtype, w->data, N, K, bias, work);
+        break;
+    default: eft__sgemm(kt, tp, c, ldc, a, lda, m, w->packed, bias); break;
+    }
+}
+
+/* A group of MATMULs over the same rows (eft__pass_group_matmuls) in one pool run where a
+ * multi-product driver takes them: the interleaved kernels (int8 activations, or one f32 row),
+ * or the batch GEMV for a decode-sized batch with f32 activations; false to run them one by one. */
+static bool matmul_group(const xctx *x, eft__threadpool *tp, const eft__ir_op *ops, int n) {
+    const eft__ir_graph *g = x->g;
+    const float *a = AT(x, ops[0].in[0]);
+    const int64_t lda = LD(x, ops[0].in[0]), m = x->rows, K = g->t[ops[0].in[1]].shape[1];
+    void *work = ops[0].scratch_bytes ? (char *)x->arena + ops[0].scratch_off : NULL;
+    bool x4 = ops[0].kernel == EFT__K_QX4_I8 || (ops[0].kernel == EFT__K_QX4 && m == 1);
+    for (int i = 1; i < n; i++) x4 = x4 && ops[i].kernel == ops[0].kernel;
+    if (x4) {
+        eft__qx4_job jobs[3];
+        for (int i = 0; i < n; i++) {
+            const eft__ir_tensor *w = &g->t[ops[i].in[1]];
+            jobs[i] = (eft__qx4_job){AT(x, ops[i].out), w->shape[0], w->dtype, w->x4, w->shape[0],
+                                     ops[i].in[2] >= 0 ? g->t[ops[i].in[2]].data : NULL};
+        }
+        if (ops[0].kernel == EFT__K_QX4_I8 ? eft__qx4_gemm_multi(x->kt, tp, a, lda, m, K, jobs, n, work)
+                                           : eft__qx4_gemm_f32_multi(x->kt, tp, a, lda, m, K, jobs, n, work))
+            return true;
+    }
+    bool gemv = m <= EFT__QGEMV_MAX_M;
+    for (int i = 0; i < n; i++)
+        gemv = gemv && (ops[i].kernel == EFT__K_QX4 || ops[i].kernel == EFT__K_GQGEMM ||
+                        ops[i].kernel == EFT__K_QGEMM_Q8_0 || ops[i].kernel == EFT__K_QGEMM_Q4_0);
+    if (gemv) {
+        eft__qgemv_job jobs[3];
+        for (int i = 0; i < n; i++) {
+            const eft__ir_tensor *w = &g->t[ops[i].in[1]];
+            jobs[i] = (eft__qgemv_job){AT(x, ops[i].out), w->shape[0], a, lda, w->dtype, w->data, w->shape[0], K,
+                                       ops[i].in[2] >= 0 ? g->t[ops[i].in[2]].data : NULL};
+        }
+        if (eft__qgemm_f32_gemv_multi(x->kt, tp, m, jobs, n)) return true;
+    }
+    return false;
+}
+
 static void embed(const xctx *x) {
     const eft__ir_graph *g = x->g;
     const eft__ir_op *op = x->op;
     const eft__ir_tensor *wte = &g->t[op->in[2]];
     const int64_t C = wte->shape[1], M = x->run->M;
     float *out = AT(x, op->out);
-    const int32_t *ids = eft__ir_at(g, x->arena, op->in[0]), *pos = eft__ir_at(g, x->arena, op->in[1]);
-    const int32_t *types = op->in[4] >= 0 ? eft__ir_at(g, x->arena, op->in[4]) : NULL;
-    const float *wpe = g->t[op->in[3]].data, *wtt = op->in[5] >= 0 ? g->t[op->in[5]].data : NULL;
+    const int32_t *ids = at(x, op->in[0]), *pos = at(x, op->in[1]);
+    const int32_t *types = op->in[4] >= 0 ? at(x, op->in[4]) : NULL;
+    const float *wpe = op->in[3] >= 0 ? g->t[op->in[3]].data : NULL, *wtt = op->in[5] >= 0 ? g->t[op->in[5]].data : NULL;
     /* The caller checked every id against the vocabulary, so the gather cannot refuse. */
-    (void)eft__embedding_gather(out, C, wte->data, wte->dtype, wte->shape[0], C, C, ids, M);
-    for (int64_t r = 0; r < M; r++) {
-        x->kt->add(out + r * C, out + r * C, wpe + (int64_t)pos[r] * C, C);
+    if (wte->dtype == EFT_DTYPE_F32 || wte->dtype == EFT_DTYPE_F16 || wte->dtype == EFT_DTYPE_BF16) {
+        (void)eft__embedding_gather(out, C, wte->data, wte->dtype, wte->shape[0], C, C, ids, M);
+    } else {
+        uint64_t row_bytes = 0;
+        (void)eft__dtype_nbytes(wte->dtype, (uint64_t)C, &row_bytes);
+        for (int64_t r = 0; r < M; r++)
+            (void)eft__dequantize_row(wte->dtype, (const uint8_t *)wte->data + (uint64_t)ids[r] * row_bytes, out + r * C, C);
+    }
+    if (op->scale != 0 && op->scale != 1) x->kt->scale_f32(out, op->scale, M * C);
+    for (int64_t r = 0; r < M && (wpe || wtt); r++) {
+        if (wpe) x->kt->add(out + r * C, out + r * C, wpe + (int64_t)pos[r] * C, C);
         if (wtt) x->kt->add(out + r * C, out + r * C, wtt + (int64_t)types[r] * C, C);
     }
+}
+
+static int64_t rows_of(const eft__ir_run *run, int64_t d0) {
+    return d0 == EFT__IR_DIM_B ? run->B : d0 == EFT__IR_DIM_M ? run->M : d0 == EFT__IR_DIM_R ? run->R : d0;
 }
 
 void eft__ir_exec(const eft__ir_graph *g, const eft__kernels *kt, eft__threadpool *tp, void *arena,
@@ -348,27 +691,26 @@ void eft__ir_exec(const eft__ir_graph *g, const eft__kernels *kt, eft__threadpoo
     for (int o = op0; o < op1; o++) {
         const eft__ir_op *op = &g->ops[o];
         const eft__ir_tensor *out = &g->t[op->out];
-        xctx x = {.g = g, .op = op, .kt = kt, .arena = arena, .run = run,
-                  .rows = out->shape[0] == EFT__IR_DIM_B ? run->B : out->shape[0] == EFT__IR_DIM_M ? run->M : out->shape[0]};
+        xctx x = {.g = g, .op = op, .kt = kt, .arena = arena, .run = run, .rows = rows_of(run, out->shape[0])};
         if (x.rows == 0) continue;
         switch (op->kind) {
         case EFT__OP_EMBED: embed(&x); break;
         case EFT__OP_MATMUL: {
-            const eft__ir_tensor *in = &g->t[op->in[0]], *w = &g->t[op->in[1]];
-            const float *bias = op->in[2] >= 0 ? g->t[op->in[2]].data : NULL;
-            float *c = AT(&x, op->out);
-            if (op->kernel == EFT__K_QGEMM_Q8_0 || op->kernel == EFT__K_QGEMM_Q4_0)
-                (void)eft__qgemm_f32(kt, tp, c, w->shape[0], AT(&x, op->in[0]), in->ld, x.rows, w->dtype, w->data,
-                                     w->shape[0], w->shape[1], bias, (char *)arena + op->scratch_off);
-            else if (op->kernel == EFT__K_GQGEMM)
-                (void)eft__gqgemm_f32(kt, tp, c, w->shape[0], AT(&x, op->in[0]), in->ld, x.rows, w->dtype, w->data,
-                                      w->shape[0], w->shape[1], bias, (char *)arena + op->scratch_off);
-            else
-                eft__sgemm(kt, tp, c, w->shape[0], AT(&x, op->in[0]), in->ld, x.rows, w->packed, bias);
-            if (op->act != EFT__IR_ACT_NONE) run_rows(&x, tp);
+            /* A group runs as one dispatch when the kernels allow, else op by op; either way
+             * each member's activation follows. */
+            const int n = op->group > 1 && o + op->group <= op1 ? op->group : 1;
+            bool done = n > 1 && matmul_group(&x, tp, op, n);
+            for (int i = 0; i < n; i++) {
+                xctx xi = x;
+                xi.op = &g->ops[o + i];
+                if (!done) matmul(&xi, tp, xi.op, AT(&xi, xi.op->out), g->t[xi.op->out].shape[1]);
+                if (xi.op->act != EFT__IR_ACT_NONE) run_rows(&xi, tp);
+            }
+            o += n - 1;
             break;
         }
         case EFT__OP_ATTENTION: attention(&x, tp); break;
+        case EFT__OP_CACHE_ATTENTION: cache_attention(&x, tp); break;
         case EFT__OP_FIRST_ROW: {
             const int64_t C = out->shape[1];
             const float *in = AT(&x, op->in[0]);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/quant.h"
 #include "kernels/cpu/kernels.h"
 
 #include "graph/ir.h"
@@ -165,6 +166,8 @@ const char *eft__ir_op_name(eft__ir_opkind k) {
         [EFT__OP_EMBED] = "embed",         [EFT__OP_MATMUL] = "matmul", [EFT__OP_BIAS] = "bias",
         [EFT__OP_ACT] = "act",             [EFT__OP_ADD] = "add",       [EFT__OP_LAYERNORM] = "layernorm",
         [EFT__OP_ADD_LN] = "add_layernorm", [EFT__OP_ATTENTION] = "attention", [EFT__OP_FIRST_ROW] = "first_row",
+        [EFT__OP_RMSNORM] = "rmsnorm",     [EFT__OP_ROPE] = "rope",     [EFT__OP_GLU] = "glu",
+        [EFT__OP_CACHE_ATTENTION] = "cache_attention", [EFT__OP_GATHER] = "gather",
     };
     return (unsigned)k < EFT__OP_COUNT ? names[k] : "?";
 }
@@ -174,7 +177,8 @@ const char *eft__ir_kernel_name(eft__ir_kernel k) {
         [EFT__K_NONE] = "none",           [EFT__K_ROWS] = "rows",           [EFT__K_SGEMM_F32] = "sgemm_f32",
         [EFT__K_SGEMM_F16] = "sgemm_f16", [EFT__K_SGEMM_BF16] = "sgemm_bf16", [EFT__K_QGEMM_Q8_0] = "qgemm_q8_0",
         [EFT__K_QGEMM_Q4_0] = "qgemm_q4_0", [EFT__K_GQGEMM] = "gqgemm", [EFT__K_ATTN_FLASH] = "attention_flash",
-        [EFT__K_ATTN_RELBIAS] = "attention_relbias",
+        [EFT__K_ATTN_RELBIAS] = "attention_relbias", [EFT__K_QX4] = "qx4", [EFT__K_QX4_I8] = "qx4_int8",
+        [EFT__K_ATTN_CACHE] = "attention_cache",
     };
     return (unsigned)k < EFT__K_COUNT ? names[k] : "?";
 }
@@ -183,7 +187,7 @@ const char *eft__ir_act_name(eft__ir_act a) {
     static const char *const names[EFT__IR_ACT_COUNT] = {
         [EFT__IR_ACT_NONE] = "none", [EFT__IR_ACT_GELU] = "gelu", [EFT__IR_ACT_GELU_TANH] = "gelu_tanh",
         [EFT__IR_ACT_SILU] = "silu", [EFT__IR_ACT_RELU] = "relu", [EFT__IR_ACT_QUICK_GELU] = "quick_gelu",
-        [EFT__IR_ACT_TANH] = "tanh",
+        [EFT__IR_ACT_TANH] = "tanh", [EFT__IR_ACT_SOFTCAP] = "softcap",
     };
     return (unsigned)a < EFT__IR_ACT_COUNT ? names[a] : "?";
 }
@@ -216,9 +220,20 @@ static bool is(vctx *v, int t, int ndim, int64_t d0, int64_t d1) {
 
 static bool is_f32(vctx *v, int t) { return v->g->t[t].dtype == EFT_DTYPE_F32 || bad(v, "an input is not F32", t); }
 static bool is_i32(vctx *v, int t) { return v->g->t[t].dtype == EFT_DTYPE_I32 || bad(v, "an input is not I32", t); }
-static bool is_float_w(vctx *v, int t) {
-    eft_dtype d = v->g->t[t].dtype;
-    return d == EFT_DTYPE_F32 || d == EFT_DTYPE_F16 || d == EFT_DTYPE_BF16 || bad(v, "a table is not F32/F16/BF16", t);
+
+/* An activation function an op can apply: a known one; softcapping needs its cap. */
+static bool act_ok(vctx *v, const eft__ir_op *o) {
+    if ((unsigned)o->act >= EFT__IR_ACT_COUNT) return bad(v, "unknown activation", -1);
+    if (o->act == EFT__IR_ACT_SOFTCAP && !(o->scale > 0)) return bad(v, "softcapping needs a positive cap (scale)", -1);
+    return true;
+}
+
+static bool is_state(vctx *v, int t, int64_t d0, int64_t d1) {
+    const eft__ir_tensor *x = &v->g->t[t];
+    if (x->kind != EFT__IR_STATE) return bad(v, "the cache is not retained state", t);
+    if (x->dtype != EFT_DTYPE_F32 && x->dtype != EFT_DTYPE_F16 && x->dtype != EFT_DTYPE_I8)
+        return bad(v, "the cache is not F32, F16 or I8", t);
+    return is(v, t, 2, d0, d1);
 }
 
 static bool check_op(vctx *v) {
@@ -229,10 +244,17 @@ static bool check_op(vctx *v) {
     int64_t R = out->shape[0];
     switch (o->kind) {
     case EFT__OP_EMBED: {
-        if (!is(v, in[2], 2, 0, 0) || !is(v, in[3], 2, 0, 0)) return false;
+        if (!is(v, in[2], 2, 0, 0)) return false;
         int64_t C = g->t[in[2]].shape[1];
+        /* A quantised table is dequantised row by row (a GGUF decoder's token_embd). */
+        float probe = 0;
+        const uint8_t none = 0;
+        eft_dtype wd = g->t[in[2]].dtype;
+        bool table_ok = wd != EFT_DTYPE_I32 && wd != EFT_DTYPE_I8 && eft__dequantize_row(wd, &none, &probe, 0);
+        if (!table_ok) return bad(v, "the word table's type cannot be read row by row", in[2]);
+        if (!(o->scale >= 0) || o->scale > 1e6f) return bad(v, "the embedding scale is out of range", -1);
         return is(v, in[0], 1, EFT__IR_DIM_M, 0) && is_i32(v, in[0]) && is(v, in[1], 1, EFT__IR_DIM_M, 0) &&
-               is_i32(v, in[1]) && is_float_w(v, in[2]) && is(v, in[3], 2, 0, C) && is_f32(v, in[3]) &&
+               is_i32(v, in[1]) && (in[3] < 0 || (is(v, in[3], 2, 0, C) && is_f32(v, in[3]))) &&
                (in[4] < 0 || (is(v, in[4], 1, EFT__IR_DIM_M, 0) && is_i32(v, in[4]))) &&
                ((in[4] < 0) == (in[5] < 0) || bad(v, "types and their table go together", -1)) &&
                (in[5] < 0 || (is(v, in[5], 2, 0, C) && is_f32(v, in[5]))) &&
@@ -251,14 +273,19 @@ static bool check_op(vctx *v) {
                        in[1]);
         if (gq && K % gl.group)
             return bad(v, "a group-quantised matrix needs K a multiple of its group", in[1]);
-        if ((unsigned)o->act >= EFT__IR_ACT_COUNT) return bad(v, "unknown activation", -1);
+        if ((o->kernel == EFT__K_QX4 || o->kernel == EFT__K_QX4_I8) &&
+            (!w->x4 || (d != EFT_DTYPE_Q8_0 && d != EFT_DTYPE_Q4_0 && d != EFT_DTYPE_Q4_1)))
+            return bad(v, "the interleaved kernel needs a Q8_0, Q4_0 or Q4_1 matrix with its interleaved copy", in[1]);
+        if (o->group > 3 || o->group < 0 || (o->group > 1 && v->op + o->group > g->n_ops))
+            return bad(v, "a MATMUL group of more than three, or past the last op", -1);
+        if (!act_ok(v, o)) return false;
         return is(v, in[0], 2, R, K) && is_f32(v, in[0]) && (in[2] < 0 || (is(v, in[2], 1, N, 0) && is_f32(v, in[2]))) &&
                ((out->ndim == 2 && out->shape[1] == N) || bad(v, "the output is not [R, N]", o->out));
     }
     case EFT__OP_BIAS:
         return is(v, in[0], 2, R, out->shape[1]) && is_f32(v, in[0]) && is(v, in[1], 1, out->shape[1], 0) && is_f32(v, in[1]);
     case EFT__OP_ACT:
-        if ((unsigned)o->act >= EFT__IR_ACT_COUNT) return bad(v, "unknown activation", -1);
+        if (!act_ok(v, o)) return false;
         return is(v, in[0], 2, R, out->shape[1]) && is_f32(v, in[0]);
     case EFT__OP_ADD:
         return is(v, in[0], 2, R, out->shape[1]) && is_f32(v, in[0]) && is(v, in[1], 2, R, out->shape[1]) && is_f32(v, in[1]);
@@ -284,6 +311,45 @@ static bool check_op(vctx *v) {
     case EFT__OP_FIRST_ROW:
         return is(v, in[0], 2, EFT__IR_DIM_M, out->shape[1]) && is_f32(v, in[0]) &&
                (R == EFT__IR_DIM_B || bad(v, "the output is not [B, C]", o->out));
+    case EFT__OP_RMSNORM: {
+        int64_t N = out->shape[1];
+        if (!is(v, in[1], 1, 0, 0) || !is_f32(v, in[1])) return false;
+        int64_t C = g->t[in[1]].shape[0];
+        if (N % C) return bad(v, "the weight's length does not divide the row", in[1]);
+        if (!(o->eps > 0) || !(o->norm_add >= -1e6f && o->norm_add <= 1e6f)) return bad(v, "eps or norm_add is out of range", -1);
+        return is(v, in[0], 2, R, N) && is_f32(v, in[0]);
+    }
+    case EFT__OP_ROPE: {
+        int64_t N = out->shape[1];
+        if (R != EFT__IR_DIM_M) return bad(v, "rope rows are not M", o->out);
+        if (o->heads < 1 || N % o->heads || (N / o->heads) % 2) return bad(v, "heads do not divide the row into even heads", o->out);
+        if (o->rope_layout != EFT__ROPE_NEOX && o->rope_layout != EFT__ROPE_GPTJ) return bad(v, "unknown rope layout", -1);
+        if (!is(v, in[2], 2, 0, 0) || !is_f32(v, in[2])) return false;
+        int64_t rot = g->t[in[2]].shape[1];
+        if (rot % 2 || rot > N / o->heads) return bad(v, "the table rotates more dimensions than a head has", in[2]);
+        return is(v, in[0], 2, R, N) && is_f32(v, in[0]) && is(v, in[1], 1, EFT__IR_DIM_M, 0) && is_i32(v, in[1]);
+    }
+    case EFT__OP_GLU:
+        if (!act_ok(v, o) || o->act == EFT__IR_ACT_NONE || o->act == EFT__IR_ACT_SOFTCAP)
+            return bad(v, "a gated unit needs an activation", -1);
+        return is(v, in[0], 2, R, out->shape[1]) && is_f32(v, in[0]) && is(v, in[1], 2, R, out->shape[1]) && is_f32(v, in[1]);
+    case EFT__OP_CACHE_ATTENTION: {
+        int64_t QD = out->shape[1];
+        if (R != EFT__IR_DIM_M) return bad(v, "attention rows are not M", o->out);
+        if (o->heads < 1 || o->kv_heads < 1 || o->heads % o->kv_heads || QD % o->heads)
+            return bad(v, "kv_heads do not divide heads, or heads the channels", o->out);
+        int64_t HS = QD / o->heads, KD = HS * o->kv_heads;
+        if (o->window < 0 || !(o->softcap >= 0) || !(o->scale > 0) || o->softcap > 1e6f || o->scale > 1e6f)
+            return bad(v, "window, softcap or scale is out of range", -1);
+        if (!is_state(v, in[4], o->kv_heads, HS) || !is_state(v, in[5], o->kv_heads, HS)) return false;
+        if (g->t[in[4]].dtype != g->t[in[5]].dtype || in[4] == in[5]) return bad(v, "the K and V caches differ in type", in[5]);
+        return is(v, in[0], 2, R, QD) && is_f32(v, in[0]) && is(v, in[1], 2, R, KD) && is_f32(v, in[1]) &&
+               is(v, in[2], 2, R, KD) && is_f32(v, in[2]) && is(v, in[3], 1, EFT__IR_DIM_M, 0) && is_i32(v, in[3]);
+    }
+    case EFT__OP_GATHER:
+        if (g->t[in[1]].kind != EFT__IR_INPUT) return bad(v, "the rows are not an input", in[1]);
+        return is(v, in[0], 2, EFT__IR_DIM_M, out->shape[1]) && is_f32(v, in[0]) && is(v, in[1], 1, EFT__IR_DIM_R, 0) &&
+               is_i32(v, in[1]) && (R == EFT__IR_DIM_R || bad(v, "the output is not [R, C]", o->out));
     default: return bad(v, "unknown op", -1);
     }
 }
@@ -296,17 +362,23 @@ static const unsigned k_weight_slots[EFT__OP_COUNT] = {
     [EFT__OP_LAYERNORM] = 0x6u, /* w, b */
     [EFT__OP_ADD_LN] = 0xcu,    /* w, b */
     [EFT__OP_ATTENTION] = 0x8u, /* relative-position table */
+    [EFT__OP_RMSNORM] = 0x2u,   /* w */
+    [EFT__OP_ROPE] = 0x4u,      /* table */
 };
 
 eft_status eft__ir_validate(const eft__ir_graph *g, eft__error *err) {
+    int n_bound = 0;
     for (int i = 0; i < g->n_t; i++) {
         const eft__ir_tensor *t = &g->t[i];
         bool act = t->kind == EFT__IR_ACT || t->kind == EFT__IR_OUTPUT || t->kind == EFT__IR_INPUT;
         bool shape_ok = (t->ndim == 1 || t->ndim == 2) && t->shape[1] >= 1 && t->shape[1] <= ((int64_t)1 << 32) &&
                         (t->shape[0] >= 1 ? t->shape[0] <= ((int64_t)1 << 32)
-                                          : act && (t->shape[0] == EFT__IR_DIM_M || t->shape[0] == EFT__IR_DIM_B));
-        if ((unsigned)t->kind > EFT__IR_OUTPUT || !shape_ok || (unsigned)t->dtype >= EFT_DTYPE_COUNT)
+                                          : act && (t->shape[0] == EFT__IR_DIM_M || t->shape[0] == EFT__IR_DIM_B ||
+                                                    t->shape[0] == EFT__IR_DIM_R));
+        if ((unsigned)t->kind > EFT__IR_STATE || !shape_ok || (unsigned)t->dtype >= EFT_DTYPE_COUNT)
             return eft__fail(err, EFT_ERR_FORMAT, "graph: tensor %d ('%s') has a bad kind, shape or dtype", i, t->name);
+        if (t->bound && (t->kind != EFT__IR_OUTPUT || t->view_of >= 0 || n_bound++))
+            return eft__fail(err, EFT_ERR_FORMAT, "graph: tensor '%s' is bound but not the graph's one bound output", t->name);
         if (t->view_of >= 0) {
             const eft__ir_tensor *b = t->view_of < g->n_t ? &g->t[t->view_of] : NULL;
             if (!b || t->view_of == i || b->view_of >= 0 || t->kind != EFT__IR_ACT || b->kind == EFT__IR_WEIGHT ||
@@ -343,8 +415,13 @@ eft_status eft__ir_validate(const eft__ir_graph *g, eft__error *err) {
                 break;
             }
             int base = g->t[t].view_of >= 0 ? g->t[t].view_of : t;
-            bool ready = g->t[base].kind == EFT__IR_WEIGHT || g->t[base].kind == EFT__IR_INPUT || written[base];
-            if (!ready)
+            bool ready = g->t[base].kind == EFT__IR_WEIGHT || g->t[base].kind == EFT__IR_INPUT ||
+                         g->t[base].kind == EFT__IR_STATE || written[base];
+            /* State is the cache attention's own: read and written there alone. */
+            if (g->t[base].kind == EFT__IR_STATE && (op->kind != EFT__OP_CACHE_ATTENTION || (i != 4 && i != 5)))
+                s = eft__fail(err, EFT_ERR_FORMAT, "graph: op %d (%s) reads state '%s'", o, eft__ir_op_name(op->kind),
+                              g->t[t].name);
+            else if (!ready)
                 s = eft__fail(err, EFT_ERR_FORMAT, "graph: op %d (%s) reads '%s' before anything writes it", o,
                               eft__ir_op_name(op->kind), g->t[t].name);
         }

@@ -11,8 +11,10 @@
 
 #include "graph/ir.h"
 
-static const char *const k_kinds[] = {"weight", "input", "act", "output"};
-static const char *const k_passes[] = {"fold", "fuse_matmuls", "precision", "kernels"};
+static const char *const k_kinds[] = {"weight", "input", "act", "output", "state"};
+static const char *const k_passes[] = {"fold", "fuse_matmuls", "precision", "kernels", "group_matmuls"};
+#define N_KINDS 5
+#define N_PASSES 5
 
 json_t *eft__ir_to_json(const eft__ir_graph *g) {
     json_t *j = json_object(), *ts = json_array(), *os = json_array(), *ps = json_array();
@@ -27,6 +29,7 @@ json_t *eft__ir_to_json(const eft__ir_graph *g) {
         if (o && t->view_of >= 0)
             fail |= json_object_set_new(o, "view", json_pack("[i, I]", t->view_of, (json_int_t)t->col0));
         if (o && t->external) fail |= json_object_set_new(o, "external", json_true());
+        if (o && t->bound) fail |= json_object_set_new(o, "bound", json_true());
         fail |= json_array_append_new(ts, o);
     }
     for (int i = 0; !fail && i < g->n_ops; i++) {
@@ -47,6 +50,25 @@ json_t *eft__ir_to_json(const eft__ir_graph *g) {
                 fail |= json_object_set_new(o, "rel_max_distance", json_integer(op->rel_max_distance));
             }
         }
+        if (o && op->kind == EFT__OP_CACHE_ATTENTION) {
+            fail |= json_object_set_new(o, "scale", json_real(op->scale));
+            fail |= json_object_set_new(o, "heads", json_integer(op->heads));
+            fail |= json_object_set_new(o, "kv_heads", json_integer(op->kv_heads));
+            if (op->window) fail |= json_object_set_new(o, "window", json_integer(op->window));
+            if (op->softcap) fail |= json_object_set_new(o, "softcap", json_real(op->softcap));
+        }
+        if (o && op->kind == EFT__OP_RMSNORM) {
+            fail |= json_object_set_new(o, "eps", json_real(op->eps));
+            if (op->norm_add) fail |= json_object_set_new(o, "norm_add", json_real(op->norm_add));
+        }
+        if (o && op->kind == EFT__OP_ROPE) {
+            fail |= json_object_set_new(o, "heads", json_integer(op->heads));
+            fail |= json_object_set_new(o, "rope_layout", json_integer(op->rope_layout));
+        }
+        /* The embedding scale, and the cap of a softcapping activation. */
+        if (o && (op->kind == EFT__OP_EMBED || op->act == EFT__IR_ACT_SOFTCAP) && op->scale)
+            fail |= json_object_set_new(o, "scale", json_real(op->scale));
+        if (o && op->group > 1) fail |= json_object_set_new(o, "group", json_integer(op->group));
         if (o && op->head) fail |= json_object_set_new(o, "head", json_true());
         fail |= json_array_append_new(os, o);
     }
@@ -54,6 +76,11 @@ json_t *eft__ir_to_json(const eft__ir_graph *g) {
     json_t *plan = json_pack("{s:i, s:i, s:i, s:I}", "max_batch", g->max_batch, "max_tokens", g->max_tokens,
                              "threads", g->n_threads, "arena_bytes", (json_int_t)g->arena_bytes);
     fail |= !plan;
+    if (plan && g->state_bytes) {
+        fail |= json_object_set_new(plan, "state_slots", json_integer(g->state_slots));
+        fail |= json_object_set_new(plan, "state_ctx", json_integer(g->state_ctx));
+        fail |= json_object_set_new(plan, "state_bytes", json_integer((json_int_t)g->state_bytes));
+    }
     fail |= json_object_set_new(j, "tensors", ts);
     fail |= json_object_set_new(j, "ops", os);
     fail |= json_object_set_new(j, "passes", ps);
@@ -112,18 +139,18 @@ eft_status eft__ir_from_json(const json_t *j, eft__ir_graph **out, eft__error *e
     for (int i = 0; i < nt && s == EFT_OK; i++) {
         const json_t *t = json_array_get(ts, i), *sh = json_object_get(t, "shape"), *view = json_object_get(t, "view");
         const char *name = json_string_value(json_object_get(t, "name"));
-        int kind = lookup(json_string_value(json_object_get(t, "kind")), kind_name, 4);
+        int kind = lookup(json_string_value(json_object_get(t, "kind")), kind_name, N_KINDS);
         int dt = lookup(json_string_value(json_object_get(t, "dtype")), dtype_name, EFT_DTYPE_COUNT);
         size_t nd = json_array_size(sh);
         bool ok = name && kind >= 0 && dt >= 0 && (nd == 1 || nd == 2);
         int64_t d[2] = {1, 1};
         for (size_t k = 0; ok && k < nd; k++) {
             const json_t *v = json_array_get(sh, k);
-            ok = json_is_integer(v) && json_integer_value(v) >= EFT__IR_DIM_B && json_integer_value(v) <= ((int64_t)1 << 32);
+            ok = json_is_integer(v) && json_integer_value(v) >= EFT__IR_DIM_R && json_integer_value(v) <= ((int64_t)1 << 32);
             if (ok) d[k] = json_integer_value(v);
         }
         if (!ok) {
-            s = eft__fail(err, EFT_ERR_FORMAT, "graph: tensor %d: needs a name, a kind (weight, input, act, output), "
+            s = eft__fail(err, EFT_ERR_FORMAT, "graph: tensor %d: needs a name, a kind (weight, input, act, output, state), "
                           "a dtype and a shape of 1 or 2 sizes", i);
             break;
         }
@@ -143,6 +170,7 @@ eft_status eft__ir_from_json(const json_t *j, eft__ir_graph **out, eft__error *e
             g->t[ti].col0 = json_integer_value(c);
         }
         g->t[ti].external = json_is_true(json_object_get(t, "external"));
+        g->t[ti].bound = json_is_true(json_object_get(t, "bound"));
         if (kind == EFT__IR_WEIGHT) g->t[ti].nbytes = eft__ir_tensor_bytes(&g->t[ti], 0);
     }
     /* A view's stride is its base's width, once every base is known. */
@@ -157,10 +185,12 @@ eft_status eft__ir_from_json(const json_t *j, eft__ir_graph **out, eft__error *e
         int a = act ? lookup(json_string_value(act), act_name, EFT__IR_ACT_COUNT) : 0;
         size_t n = json_array_size(in);
         int ins[EFT__IR_MAX_IN + 2];
-        int64_t outi, heads, rb, rmd;
+        int64_t outi, heads, rb, rmd, kvh, win, layout, group;
         bool ok = kind >= 0 && kernel >= 0 && a >= 0 && n >= 1 && n <= EFT__IR_MAX_IN + 2 &&
                   int_field(o, "out", 0, nt - 1, -1, &outi) && outi >= 0 && int_field(o, "heads", 0, 1 << 16, 0, &heads) &&
-                  int_field(o, "rel_buckets", 0, 1 << 16, 0, &rb) && int_field(o, "rel_max_distance", 0, 1 << 20, 0, &rmd);
+                  int_field(o, "rel_buckets", 0, 1 << 16, 0, &rb) && int_field(o, "rel_max_distance", 0, 1 << 20, 0, &rmd) &&
+                  int_field(o, "kv_heads", 0, 1 << 16, 0, &kvh) && int_field(o, "window", 0, (int64_t)1 << 32, 0, &win) &&
+                  int_field(o, "rope_layout", 0, 1, 0, &layout) && int_field(o, "group", 0, 3, 0, &group);
         for (size_t k = 0; ok && k < n; k++) {
             const json_t *v = json_array_get(in, k);
             ok = json_is_integer(v) && json_integer_value(v) >= -1 && json_integer_value(v) < nt;
@@ -179,13 +209,18 @@ eft_status eft__ir_from_json(const json_t *j, eft__ir_graph **out, eft__error *e
             op->rel_buckets = (int)rb;
             op->rel_max_distance = (int)rmd;
             op->head = json_is_true(json_object_get(o, "head"));
-            ok = real_field(o, "eps", &op->eps) && real_field(o, "scale", &op->scale);
+            op->kv_heads = (int)kvh;
+            op->window = win;
+            op->rope_layout = (int)layout;
+            op->group = (int)group;
+            ok = real_field(o, "eps", &op->eps) && real_field(o, "scale", &op->scale) &&
+                 real_field(o, "softcap", &op->softcap) && real_field(o, "norm_add", &op->norm_add);
         }
         if (!ok) s = eft__fail(err, EFT_ERR_FORMAT, "graph: op %d: needs a known 'op' and 'kernel', 'in' (1 to %d "
                                "tensor indices), 'out' and attributes in range", i, EFT__IR_MAX_IN + 2);
     }
     for (size_t i = 0; s == EFT_OK && i < json_array_size(ps); i++) {
-        int p = lookup(json_string_value(json_array_get(ps, i)), pass_name, 4);
+        int p = lookup(json_string_value(json_array_get(ps, i)), pass_name, N_PASSES);
         if (p < 0 || g->n_passes == EFT__IR_MAX_PASSES) s = eft__fail(err, EFT_ERR_FORMAT, "graph: unknown pass %zu", i);
         else g->passes[g->n_passes++] = k_passes[p];
     }
@@ -194,9 +229,10 @@ eft_status eft__ir_from_json(const json_t *j, eft__ir_graph **out, eft__error *e
         const eft__ir_op *op = &g->ops[i];
         eft__ir_kernel k = op->kernel;
         bool mm = k == EFT__K_SGEMM_F32 || k == EFT__K_SGEMM_F16 || k == EFT__K_SGEMM_BF16 || k == EFT__K_QGEMM_Q8_0 ||
-                  k == EFT__K_QGEMM_Q4_0 || k == EFT__K_GQGEMM;
+                  k == EFT__K_QGEMM_Q4_0 || k == EFT__K_GQGEMM || k == EFT__K_QX4 || k == EFT__K_QX4_I8;
         bool fits = op->kind == EFT__OP_MATMUL ? mm
                   : op->kind == EFT__OP_ATTENTION ? k == (op->n_in > 3 && op->in[3] >= 0 ? EFT__K_ATTN_RELBIAS : EFT__K_ATTN_FLASH)
+                  : op->kind == EFT__OP_CACHE_ATTENTION ? k == EFT__K_ATTN_CACHE
                                                   : k == EFT__K_ROWS;
         if (op->kind == EFT__OP_MATMUL && fits && op->in[1] >= 0) {
             static const eft_dtype want[EFT__K_COUNT] = {
@@ -204,8 +240,12 @@ eft_status eft__ir_from_json(const json_t *j, eft__ir_graph **out, eft__error *e
                 [EFT__K_SGEMM_BF16] = EFT_DTYPE_BF16, [EFT__K_QGEMM_Q8_0] = EFT_DTYPE_Q8_0,
                 [EFT__K_QGEMM_Q4_0] = EFT_DTYPE_Q4_0,
             };
-            /* The group-quantised kernel takes any member of the family. */
-            fits = k == EFT__K_GQGEMM ? eft__gq_layout_of(g->t[op->in[1]].dtype, NULL) : g->t[op->in[1]].dtype == want[k];
+            /* The group-quantised kernel takes any member of the family, the interleaved ones the
+             * GGUF block types (eft__ir_validate checks their copy). */
+            eft_dtype wd = g->t[op->in[1]].dtype;
+            fits = k == EFT__K_GQGEMM ? eft__gq_layout_of(wd, NULL)
+                 : k == EFT__K_QX4 || k == EFT__K_QX4_I8 ? wd == EFT_DTYPE_Q8_0 || wd == EFT_DTYPE_Q4_0 || wd == EFT_DTYPE_Q4_1
+                 : wd == want[k];
         }
         if (!fits)
             s = eft__fail(err, EFT_ERR_FORMAT, "graph: op %d (%s) cannot run kernel %s", i, eft__ir_op_name(op->kind),

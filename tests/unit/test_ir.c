@@ -2,11 +2,16 @@
  * MLP): the validator's refusals, each pass's rewrite checked op by op (fold, fuse_matmuls,
  * precision, kernels), the plan's arena (no two live tensors share bytes, smaller than giving
  * every tensor its own), the JSON round trip, and every rewritten graph's outputs against the
- * unrewritten graph run op for op. */
+ * unrewritten graph run op for op. Then a decoder-shaped graph (the ops models/decoder.c emits:
+ * RMSNorm per head, rope, attention over a KV cache kept as retained state, a gated unit, the
+ * gather of the rows asked for and softcapped logits into a bound output): the per-row ops
+ * against plain loops, and the state's contract — a prompt in one call, in chunks or token by
+ * token gives the same logits, and slots do not see each other — for f32, f16 and int8 caches. */
 #include <math.h>
 #include <string.h>
 
 #include "core/json.h"
+#include "core/threadpool.h"
 #include "graph/ir.h"
 #include "kernels/cpu/kernels.h"
 #include "test.h"
@@ -299,8 +304,307 @@ static void test_plan_and_json(void) {
     eft__ir_free(g);
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * A decoder-shaped graph
+ * ------------------------------------------------------------------------------------------- */
+
+enum { DV = 16, DNH = 4, DNKV = 2, DHS = 16, DQD = DNH * DHS, DKD = DNKV * DHS, DCTX = 16, DSLOTS = 3, DMAXT = 12 };
+static float DEMB[DV * C], DNORM[C], DHN[DHS], DWQ[DQD * C], DWK[DKD * C], DWV[DKD * C], DWO[DV * DQD];
+
+static void init_decoder_weights(void) {
+    uint32_t s = 777;
+    float *all[] = {DEMB, DWQ, DWK, DWV, DWO};
+    size_t n[] = {DV * C, DQD * C, DKD * C, DKD * C, DV * DQD};
+    for (int m = 0; m < 5; m++)
+        for (size_t i = 0; i < n[m]; i++) {
+            s = s * 1664525u + 1013904223u;
+            all[m][i] = ((float)(s >> 8) / 16777216.0f - 0.5f) * 0.5f;
+        }
+    for (int i = 0; i < C; i++) DNORM[i] = 0.1f * (float)(i % 7) - 0.2f;
+    for (int i = 0; i < DHS; i++) DHN[i] = 0.05f * (float)(i % 5);
+}
+
+typedef struct dgraph {
+    eft__ir_graph *g;
+    eft__rope_table rope;
+    void *arena, *state;
+    int ids, pos, rows;
+} dgraph;
+
+/* ids -> embed (x2) -> rmsnorm (+1) -> q, k, v -> q: rmsnorm per head -> rope q, k ->
+ * cache attention -> glu(silu, q_rot, attn) -> gather -> logits (softcap 3, bound). */
+/* quant: every product's weights quantised to Q8_0 (the precision pass): q, k and v then run as
+ * one group. */
+static void dbuild(dgraph *d, eft_dtype kv, bool quant) {
+    eft__error err = {0};
+    eft__ir_graph *g = d->g = eft__ir_new();
+    d->ids = eft__ir_tensor_add(g, "ids", EFT__IR_INPUT, EFT_DTYPE_I32, 1, EFT__IR_DIM_M, 0, NULL);
+    d->pos = eft__ir_tensor_add(g, "pos", EFT__IR_INPUT, EFT_DTYPE_I32, 1, EFT__IR_DIM_M, 0, NULL);
+    d->rows = eft__ir_tensor_add(g, "rows", EFT__IR_INPUT, EFT_DTYPE_I32, 1, EFT__IR_DIM_R, 0, NULL);
+    int emb = eft__ir_weight(g, "emb", EFT_DTYPE_F32, 2, DV, C, DEMB, NULL);
+    int nw = eft__ir_weight(g, "norm", EFT_DTYPE_F32, 1, C, 0, DNORM, NULL);
+    int hn = eft__ir_weight(g, "head_norm", EFT_DTYPE_F32, 1, DHS, 0, DHN, NULL);
+    int wq = eft__ir_weight(g, "wq", EFT_DTYPE_F32, 2, DQD, C, DWQ, NULL);
+    int wk = eft__ir_weight(g, "wk", EFT_DTYPE_F32, 2, DKD, C, DWK, NULL);
+    int wv = eft__ir_weight(g, "wv", EFT_DTYPE_F32, 2, DKD, C, DWV, NULL);
+    int wo = eft__ir_weight(g, "wo", EFT_DTYPE_F32, 2, DV, DQD, DWO, NULL);
+    eft__rope_params rp = {.rot_dims = DHS, .base = 10000.0f, .max_pos = DCTX, .ctx_len = DCTX};
+    CHECK(eft__rope_table_init(&d->rope, &rp, DCTX, &err) == EFT_OK);
+    int tab = eft__ir_weight(g, "rope", EFT_DTYPE_F32, 2, DCTX, 2 * d->rope.half, d->rope.cos_sin, NULL);
+    int x = act(g, "x", EFT__IR_ACT, C), h = act(g, "h", EFT__IR_OUTPUT, C);
+    int q = act(g, "q", EFT__IR_OUTPUT, DQD), k = act(g, "k", EFT__IR_ACT, DKD), v = act(g, "v", EFT__IR_ACT, DKD);
+    int qn = act(g, "qn", EFT__IR_OUTPUT, DQD), qr = act(g, "qr", EFT__IR_OUTPUT, DQD), kr = act(g, "kr", EFT__IR_ACT, DKD);
+    int at = act(g, "attn", EFT__IR_OUTPUT, DQD), f = act(g, "f", EFT__IR_OUTPUT, DQD);
+    int ks = eft__ir_tensor_add(g, "cache.k", EFT__IR_STATE, kv, 2, DNKV, DHS, NULL);
+    int vs = eft__ir_tensor_add(g, "cache.v", EFT__IR_STATE, kv, 2, DNKV, DHS, NULL);
+    int fr = eft__ir_tensor_add(g, "f_rows", EFT__IR_OUTPUT, EFT_DTYPE_F32, 2, EFT__IR_DIM_R, DQD, NULL);
+    int lg = eft__ir_tensor_add(g, "logits", EFT__IR_OUTPUT, EFT_DTYPE_F32, 2, EFT__IR_DIM_R, DV, NULL);
+    g->t[lg].bound = true;
+    int in6[6] = {d->ids, d->pos, emb, -1, -1, -1}, o;
+    o = eft__ir_op_add(g, EFT__OP_EMBED, in6, 6, x, NULL);
+    g->ops[o].scale = 2.0f;
+    o = op(g, EFT__OP_RMSNORM, h, x, nw, -1, -1);
+    g->ops[o].eps = 1e-6f;
+    g->ops[o].norm_add = 1.0f;
+    op(g, EFT__OP_MATMUL, q, h, wq, -1, -1);
+    op(g, EFT__OP_MATMUL, k, h, wk, -1, -1);
+    op(g, EFT__OP_MATMUL, v, h, wv, -1, -1);
+    o = op(g, EFT__OP_RMSNORM, qn, q, hn, -1, -1);
+    g->ops[o].eps = 1e-6f;
+    o = op(g, EFT__OP_ROPE, qr, qn, d->pos, tab, -1);
+    g->ops[o].heads = DNH;
+    o = op(g, EFT__OP_ROPE, kr, k, d->pos, tab, -1);
+    g->ops[o].heads = DNKV;
+    int in[6] = {qr, kr, v, d->pos, ks, vs};
+    o = eft__ir_op_add(g, EFT__OP_CACHE_ATTENTION, in, 6, at, NULL);
+    eft__ir_op *ca = &g->ops[o];
+    ca->heads = DNH;
+    ca->kv_heads = DNKV;
+    ca->scale = 0.25f;
+    ca->softcap = 20.0f;
+    o = op(g, EFT__OP_GLU, f, qr, at, -1, -1);
+    g->ops[o].act = EFT__IR_ACT_SILU;
+    op(g, EFT__OP_GATHER, fr, f, d->rows, -1, -1);
+    o = op(g, EFT__OP_MATMUL, lg, fr, wo, -1, -1);
+    g->ops[o].act = EFT__IR_ACT_SOFTCAP;
+    g->ops[o].scale = 3.0f;
+    if (quant) CHECK_MSG(eft__pass_precision(g, EFT_DTYPE_Q8_0, &err) == EFT_OK, "%s", err.msg);
+    CHECK_MSG(eft__pass_kernels(g, &err) == EFT_OK, "%s", err.msg);
+    CHECK_MSG(eft__ir_pack(g, &err) == EFT_OK, "%s", err.msg);
+    CHECK_MSG(eft__pass_group_matmuls(g, &err) == EFT_OK, "%s", err.msg);
+    CHECK_MSG(eft__ir_plan_state(g, DSLOTS, DCTX, &err) == EFT_OK, "%s", err.msg);
+    CHECK_MSG(eft__ir_plan(g, 1, DMAXT, 2, &err) == EFT_OK, "%s", err.msg);
+    d->arena = eft__malloc_aligned((size_t)g->arena_bytes);
+    d->state = eft__malloc_aligned((size_t)g->state_bytes);
+}
+
+static void dfree(dgraph *d) {
+    eft__ir_free(d->g);
+    eft__rope_table_free(&d->rope);
+    eft__free_aligned(d->arena);
+    eft__free_aligned(d->state);
+}
+
+/* One call: n tokens (slot s[i], position p[i], id id[i]); logits of the rows lr[0 .. nl). */
+static void dcall(dgraph *d, eft__threadpool *tp, int n, const int *id, const int *s, const int *p, int nl,
+                  const int *lr, float *logits) {
+    int32_t *ids = eft__ir_at(d->g, d->arena, d->ids), *pos = eft__ir_at(d->g, d->arena, d->pos);
+    int32_t *rows = eft__ir_at(d->g, d->arena, d->rows), off[DMAXT + 1], slot[DMAXT];
+    int B = 0;
+    for (int i = 0; i < n; i++) {
+        ids[i] = id[i];
+        pos[i] = p[i];
+        if (i == 0 || s[i] != s[i - 1] || p[i] != p[i - 1] + 1) {
+            off[B] = i;
+            slot[B++] = s[i];
+        }
+    }
+    off[B] = n;
+    for (int j = 0; j < nl; j++) rows[j] = lr[j];
+    eft__ir_run r = {.B = B, .M = n, .off = off, .slot = slot, .R = nl, .state = d->state, .bound = logits};
+    eft__ir_exec(d->g, eft__kernels_get(), tp, d->arena, &r, 0, d->g->n_ops);
+}
+
+#define DOUT(d, name) ((const float *)eft__ir_at((d)->g, (d)->arena, eft__ir_find((d)->g, name)))
+
+static void test_decoder_ops(void) {
+    eft__threadpool *tp = NULL;
+    eft__error err = {0};
+    CHECK(eft__threadpool_create(2, &tp, &err) == EFT_OK);
+    /* f32, f16 and int8 caches; then an f32 cache with Q8_0 weights (grouped products). */
+    const eft_dtype kvs[4] = {EFT_DTYPE_F32, EFT_DTYPE_F16, EFT_DTYPE_I8, EFT_DTYPE_F32};
+    /* Slot 0: a prompt of 9 tokens; slot 2: one of 4 (slot 1 unused). */
+    const int id0[9] = {3, 1, 4, 1, 5, 9, 2, 6, 5}, id2[4] = {2, 7, 1, 8};
+    for (int kv = 0; kv < 4; kv++) {
+        const bool quant = kv == 3;
+        dgraph a, b, c;
+        dbuild(&a, kvs[kv], quant);
+        dbuild(&b, kvs[kv], quant);
+        dbuild(&c, kvs[kv], quant);
+        CHECK(a.g->ops[2].group == (quant ? 3 : 0) && a.g->t[eft__ir_find(a.g, "cache.k")].offset >= 0);
+        /* a: both prompts in one call, logits for each one's last token. */
+        int n = 0, id[13], s[13], p[13];
+        for (int i = 0; i < 9; i++) id[n] = id0[i], s[n] = 0, p[n++] = i;
+        for (int i = 0; i < 4; i++) id[n] = id2[i], s[n] = 2, p[n++] = i;
+        float la[2 * DV], lb[2 * DV], lc[DV];
+        CHECK(n == 13);
+        dcall(&a, tp, 12, id, s, p, 0, NULL, NULL); /* 12 rows fit the plan: the last one follows */
+        dcall(&a, tp, 1, id + 12, s + 12, p + 12, 1, (int[]){0}, la + DV);
+        /* ... and slot 0's last token again at its position after the whole prompt: the state
+         * holds position 8, so re-running it gives its logits. */
+        dcall(&a, tp, 1, id + 8, s + 8, p + 8, 1, (int[]){0}, la);
+        /* The per-row ops against plain loops, on that last call's row. */
+        const float *h = DOUT(&a, "h"), *q = DOUT(&a, "q"), *qn = DOUT(&a, "qn"), *qr = DOUT(&a, "qr");
+        const float *at = DOUT(&a, "attn"), *f = DOUT(&a, "f"), *fr = DOUT(&a, "f_rows");
+        double ss = 0, e = 0;
+        for (int i = 0; i < C; i++) ss += 4.0 * DEMB[id0[8] * C + i] * DEMB[id0[8] * C + i];
+        for (int i = 0; i < C; i++)
+            e = fmax(e, fabs(h[i] - 2.0 * DEMB[id0[8] * C + i] / sqrt(ss / C + 1e-6) * (1.0 + DNORM[i])));
+        CHECK_MSG(e < 1e-5, "rmsnorm (+1) differs by %g", e);
+        e = 0;
+        for (int hh = 0; hh < DNH; hh++) {
+            double sh = 0;
+            for (int i = 0; i < DHS; i++) sh += (double)q[hh * DHS + i] * q[hh * DHS + i];
+            for (int i = 0; i < DHS; i++)
+                e = fmax(e, fabs(qn[hh * DHS + i] - q[hh * DHS + i] / sqrt(sh / DHS + 1e-6) * DHN[i]));
+        }
+        CHECK_MSG(e < 1e-5, "per-head rmsnorm differs by %g", e);
+        e = 0;
+        for (int hh = 0; hh < DNH; hh++) /* position 8, NEOX pairs (i, i + HS/2) */
+            for (int i = 0; i < DHS / 2; i++) {
+                double th = 8.0 * pow(10000.0, -2.0 * i / DHS), x0 = qn[hh * DHS + i], x1 = qn[hh * DHS + i + DHS / 2];
+                e = fmax(e, fabs(qr[hh * DHS + i] - (x0 * cos(th) - x1 * sin(th))));
+                e = fmax(e, fabs(qr[hh * DHS + i + DHS / 2] - (x1 * cos(th) + x0 * sin(th))));
+            }
+        CHECK_MSG(e < 1e-5, "rope differs by %g", e);
+        e = 0;
+        for (int i = 0; i < DQD; i++) e = fmax(e, fabs(f[i] - qr[i] / (1.0 + exp(-(double)qr[i])) * at[i]));
+        CHECK_MSG(e < 1e-5, "glu differs by %g", e);
+        CHECK(!memcmp(fr, f, sizeof(float) * DQD));
+        e = 0;
+        for (int vv = 0; vv < DV; vv++) {
+            double z = 0;
+            for (int i = 0; i < DQD; i++) z += (double)fr[i] * DWO[vv * DQD + i];
+            e = fmax(e, fabs(la[vv] - 3.0 * tanh(z / 3.0)));
+        }
+        CHECK_MSG(quant || e < 1e-5, "softcapped logits differ by %g", e);
+        /* b: token by token, the two slots interleaved in each call (decode batches). */
+        for (int i = 0; i < 9; i++) {
+            int bid[2] = {id0[i], i < 4 ? id2[i] : 0}, bs[2] = {0, 2}, bp[2] = {i, i};
+            int nb = i < 4 ? 2 : 1;
+            dcall(&b, tp, nb, bid, bs, bp, nb, (int[]){0, 1}, lb);
+            if (i == 3) memcpy(lc, lb + DV, sizeof lc); /* slot 2's last token */
+        }
+        double tol = kvs[kv] == EFT_DTYPE_F32 ? 2e-5 : kvs[kv] == EFT_DTYPE_F16 ? 2e-4 : 2e-2;
+        CHECK_MSG(maxdiff(la, lb, DV) < tol, "kv %s: slot 0 one call vs token by token: %g",
+                  eft_dtype_name(kvs[kv]), maxdiff(la, lb, DV));
+        CHECK_MSG(maxdiff(la + DV, lc, DV) < tol, "kv %s: slot 2 one call vs token by token: %g",
+                  eft_dtype_name(kvs[kv]), maxdiff(la + DV, lc, DV));
+        /* c: slot 2's prompt alone, in chunks of 3 and 1, then slot 0 in chunks of 5 and 4 in
+         * slot 1 (another slot of a fresh state): the same logits. */
+        dcall(&c, tp, 3, id2, (int[]){2, 2, 2}, (int[]){0, 1, 2}, 0, NULL, NULL);
+        dcall(&c, tp, 1, id2 + 3, (int[]){2}, (int[]){3}, 1, (int[]){0}, lc);
+        CHECK_MSG(maxdiff(la + DV, lc, DV) < tol, "kv %s: slot 2 alone in chunks: %g", eft_dtype_name(kvs[kv]),
+                  maxdiff(la + DV, lc, DV));
+        dcall(&c, tp, 5, id0, (int[]){1, 1, 1, 1, 1}, (int[]){0, 1, 2, 3, 4}, 0, NULL, NULL);
+        dcall(&c, tp, 4, id0 + 5, (int[]){1, 1, 1, 1}, (int[]){5, 6, 7, 8}, 1, (int[]){3}, lc);
+        CHECK_MSG(maxdiff(la, lc, DV) < tol, "kv %s: slot 0's prompt in slot 1, in chunks: %g",
+                  eft_dtype_name(kvs[kv]), maxdiff(la, lc, DV));
+        dfree(&a);
+        dfree(&b);
+        dfree(&c);
+    }
+    eft__threadpool_free(tp);
+}
+
+static void test_decoder_graph_json_and_validate(void) {
+    eft__error err = {0};
+    dgraph d;
+    dbuild(&d, EFT_DTYPE_F16, false);
+    eft__ir_graph *g = d.g;
+    json_t *j = eft__ir_to_json(g);
+    eft__ir_graph *h = NULL;
+    CHECK_MSG(eft__ir_from_json(j, &h, &err) == EFT_OK, "%s", err.msg);
+    if (h) {
+        CHECK(h->n_ops == g->n_ops && h->n_t == g->n_t);
+        for (int o = 0; o < g->n_ops && o < h->n_ops; o++) {
+            const eft__ir_op *a = &g->ops[o], *b = &h->ops[o];
+            CHECK_MSG(a->kind == b->kind && a->kernel == b->kernel && a->act == b->act && a->heads == b->heads &&
+                      a->kv_heads == b->kv_heads && a->window == b->window && a->softcap == b->softcap &&
+                      a->norm_add == b->norm_add && a->rope_layout == b->rope_layout && a->group == b->group &&
+                      a->scale == b->scale && a->eps == b->eps, "op %d differs after the round trip", o);
+        }
+        for (int i = 0; i < g->n_t && i < h->n_t; i++) {
+            CHECK(h->t[i].kind == g->t[i].kind && h->t[i].bound == g->t[i].bound && h->t[i].shape[0] == g->t[i].shape[0] &&
+                  h->t[i].dtype == g->t[i].dtype);
+            if (h->t[i].kind == EFT__IR_WEIGHT) {
+                h->t[i].data = g->t[i].data;
+                h->t[i].packed = NULL;
+                if (g->t[i].packed) {
+                    eft__sgemm_packed *pk = eft__calloc(1, sizeof *pk);
+                    *pk = *(const eft__sgemm_packed *)g->t[i].packed;
+                    pk->borrowed = true;
+                    h->t[i].packed = pk;
+                }
+            }
+        }
+        CHECK_MSG(eft__ir_validate(h, &err) == EFT_OK, "%s", err.msg);
+    }
+    eft__ir_free(h);
+    json_decref(j);
+    /* Refusals, each on the valid graph changed in one place. */
+    struct { const char *what, *msg; } cases[] = {
+        {"state read by another op", "reads state"},
+        {"two bound outputs", "bound"},
+        {"a norm weight that does not divide the row", "does not divide"},
+        {"kv heads that do not divide the heads", "kv_heads"},
+        {"gathered rows that are not an input", "not an input"},
+        {"the interleaved kernel without its copy", "interleaved"},
+        {"a group of four", "group"},
+        {"softcapping without a cap", "cap"},
+    };
+    const int n_cases = (int)(sizeof cases / sizeof cases[0]);
+    for (int c = 0; c < n_cases; c++) {
+        dgraph e;
+        dbuild(&e, EFT_DTYPE_F16, false);
+        eft__ir_graph *x = e.g;
+        int o_glu = -1, o_ca = -1, o_ga = -1, o_hn = -1, o_lg = -1;
+        for (int o = 0; o < x->n_ops; o++) {
+            if (x->ops[o].kind == EFT__OP_GLU) o_glu = o;
+            if (x->ops[o].kind == EFT__OP_CACHE_ATTENTION) o_ca = o;
+            if (x->ops[o].kind == EFT__OP_GATHER) o_ga = o;
+            if (x->ops[o].kind == EFT__OP_RMSNORM && x->t[x->ops[o].in[1]].shape[0] == DHS) o_hn = o;
+            if (x->ops[o].kind == EFT__OP_MATMUL && x->t[x->ops[o].out].bound) o_lg = o;
+        }
+        switch (c) {
+        case 0: x->ops[o_glu].in[1] = x->ops[o_ca].in[4]; break;
+        case 1: x->t[eft__ir_find(x, "f_rows")].bound = true; break;
+        case 2: x->t[x->ops[o_hn].in[1]].shape[0] = 24, x->t[x->ops[o_hn].in[1]].nbytes = 96; break;
+        case 3: x->ops[o_ca].kv_heads = 3; break;
+        case 4: x->ops[o_ga].in[1] = x->ops[o_glu].in[0]; break;
+        case 5: {
+            /* A Q8_0 matrix under the interleaved kernel, with no interleaved copy. */
+            int w = x->ops[o_lg].in[1];
+            static uint8_t blocks[DV * (DQD / 32) * 34];
+            x->t[w].dtype = EFT_DTYPE_Q8_0;
+            x->t[w].data = blocks;
+            x->t[w].nbytes = sizeof blocks;
+            x->ops[o_lg].kernel = EFT__K_QX4;
+            break;
+        }
+        case 6: x->ops[2].group = 4; break;
+        case 7: x->ops[o_lg].scale = 0; break;
+        }
+        CHECK_MSG(eft__ir_validate(x, &err) == EFT_ERR_FORMAT, "%s: accepted", cases[c].what);
+        CHECK_CONTAINS(err.msg, cases[c].msg);
+        dfree(&e);
+    }
+    dfree(&d);
+}
+
 int main(void) {
     init_weights();
+    init_decoder_weights();
     eft__ir_graph *g = build();
     run(g, Y0, H0);
     eft__ir_free(g);
@@ -309,5 +613,7 @@ int main(void) {
     RUN(test_fuse);
     RUN(test_precision_and_kernels);
     RUN(test_plan_and_json);
+    RUN(test_decoder_ops);
+    RUN(test_decoder_graph_json_and_validate);
     return test_summary();
 }
