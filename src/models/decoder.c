@@ -1,10 +1,11 @@
 /*
- * decoder.c — the causal-LM forward pass (Llama, Mistral, Qwen2/3, Gemma 2/3, Phi-3, GPT-2) over a
- * Hugging Face folder or a GGUF file: weights checked and converted once at build (quantised GGUF
- * blocks kept and multiplied by f32 activations, K-quants repacked into the block types the kernels
- * read), the KV cache and every activation buffer planned once, and a forward pass over a ragged
- * batch of (slot, position) tokens that allocates nothing and only computes logits for the rows
- * asked for.
+ * decoder.c — causal LMs (Llama, Mistral, Qwen2/3, Gemma 2/3, Phi-3, GPT-2) over a Hugging Face
+ * folder or a GGUF file: weights checked and converted once at build (quantised GGUF blocks kept
+ * and multiplied by f32 activations, K-quants repacked into the block types the kernels read),
+ * then the forward pass emitted as a graph (graph/ir.h) over those weights, with the KV cache as
+ * its retained state, planned once (arena and cache) and run by the graph executor on a ragged
+ * batch of (slot, position) tokens: nothing is allocated per call, and logits are computed only
+ * for the rows asked for.
  */
 #include <math.h>
 #include <stdio.h>
@@ -16,6 +17,7 @@
 #include "api/model_internal.h"
 #include "core/json.h"
 #include "formats/safetensors.h"
+#include "graph/ir.h"
 #include "graph/program.h"
 
 #include "models/decoder.h"
@@ -70,33 +72,23 @@ struct eft__decoder {
     eft__rope_table rope_global, rope_local;
     bool has_rope_local;
 
-    /* KV cache: [slots][L][NKV][ctx][HS] for K and for V (QEfficient's [slots, kv_heads, ctx_len,
-     * head_dim] per layer: one head's keys are one contiguous stream for decode attention), and for
-     * int8 [slots][L][NKV][ctx] scales. */
+    /* The graph (graph/ir.h) the forward pass runs: its weights are the matrices and vectors
+     * above, its retained state the KV cache, planned for slots x ctx positions and max_tokens
+     * rows per call. */
     int slots;
     int64_t ctx;
     eft_dtype kv_dtype;
-    void *kc, *vc;
-    float *ks, *vs;
-
-    /* The plan: buffers for max_tokens rows. */
     int maxT, nth;
     const eft__kernels *kt;
     eft__threadpool *tp;
-    float *x;      /* [maxT, C] residual stream of the active rows */
-    float *h;      /* [maxT, C] normed input of a block */
-    float *qkv;    /* [maxT, QW] */
-    float *att;    /* [maxT, QD] */
-    float *tmp;    /* [maxT, C] */
-    float *ff;     /* [maxT, 2I] */
-    void *qwork;   /* eft__qgemm or eft__qgemm_f32 scratch */
-    bool int8_act; /* quantised weights through eft__qgemm (int8 activations) */
-    float *attn_work;  /* eft__attention or eft__attention_decode scratch */
-    size_t attn_dec_wf; /* eft__attention_decode_work_floats for max_tokens rows over the whole context */
-    eft__attn_dec_item *dec_items; /* [maxT] the decode groups of one step */
-    float *kf, *vf;    /* [ctx, KD] f32 copies of a half/int8 cache for the flash kernel, or NULL */
-    int32_t *a_ids, *a_pos, *a_slot; /* [maxT] active rows */
-    int32_t *row_of;   /* [maxT] input index -> active row, -1 for padding */
+    bool int8_act; /* quantised weights through eft__qx4_gemm (int8 activations) */
+    eft__ir_graph *g;
+    void *arena;   /* g->arena_bytes */
+    void *state;   /* g->state_bytes: the KV cache */
+    int t_ids, t_pos, t_rows; /* the graph's inputs */
+    int32_t *a_slot;  /* [maxT] slot of each active row */
+    int32_t *row_of;  /* [maxT] input index -> active row, -1 for padding */
+    int32_t *off, *gslot; /* [maxT + 1], [maxT]: the call's groups (one slot's consecutive positions) */
 
     /* Compiled programs: every matrix and vector the build made, by blob name, for
      * eft__decoder_save; and, for a decoder loaded from a program, that program, whose packed and
@@ -113,9 +105,8 @@ typedef struct dec_rec {
     uint64_t size;
 } dec_rec;
 
-enum { DECODE_ROWS = 4 };
 /* The blob name of an output projection tied to the embedding table (no tensor of its own). */
-#define TIED_HEAD "output|tied" /* groups up to this many tokens attend with the cache-reading kernel */
+#define TIED_HEAD "output|tied"
 
 eft__decoder_params eft__decoder_params_default(void) {
     const char *q = getenv("EFT_QGEMM");
@@ -677,58 +668,27 @@ static void *alloc_buf(size_t count, size_t size, bool *ok) {
     return p;
 }
 
-static eft_status plan(eft__decoder *d, const eft__decoder_params *p, eft__error *err) {
+static eft_status graph_build(eft__decoder *d, const eft_model *m, eft__error *err);
+
+/* The graph and its plan: the arena for max_tokens rows, and the KV cache. */
+static eft_status plan(eft__decoder *d, const eft_model *m, const eft__decoder_params *p, eft__error *err) {
     const int64_t T = p->max_tokens;
     d->maxT = p->max_tokens;
-    d->nth = p->n_threads > 0 ? p->n_threads : 1;
-    if (d->nth > 1) {
-        eft_status s = eft__threadpool_create(d->nth, &d->tp, err);
-        if (s != EFT_OK) return s;
-    }
+    eft_status s = graph_build(d, m, err);
+    if (s == EFT_OK) s = eft__ir_plan_state(d->g, d->slots, d->ctx, err);
+    if (s == EFT_OK) s = eft__ir_plan(d->g, 1, d->maxT, d->nth, err);
+    if (s != EFT_OK) return s;
     bool ok = true;
-    size_t es = d->kv_dtype == EFT_DTYPE_F32 ? 4 : d->kv_dtype == EFT_DTYPE_F16 ? 2 : 1;
-    uint64_t rows; /* slots x layers x ctx */
-    if (__builtin_mul_overflow((uint64_t)d->slots, (uint64_t)d->L, &rows) ||
-        __builtin_mul_overflow(rows, (uint64_t)d->ctx, &rows) || rows > ((uint64_t)1 << 40))
-        return eft__fail(err, EFT_ERR_LIMIT, "KV cache: %d slots x %lld layers x %lld positions overflows", d->slots,
-                         (long long)d->L, (long long)d->ctx);
-    d->kc = alloc_buf((size_t)rows, (size_t)d->KD * es, &ok);
-    d->vc = alloc_buf((size_t)rows, (size_t)d->KD * es, &ok);
-    if (d->kv_dtype == EFT_DTYPE_I8) {
-        d->ks = alloc_buf((size_t)rows, sizeof(float) * (size_t)d->NKV, &ok);
-        d->vs = alloc_buf((size_t)rows, sizeof(float) * (size_t)d->NKV, &ok);
-    }
+    d->state = alloc_buf((size_t)d->g->state_bytes, 1, &ok);
     if (!ok)
         return eft__fail(err, EFT_ERR_OUT_OF_MEMORY, "out of memory for the KV cache: %d slots x %lld layers x %lld "
-                         "positions x %lld values x 2", d->slots, (long long)d->L, (long long)d->ctx, (long long)d->KD);
-    int64_t maxk = d->C > d->QD ? d->C : d->QD;
-    if (d->I > maxk) maxk = d->I;
-    eft__attn_params ap = {.t = T, .tk = d->ctx, .nh = (int)d->NH, .nkv = (int)d->NKV, .hs = (int)d->HS};
-    size_t flash = eft__attention_work_floats(&ap, d->nth);
-    size_t dec = (size_t)d->nth * eft__attention_decode_work_floats(&ap);
-    d->x = alloc_buf((size_t)T, sizeof(float) * (size_t)d->C, &ok);
-    d->h = alloc_buf((size_t)T, sizeof(float) * (size_t)d->C, &ok);
-    d->qkv = alloc_buf((size_t)T, sizeof(float) * (size_t)d->QW, &ok);
-    d->att = alloc_buf((size_t)T, sizeof(float) * (size_t)d->QD, &ok);
-    d->tmp = alloc_buf((size_t)T, sizeof(float) * (size_t)d->C, &ok);
-    d->ff = alloc_buf((size_t)T, sizeof(float) * 2 * (size_t)d->I, &ok);
-    size_t qw8 = eft__q8_0_gemm_work_size(T, maxk), qwf = eft__qgemm_f32_work_size(T, maxk, d->nth);
-    size_t qwg = eft__gqgemm_f32_work_size(T, maxk, d->nth);
-    if (qwg > qwf) qwf = qwg;
-    size_t qwx = eft__qx4_f32_work_size(T, maxk);
-    if (qwx > qw8) qw8 = qwx;
-    d->qwork = alloc_buf(qw8 > qwf ? qw8 : qwf, 1, &ok);
-    d->attn_work = alloc_buf(flash > dec ? flash : dec, sizeof(float), &ok);
-    d->attn_dec_wf = eft__attention_decode_work_floats(&ap);
-    d->dec_items = alloc_buf((size_t)T, sizeof(eft__attn_dec_item), &ok);
-    if (d->kv_dtype != EFT_DTYPE_F32) {
-        d->kf = alloc_buf((size_t)d->ctx, sizeof(float) * (size_t)d->KD, &ok);
-        d->vf = alloc_buf((size_t)d->ctx, sizeof(float) * (size_t)d->KD, &ok);
-    }
-    d->a_ids = alloc_buf((size_t)T, sizeof(int32_t), &ok);
-    d->a_pos = alloc_buf((size_t)T, sizeof(int32_t), &ok);
+                         "positions x %lld values x 2 (%llu bytes)", d->slots, (long long)d->L, (long long)d->ctx,
+                         (long long)d->KD, (unsigned long long)d->g->state_bytes);
+    d->arena = alloc_buf((size_t)d->g->arena_bytes, 1, &ok);
     d->a_slot = alloc_buf((size_t)T, sizeof(int32_t), &ok);
     d->row_of = alloc_buf((size_t)T, sizeof(int32_t), &ok);
+    d->off = alloc_buf((size_t)T + 1, sizeof(int32_t), &ok);
+    d->gslot = alloc_buf((size_t)T, sizeof(int32_t), &ok);
     if (!ok) return eft__fail(err, EFT_ERR_OUT_OF_MEMORY, "out of memory planning activations for %d tokens", p->max_tokens);
     return EFT_OK;
 }
@@ -756,8 +716,8 @@ void eft__decoder_free(eft__decoder *d) {
     eft__rope_table_free(&d->rope_global);
     eft__rope_table_free(&d->rope_local);
     eft__threadpool_free(d->tp);
-    void *bufs[] = {d->kc, d->vc, d->ks, d->vs, d->x, d->h, d->qkv, d->att, d->tmp, d->ff, d->qwork, d->attn_work,
-                    d->dec_items, d->kf, d->vf, d->a_ids, d->a_pos, d->a_slot, d->row_of};
+    eft__ir_free(d->g);
+    void *bufs[] = {d->arena, d->state, d->a_slot, d->row_of, d->off, d->gslot};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) eft__free_aligned(bufs[i]);
     eft__free(d->recs);
     eft__free(d);
@@ -933,8 +893,11 @@ static eft_status build(eft__decoder *d, const eft_model *m, const eft__decoder_
     }
     d->kt = p->kernels ? p->kernels : eft__kernels_get();
     d->int8_act = p->int8_activations;
-    eft_status s = plan(d, p, err);
+    /* The pool first (the interleaving runs on it), the graph once every matrix has its final form. */
+    d->nth = p->n_threads > 0 ? p->n_threads : 1;
+    eft_status s = d->nth > 1 ? eft__threadpool_create(d->nth, &d->tp, err) : EFT_OK;
     if (s == EFT_OK) s = interleave_all(d, err);
+    if (s == EFT_OK) s = plan(d, m, p, err);
     return s;
 }
 
@@ -1014,6 +977,10 @@ eft_status eft__decoder_save(const eft__decoder *d, const eft_model *m, const ch
     fail |= json_object_set_new(h, "config", cfg);
     fail |= json_object_set_new(h, "plan", plan);
     fail |= json_object_set_new(h, "sgemm_panel_width", json_integer(EFT__SGEMM_NR));
+    /* The graph the program runs, for `eft info`: a load builds the same graph again over the
+     * stored matrices (emitting it converts nothing), planned for the load's slots and ctx. */
+    json_t *graph = eft__ir_to_json(d->g);
+    fail |= !graph || json_object_set_new(h, "graph", graph);
     char *text = fail ? NULL : json_dumps(h, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
     json_decref(h);
     if (!text) return eft__fail(err, EFT_ERR_OUT_OF_MEMORY, "out of memory writing the program header");
@@ -1070,246 +1037,250 @@ eft_status eft__decoder_load(const eft_model *m, const eft__program *prog, const
  * Forward
  * ------------------------------------------------------------------------------------------- */
 
-static void lin_run(eft__decoder *d, float *c, int64_t ldc, const float *a, int64_t lda, int64_t m, const lin *l) {
-    if (l->qt == EFT_DTYPE_COUNT) eft__sgemm(d->kt, d->tp, c, ldc, a, lda, m, &l->p, l->b);
-    else if (is_gq_only(l->qt)) eft__gqgemm_f32(d->kt, d->tp, c, ldc, a, lda, m, l->qt, l->q, l->n, l->k, l->b, d->qwork);
-    else if (l->x4 && d->int8_act) eft__qx4_gemm(d->kt, d->tp, c, ldc, a, lda, m, l->qt, l->x4, l->n, l->k, l->b, d->qwork);
-    else if (l->x4 && m == 1) eft__qx4_gemm_f32(d->kt, d->tp, c, ldc, a, lda, m, l->qt, l->x4, l->n, l->k, l->b, d->qwork);
-    else if (d->int8_act) eft__qgemm(d->kt, d->tp, c, ldc, a, lda, m, l->qt, l->q, l->n, l->k, l->b, d->qwork);
-    else eft__qgemm_f32(d->kt, d->tp, c, ldc, a, lda, m, l->qt, l->q, l->n, l->k, l->b, d->qwork);
+/* The graph of one forward pass, over the matrices and vectors the build made (borrowed: the
+ * decoder owns them) and the KV cache as retained state, one STATE tensor per layer for K and
+ * for V. Every op of a layer:
+ *   h = norm(x); q, k, v = h Wq, h Wk, h Wv (one group, or one fused product viewed in three);
+ *   q, k = rmsnorm per head (Qwen3, Gemma 3); q, k = rope(q, k); a = cache_attention(q, k, v);
+ *   o = a Wo (then Gemma's norm); x = x + o; h = norm(x); g, u = h Wg, h Wu (or one fused);
+ *   f = act(g) u (GPT-2: act(h Wu)); y = f Wd (then Gemma's norm); x = x + y
+ * and after the last layer, only for the rows asked for: logits = norm(x[rows]) Wout, softcapped
+ * where the model says, written straight into the caller's array (the bound output). */
+typedef struct gb {
+    eft__decoder *d;
+    eft__ir_graph *g;
+    eft__error *err;
+    bool ok;
+} gb;
+
+static int g_act(gb *b, const char *name, int64_t rows, int64_t cols) {
+    if (!b->ok) return -1;
+    int t = eft__ir_tensor_add(b->g, name, EFT__IR_ACT, EFT_DTYPE_F32, 2, rows, cols, b->err);
+    b->ok = t >= 0;
+    return t;
 }
 
-/* Several products of the same m rows: the interleaved copies (int8 activations, or one f32 row)
- * and quantised weights with f32 activations and a decode-sized batch go through one pool run
- * (one dispatch and join instead of one per projection), anything else through lin_run one at a
- * time. cs[i] (ldc) receives a . l[i]^T. */
-static void lin_run_multi(eft__decoder *d, float *const *cs, int64_t ldc, const float *a, int64_t lda, int64_t m,
-                          const lin *l, int nl) {
-    bool x4 = nl <= 3 && (d->int8_act || m == 1);
-    for (int i = 0; i < nl; i++) x4 = x4 && l[i].x4 && l[i].k == l[0].k;
-    if (x4) {
-        eft__qx4_job jobs[3];
-        for (int i = 0; i < nl; i++) jobs[i] = (eft__qx4_job){cs[i], ldc, l[i].qt, l[i].x4, l[i].n, l[i].b};
-        if (d->int8_act ? eft__qx4_gemm_multi(d->kt, d->tp, a, lda, m, l[0].k, jobs, nl, d->qwork)
-                        : eft__qx4_gemm_f32_multi(d->kt, d->tp, a, lda, m, l[0].k, jobs, nl, d->qwork))
-            return;
-    }
-    bool multi = !d->int8_act && m <= EFT__QGEMV_MAX_M && nl <= 3;
-    for (int i = 0; i < nl; i++) multi = multi && l[i].qt != EFT_DTYPE_COUNT;
-    if (multi) {
-        eft__qgemv_job jobs[3];
-        for (int i = 0; i < nl; i++)
-            jobs[i] = (eft__qgemv_job){cs[i], ldc, a, lda, l[i].qt, l[i].q, l[i].n, l[i].k, l[i].b};
-        if (eft__qgemm_f32_gemv_multi(d->kt, d->tp, m, jobs, nl)) return;
-    }
-    for (int i = 0; i < nl; i++) lin_run(d, cs[i], ldc, a, lda, m, &l[i]);
+static int g_vec(gb *b, const char *name, const float *v, int64_t n) {
+    if (!b->ok || !v) return -1;
+    int t = eft__ir_weight(b->g, name, EFT_DTYPE_F32, 1, n, 0, v, b->err);
+    b->ok = t >= 0;
+    return t;
 }
 
-static void norm_rows(const eft__decoder *d, float *out, const float *x, int64_t m, const float *w, const float *b) {
-    for (int64_t i = 0; i < m; i++) {
-        if (d->norm == EFT__NORM_RMSNORM) d->kt->rmsnorm(out + i * d->C, x + i * d->C, w, d->C, d->eps, d->norm_off);
-        else d->kt->layernorm(out + i * d->C, x + i * d->C, w, b, d->C, d->eps);
-    }
+static int g_op(gb *b, eft__ir_opkind kind, int out, int n, const int *in) {
+    if (!b->ok) return -1;
+    int o = eft__ir_op_add(b->g, kind, in, n, out, b->err);
+    b->ok = o >= 0;
+    return o;
 }
 
-static void act(const eft__decoder *d, float *x, int64_t n) {
-    switch (d->act) {
-    case EFT__ACT_GELU_TANH: d->kt->gelu_tanh(x, x, n); break;
-    case EFT__ACT_GELU: d->kt->gelu_erf(x, x, n); break;
-    default: d->kt->silu(x, x, n); break;
-    }
-}
-
-/* The first row (HS elements; or scale) of (slot, layer l)'s cache, head 0, position 0: head h's
- * position pos is row kv_base + h ctx + pos. */
-static inline size_t kv_base(const eft__decoder *d, int64_t slot, int64_t l) {
-    return (size_t)((slot * d->L + l) * d->NKV) * (size_t)d->ctx;
-}
-
-/* Writes K and V of the m active rows (already normed and rotated) into the cache of layer l. */
-static void cache_write(eft__decoder *d, int64_t l, int64_t m) {
-    const int64_t HS = d->HS;
-    for (int64_t r = 0; r < m; r++) {
-        const size_t base = kv_base(d, d->a_slot[r], l) + (size_t)d->a_pos[r];
-        const float *k = d->qkv + r * d->QW + d->QD, *v = k + d->KD;
-        for (int64_t h = 0; h < d->NKV; h++, k += HS, v += HS) {
-            const size_t row = base + (size_t)(h * d->ctx), at = row * (size_t)HS;
-            switch (d->kv_dtype) {
-            case EFT_DTYPE_F16: {
-                uint16_t *kc = (uint16_t *)d->kc + at, *vc = (uint16_t *)d->vc + at;
-                for (int64_t e = 0; e < HS; e++) kc[e] = eft__f32_to_f16(k[e]), vc[e] = eft__f32_to_f16(v[e]);
-                break;
-            }
-            case EFT_DTYPE_I8:
-                d->ks[row] = eft__kv_quantize_i8((int8_t *)d->kc + at, k, HS);
-                d->vs[row] = eft__kv_quantize_i8((int8_t *)d->vc + at, v, HS);
-                break;
-            default:
-                memcpy((float *)d->kc + at, k, sizeof(float) * (size_t)HS);
-                memcpy((float *)d->vc + at, v, sizeof(float) * (size_t)HS);
-                break;
-            }
-        }
-    }
-}
-
-/* A half or int8 cache's positions 0..tk of (slot, l) widened into kf/vf, [tk][KD] with the heads
- * side by side, for the flash kernel. */
-static void cache_widen(eft__decoder *d, int64_t slot, int64_t l, int64_t tk) {
-    const int64_t KD = d->KD, HS = d->HS;
-    const size_t base = kv_base(d, slot, l);
-    for (int64_t h = 0; h < d->NKV; h++)
-        for (int64_t j = 0; j < tk; j++) {
-            const size_t row = base + (size_t)(h * d->ctx + j), at = row * (size_t)HS;
-            float *kf = d->kf + j * KD + h * HS, *vf = d->vf + j * KD + h * HS;
-            if (d->kv_dtype == EFT_DTYPE_F16) {
-                const uint16_t *kc = (const uint16_t *)d->kc + at, *vc = (const uint16_t *)d->vc + at;
-                for (int64_t e = 0; e < HS; e++) kf[e] = eft__f16_to_f32(kc[e]), vf[e] = eft__f16_to_f32(vc[e]);
-            } else {
-                const int8_t *kc = (const int8_t *)d->kc + at, *vc = (const int8_t *)d->vc + at;
-                const float sk = d->ks[row], sv = d->vs[row];
-                for (int64_t e = 0; e < HS; e++) kf[e] = sk * kc[e], vf[e] = sv * vc[e];
-            }
-        }
-}
-
-/* The cache-reading (decode) form of group r0 .. r0+t's attention: its rows, the slot's cache
- * views and the parameters. */
-static eft__attn_dec_item dec_item(const eft__decoder *d, int64_t l, const dec_layer *ly, int64_t r0, int64_t t) {
-    const int64_t slot = d->a_slot[r0], pos0 = d->a_pos[r0];
-    const size_t base = kv_base(d, slot, l), es = d->kv_dtype == EFT_DTYPE_F32 ? 4 : d->kv_dtype == EFT_DTYPE_F16 ? 2 : 1;
-    const int64_t hstride = d->ctx * d->HS;
-    eft__attn_dec_item it = {
-        .out = d->att + r0 * d->QD,
-        .q = d->qkv + r0 * d->QW,
-        .k = {d->kv_dtype, (const char *)d->kc + base * d->HS * es, d->HS, d->ks ? d->ks + base : NULL, 1, hstride, d->ctx},
-        .v = {d->kv_dtype, (const char *)d->vc + base * d->HS * es, d->HS, d->vs ? d->vs + base : NULL, 1, hstride, d->ctx},
-        .p = {.t = t, .tk = pos0 + t, .nh = (int)d->NH, .nkv = (int)d->NKV, .hs = (int)d->HS, .ldq = d->QW,
-              .ldk = d->KD, .ldv = d->KD, .ldo = d->QD, .q_pos0 = pos0, .scale = ly->scale, .causal = true,
-              .window = ly->window, .softcap = d->attn_softcap}};
-    return it;
-}
-
-/* Attention of the active rows r0 .. r0+t (one slot, consecutive positions from pos0) against
- * the slot's cache rows 0 .. pos0+t, for a group longer than DECODE_ROWS (prefill). */
-static void attend_group(eft__decoder *d, int64_t l, const dec_layer *ly, int64_t r0, int64_t t) {
-    const int64_t slot = d->a_slot[r0], pos0 = d->a_pos[r0], tk = pos0 + t;
-    eft__attn_params ap = {.t = t, .tk = tk, .nh = (int)d->NH, .nkv = (int)d->NKV, .hs = (int)d->HS,
-                           .ldq = d->QW, .ldk = d->KD, .ldv = d->KD, .ldo = d->QD, .q_pos0 = pos0,
-                           .scale = ly->scale, .causal = true, .window = ly->window, .softcap = d->attn_softcap};
-    const float *q = d->qkv + r0 * d->QW;
-    float *o = d->att + r0 * d->QD;
-    const float *k, *v;
-    if (d->kv_dtype == EFT_DTYPE_F32) {
-        /* Straight from the cache, head by head. */
-        const size_t at = kv_base(d, slot, l) * (size_t)d->HS;
-        k = (const float *)d->kc + at;
-        v = (const float *)d->vc + at;
-        ap.ldk = ap.ldv = d->HS;
-        ap.ldkh = ap.ldvh = d->ctx * d->HS;
+/* The weight tensor of l, its kernel chosen for the form the build gave it. */
+static int g_lin(gb *b, const char *name, const lin *l, eft__ir_kernel *kernel) {
+    if (!b->ok) return -1;
+    eft__ir_graph *g = b->g;
+    int t;
+    if (l->qt == EFT_DTYPE_COUNT) {
+        t = eft__ir_tensor_add(g, name, EFT__IR_WEIGHT, l->p.dtype, 2, l->n, l->k, b->err);
+        eft__sgemm_packed *pk = t >= 0 ? eft__calloc(1, sizeof *pk) : NULL;
+        if (t >= 0 && !pk) eft__fail(b->err, EFT_ERR_OUT_OF_MEMORY, "out of memory");
+        if (!pk) return b->ok = false, -1;
+        *pk = l->p;
+        pk->borrowed = true;
+        g->t[t].packed = pk;
+        *kernel = l->p.dtype == EFT_DTYPE_F32 ? EFT__K_SGEMM_F32 : l->p.dtype == EFT_DTYPE_F16 ? EFT__K_SGEMM_F16
+                                                                                               : EFT__K_SGEMM_BF16;
     } else {
-        cache_widen(d, slot, l, tk);
-        k = d->kf;
-        v = d->vf;
+        t = eft__ir_weight(g, name, l->qt, 2, l->n, l->k, l->q, b->err);
+        if (t < 0) return b->ok = false, -1;
+        g->t[t].x4 = l->x4;
+        *kernel = is_gq_only(l->qt) ? EFT__K_GQGEMM : b->d->int8_act ? EFT__K_QX4_I8 : EFT__K_QX4;
     }
-    eft__attention(d->kt, d->tp, o, q, k, v, &ap, d->attn_work);
+    return t;
 }
 
-/* The feed-forward activation of rows r0 .. r1 of ff: act(gate) * up, or act alone (GPT-2). */
-static void ffn_act_rows(const eft__decoder *d, int64_t r0, int64_t r1) {
-    const int64_t I = d->I, ldf = 2 * I;
-    for (int64_t r = r0; r < r1; r++) {
-        float *g = d->ff + r * ldf;
-        if (!d->gated) act(d, g, I);
-        else if (d->act == EFT__ACT_SILU) d->kt->swiglu(g, g, g + I, I);
-        else {
-            act(d, g, I);
-            for (int64_t e = 0; e < I; e++) g[e] *= g[I + e];
-        }
+/* out = x l^T (+ bias), then act; out is made [M, N] unless given (>= 0). */
+static int g_matmul(gb *b, int x, const lin *l, const char *wname, const char *bname, const char *oname, int out,
+                    eft__ir_act act) {
+    eft__ir_kernel k = EFT__K_NONE;
+    int w = g_lin(b, wname, l, &k), bias = l->b ? g_vec(b, bname, l->b, l->n) : -1;
+    if (out < 0) out = g_act(b, oname, EFT__IR_DIM_M, l->n);
+    int o = g_op(b, EFT__OP_MATMUL, out, 3, (int[]){x, w, bias});
+    if (o >= 0) {
+        b->g->ops[o].kernel = k;
+        b->g->ops[o].act = act;
     }
+    return out;
 }
 
-typedef struct ffn_act_ctx {
-    const eft__decoder *d;
-    int64_t m;
-} ffn_act_ctx;
-
-static void ffn_act_task(void *arg, int ith, int nth) {
-    const ffn_act_ctx *x = arg;
-    int64_t r0, r1;
-    eft__split_range(x->m, ith, nth, &r0, &r1);
-    ffn_act_rows(x->d, r0, r1);
+/* Column views [M, n] at col0 of base (a fused product's parts). */
+static int g_view(gb *b, const char *name, int base, int64_t col0, int64_t n) {
+    int t = g_act(b, name, EFT__IR_DIM_M, n);
+    if (t >= 0) {
+        b->g->t[t].view_of = base;
+        b->g->t[t].col0 = col0;
+        b->g->t[t].ld = b->g->t[base].shape[1];
+    }
+    return t;
 }
 
-/* Rows are split over the workers once there are enough of them to pay for a dispatch (a decode
- * batch, a prefill chunk: 30 us per SmolLM2 layer at eight rows on one thread); a row or two
- * stay on the caller. */
-enum { FFN_ACT_POOL_MIN_ROWS = 4 };
-
-static void ffn_act(eft__decoder *d, int64_t m) {
-    if (d->tp && m >= FFN_ACT_POOL_MIN_ROWS) {
-        ffn_act_ctx x = {d, m};
-        eft__threadpool_run(d->tp, ffn_act_task, &x);
+/* The model's norm of x's rows (RMSNorm, or LayerNorm with a bias); a weight shorter than the
+ * row (Qwen3's and Gemma 3's q and k norms, [HS]) normalises each head. */
+static int g_norm(gb *b, int x, int64_t rows, int64_t n, int64_t wlen, const char *oname, const char *wname,
+                  const float *w, const char *bname, const float *bias) {
+    eft__decoder *d = b->d;
+    int out = g_act(b, oname, rows, n), wt = g_vec(b, wname, w, wlen);
+    int o;
+    if (d->norm == EFT__NORM_RMSNORM || !bias) {
+        o = g_op(b, EFT__OP_RMSNORM, out, 2, (int[]){x, wt});
+        if (o >= 0) b->g->ops[o].norm_add = d->norm_off;
     } else {
-        ffn_act_rows(d, 0, m);
+        o = g_op(b, EFT__OP_LAYERNORM, out, 3, (int[]){x, wt, g_vec(b, bname, bias, n)});
     }
+    if (o >= 0) b->g->ops[o].eps = d->eps;
+    return out;
 }
 
-static void layer_forward(eft__decoder *d, int64_t l, int64_t m) {
+static eft__ir_act ir_act(eft__act a) {
+    return a == EFT__ACT_GELU_TANH ? EFT__IR_ACT_GELU_TANH : a == EFT__ACT_GELU ? EFT__IR_ACT_GELU : EFT__IR_ACT_SILU;
+}
+
+static int g_layer(gb *b, const eft_model *m, int64_t l, int x, int pos) {
+    eft__decoder *d = b->d;
     const dec_layer *ly = &d->layers[l];
-    const int64_t C = d->C, QW = d->QW, HS = d->HS, I = d->I;
-    norm_rows(d, d->h, d->x, m, ly->attn_norm_w, ly->attn_norm_b);
+    const int64_t C = d->C, QD = d->QD, KD = d->KD, I = d->I, HS = d->HS, M = EFT__IR_DIM_M;
+    names n;
+    layer_names(m, d->arch, l, &n);
+    char nm[EFT__IR_NAME_MAX];
+#define NAME(...) (snprintf(nm, sizeof nm, __VA_ARGS__), nm)
+    const long long L = (long long)l;
+    int h = g_norm(b, x, M, C, C, NAME("l%lld.attn_in", L), n.attn_norm, ly->attn_norm_w, n.attn_norm_b, ly->attn_norm_b);
+    int q, k, v;
     if (ly->n_qkv == 1) {
-        lin_run(d, d->qkv, QW, d->h, C, m, &ly->qkv[0]);
+        int qkv = g_matmul(b, h, &ly->qkv[0], n.qkv, n.qkv_b, NAME("l%lld.qkv", L), -1, EFT__IR_ACT_NONE);
+        q = g_view(b, NAME("l%lld.q", L), qkv, 0, QD);
+        k = g_view(b, NAME("l%lld.k", L), qkv, QD, KD);
+        v = g_view(b, NAME("l%lld.v", L), qkv, QD + KD, KD);
     } else {
-        float *const cs[3] = {d->qkv, d->qkv + d->QD, d->qkv + d->QD + d->KD};
-        lin_run_multi(d, cs, QW, d->h, C, m, ly->qkv, 3);
+        q = g_matmul(b, h, &ly->qkv[0], n.q, n.q_b, NAME("l%lld.q", L), -1, EFT__IR_ACT_NONE);
+        k = g_matmul(b, h, &ly->qkv[1], n.k, n.k_b, NAME("l%lld.k", L), -1, EFT__IR_ACT_NONE);
+        v = g_matmul(b, h, &ly->qkv[2], n.v, n.v_b, NAME("l%lld.v", L), -1, EFT__IR_ACT_NONE);
     }
-    for (int64_t r = 0; r < m && ly->q_norm; r++) {
-        float *q = d->qkv + r * QW, *k = q + d->QD;
-        for (int64_t h = 0; h < d->NH; h++) d->kt->rmsnorm(q + h * HS, q + h * HS, ly->q_norm, HS, d->eps, d->norm_off);
-        for (int64_t h = 0; h < d->NKV; h++) d->kt->rmsnorm(k + h * HS, k + h * HS, ly->k_norm, HS, d->eps, d->norm_off);
+    if (ly->q_norm) {
+        q = g_norm(b, q, M, QD, HS, NAME("l%lld.q_normed", L), n.q_norm, ly->q_norm, NULL, NULL);
+        k = g_norm(b, k, M, KD, HS, NAME("l%lld.k_normed", L), n.k_norm, ly->k_norm, NULL, NULL);
     }
     if (ly->rope) {
-        eft__rope_apply(ly->rope, d->rope_layout, d->qkv, QW, m, (int)d->NH, (int)HS, d->a_pos);
-        eft__rope_apply(ly->rope, d->rope_layout, d->qkv + d->QD, QW, m, (int)d->NKV, (int)HS, d->a_pos);
+        const char *tab_name = ly->rope == &d->rope_local ? "rope.local" : "rope.global";
+        int tab = eft__ir_find(b->g, tab_name);
+        if (tab < 0 && b->ok) {
+            tab = eft__ir_weight(b->g, tab_name, EFT_DTYPE_F32, 2, ly->rope->n_pos, 2 * (int64_t)ly->rope->half,
+                                 ly->rope->cos_sin, b->err);
+            b->ok = tab >= 0;
+        }
+        int qr = g_act(b, NAME("l%lld.q_rot", L), M, QD), kr = g_act(b, NAME("l%lld.k_rot", L), M, KD);
+        int o1 = g_op(b, EFT__OP_ROPE, qr, 3, (int[]){q, pos, tab}), o2 = g_op(b, EFT__OP_ROPE, kr, 3, (int[]){k, pos, tab});
+        if (o1 >= 0 && o2 >= 0) {
+            b->g->ops[o1].heads = (int)d->NH;
+            b->g->ops[o2].heads = (int)d->NKV;
+            b->g->ops[o1].rope_layout = b->g->ops[o2].rope_layout = (int)d->rope_layout;
+        }
+        q = qr;
+        k = kr;
     }
-    cache_write(d, l, m);
-    /* Prefill groups one at a time; decode groups (a slot's next few tokens) together: one alone
-     * splits its cache over the workers (eft__attention_decode), several go in one batched run. */
-    int nd = 0;
-    for (int64_t r0 = 0; r0 < m;) {
-        int64_t t = 1;
-        while (r0 + t < m && d->a_slot[r0 + t] == d->a_slot[r0] && d->a_pos[r0 + t] == d->a_pos[r0] + t) t++;
-        if (t <= DECODE_ROWS) d->dec_items[nd++] = dec_item(d, l, ly, r0, t);
-        else attend_group(d, l, ly, r0, t);
-        r0 += t;
+    int ks = -1, vs = -1;
+    if (b->ok) {
+        ks = eft__ir_tensor_add(b->g, NAME("cache.%lld.k", L), EFT__IR_STATE, d->kv_dtype, 2, d->NKV, HS, b->err);
+        vs = ks < 0 ? -1 : eft__ir_tensor_add(b->g, NAME("cache.%lld.v", L), EFT__IR_STATE, d->kv_dtype, 2, d->NKV, HS, b->err);
+        b->ok = vs >= 0;
     }
-    if (nd == 1) {
-        const eft__attn_dec_item *it = &d->dec_items[0];
-        eft__attention_decode(d->kt, d->tp, it->out, it->q, &it->k, &it->v, &it->p, d->attn_work);
-    } else if (nd > 1) {
-        eft__attention_decode_batch(d->kt, d->tp, d->dec_items, nd, d->attn_work, d->attn_dec_wf);
+    int att = g_act(b, NAME("l%lld.attn", L), M, QD);
+    int ao = g_op(b, EFT__OP_CACHE_ATTENTION, att, 6, (int[]){q, k, v, pos, ks, vs});
+    if (ao >= 0) {
+        eft__ir_op *op = &b->g->ops[ao];
+        op->heads = (int)d->NH;
+        op->kv_heads = (int)d->NKV;
+        op->scale = ly->scale;
+        op->window = ly->window;
+        op->softcap = d->attn_softcap;
     }
-    lin_run(d, d->tmp, C, d->att, d->QD, m, &ly->o);
-    if (ly->post_attn_w) norm_rows(d, d->tmp, d->tmp, m, ly->post_attn_w, NULL);
-    d->kt->add(d->x, d->x, d->tmp, m * C);
-
-    norm_rows(d, d->h, d->x, m, ly->ffn_norm_w, ly->ffn_norm_b);
-    const int64_t ldf = 2 * I;
-    if (ly->n_gu == 2) {
-        float *const cs[2] = {d->ff, d->ff + I};
-        lin_run_multi(d, cs, ldf, d->h, C, m, ly->gu, 2);
+    int o = g_matmul(b, att, &ly->o, n.o, n.o_b, NAME("l%lld.attn_out", L), -1, EFT__IR_ACT_NONE);
+    if (ly->post_attn_w) o = g_norm(b, o, M, C, C, NAME("l%lld.attn_out_normed", L), n.post_attn, ly->post_attn_w, NULL, NULL);
+    int x1 = g_act(b, NAME("l%lld.resid_attn", L), M, C);
+    g_op(b, EFT__OP_ADD, x1, 2, (int[]){x, o});
+    h = g_norm(b, x1, M, C, C, NAME("l%lld.ffn_in", L), n.ffn_norm, ly->ffn_norm_w, n.ffn_norm_b, ly->ffn_norm_b);
+    int f;
+    if (!d->gated) {
+        f = g_matmul(b, h, &ly->gu[0], n.up, n.up_b, NAME("l%lld.ffn_act", L), -1, ir_act(d->act));
     } else {
-        lin_run(d, d->ff, ldf, d->h, C, m, &ly->gu[0]);
+        int gt, up;
+        if (ly->n_gu == 1) {
+            int gu = g_matmul(b, h, &ly->gu[0], n.gate_up, "", NAME("l%lld.gate_up", L), -1, EFT__IR_ACT_NONE);
+            gt = g_view(b, NAME("l%lld.gate", L), gu, 0, I);
+            up = g_view(b, NAME("l%lld.up", L), gu, I, I);
+        } else {
+            gt = g_matmul(b, h, &ly->gu[0], n.gate, "", NAME("l%lld.gate", L), -1, EFT__IR_ACT_NONE);
+            up = g_matmul(b, h, &ly->gu[1], n.up, n.up_b, NAME("l%lld.up", L), -1, EFT__IR_ACT_NONE);
+        }
+        f = g_act(b, NAME("l%lld.ffn_act", L), M, I);
+        int go = g_op(b, EFT__OP_GLU, f, 2, (int[]){gt, up});
+        if (go >= 0) b->g->ops[go].act = ir_act(d->act);
     }
-    ffn_act(d, m);
-    lin_run(d, d->tmp, C, d->ff, ldf, m, &ly->down);
-    if (ly->post_ffn_w) norm_rows(d, d->tmp, d->tmp, m, ly->post_ffn_w, NULL);
-    d->kt->add(d->x, d->x, d->tmp, m * C);
+    int y = g_matmul(b, f, &ly->down, n.down, n.down_b, NAME("l%lld.ffn_out", L), -1, EFT__IR_ACT_NONE);
+    if (ly->post_ffn_w) y = g_norm(b, y, M, C, C, NAME("l%lld.ffn_out_normed", L), n.post_ffn, ly->post_ffn_w, NULL, NULL);
+    int x2 = g_act(b, NAME("l%lld.resid_ffn", L), M, C);
+    g_op(b, EFT__OP_ADD, x2, 2, (int[]){x1, y});
+#undef NAME
+    return x2;
 }
 
-/* Checks the whole call before anything changes; fills the active rows. */
+static eft_status graph_build(eft__decoder *d, const eft_model *m, eft__error *err) {
+    eft__ir_graph *g = d->g = eft__ir_new();
+    if (!g) return eft__fail(err, EFT_ERR_OUT_OF_MEMORY, "out of memory");
+    gb b = {.d = d, .g = g, .err = err, .ok = true};
+    const int64_t C = d->C;
+    d->t_ids = eft__ir_tensor_add(g, "input.ids", EFT__IR_INPUT, EFT_DTYPE_I32, 1, EFT__IR_DIM_M, 0, err);
+    d->t_pos = eft__ir_tensor_add(g, "input.positions", EFT__IR_INPUT, EFT_DTYPE_I32, 1, EFT__IR_DIM_M, 0, err);
+    d->t_rows = eft__ir_tensor_add(g, "input.logit_rows", EFT__IR_INPUT, EFT_DTYPE_I32, 1, EFT__IR_DIM_R, 0, err);
+    b.ok = d->t_ids >= 0 && d->t_pos >= 0 && d->t_rows >= 0;
+    /* The word table is read in place from the model, as the file has it. */
+    int wte = -1;
+    if (b.ok) {
+        wte = eft__ir_weight(g, d->wte->name, d->wte->dtype, 2, d->V, C, d->wte->data, err);
+        b.ok = wte >= 0;
+        if (b.ok) g->t[wte].external = true;
+    }
+    int wpe = -1;
+    if (d->wpe && b.ok) {
+        wpe = eft__ir_weight(g, "transformer.wpe.weight", EFT_DTYPE_F32, 2, d->P, C, d->wpe, err);
+        b.ok = wpe >= 0;
+    }
+    int x = g_act(&b, "embed", EFT__IR_DIM_M, C);
+    int eo = g_op(&b, EFT__OP_EMBED, x, 6, (int[]){d->t_ids, d->t_pos, wte, wpe, -1, -1});
+    if (eo >= 0) g->ops[eo].scale = d->embed_scale;
+    for (int64_t l = 0; l < d->L && b.ok; l++) x = g_layer(&b, m, l, x, d->t_pos);
+    int rows = g_act(&b, "final.rows", EFT__IR_DIM_R, C);
+    g_op(&b, EFT__OP_GATHER, rows, 2, (int[]){x, d->t_rows});
+    bool gg = m->is_gguf, gpt2 = d->arch == EFT__ARCH_GPT2;
+    int h = g_norm(&b, rows, EFT__IR_DIM_R, C, C, "final.norm", gg ? "output_norm.weight" : gpt2 ? "transformer.ln_f.weight"
+                   : "model.norm.weight", d->out_norm_w, gg ? "output_norm.bias" : "transformer.ln_f.bias", d->out_norm_b);
+    const char *hn = eft__model_find_tensor(m, gg ? "output.weight" : "lm_head.weight") ? (gg ? "output.weight" : "lm_head.weight")
+                                                                                       : TIED_HEAD;
+    int logits = -1;
+    if (b.ok) {
+        logits = eft__ir_tensor_add(g, "output.logits", EFT__IR_OUTPUT, EFT_DTYPE_F32, 2, EFT__IR_DIM_R, d->V, err);
+        b.ok = logits >= 0;
+        if (b.ok) g->t[logits].bound = true;
+    }
+    g_matmul(&b, h, &d->head, hn, "", "output.logits", logits, d->final_softcap > 0 ? EFT__IR_ACT_SOFTCAP : EFT__IR_ACT_NONE);
+    if (b.ok && d->final_softcap > 0) g->ops[g->n_ops - 1].scale = d->final_softcap;
+    if (!b.ok) return err->status != EFT_OK ? err->status : eft__fail(err, EFT_ERR_INTERNAL, "decoder graph: build failed");
+    eft_status s = eft__pass_kernels(g, err);
+    if (s == EFT_OK) s = eft__pass_group_matmuls(g, err);
+    return s != EFT_OK ? eft__error_prefix(err, "decoder graph") : EFT_OK;
+}
+
+/* Checks the whole call before anything changes; writes the active rows' ids and positions into
+ * the graph's inputs and records their slots. */
 static eft_status check_inputs(eft__decoder *d, const int32_t *ids, const int32_t *slot, const int32_t *pos, int n,
                                const int32_t *logit_rows, int n_logits, const float *logits, int64_t *m_out,
                                eft__error *err) {
@@ -1321,6 +1292,7 @@ static eft_status check_inputs(eft__decoder *d, const int32_t *ids, const int32_
     if (n_logits < 0 || n_logits > n || (n_logits > 0 && (!logit_rows || !logits)))
         return eft__fail(err, EFT_ERR_INVALID_ARGUMENT, "decoder: %d logit rows of %d tokens (and logit_rows and "
                          "logits must be given)", n_logits, n);
+    int32_t *a_ids = eft__ir_at(d->g, d->arena, d->t_ids), *a_pos = eft__ir_at(d->g, d->arena, d->t_pos);
     int64_t m = 0;
     int32_t prev_slot = -1, prev_pos = -1;
     for (int i = 0; i < n; i++) {
@@ -1343,8 +1315,8 @@ static eft_status check_inputs(eft__decoder *d, const int32_t *ids, const int32_
                 if (d->a_slot[r] == slot[i])
                     return eft__fail(err, EFT_ERR_INVALID_ARGUMENT, "decoder: token %d of slot %d is not next to "
                                      "the slot's other tokens; a slot's tokens must be consecutive", i, slot[i]);
-        d->a_ids[m] = ids[i];
-        d->a_pos[m] = pos[i];
+        a_ids[m] = ids[i];
+        a_pos[m] = pos[i];
         d->a_slot[m] = slot[i];
         d->row_of[i] = (int32_t)m++;
         prev_slot = slot[i];
@@ -1358,21 +1330,6 @@ static eft_status check_inputs(eft__decoder *d, const int32_t *ids, const int32_
     return EFT_OK;
 }
 
-static void embed(eft__decoder *d, int64_t m) {
-    const int64_t C = d->C;
-    const eft__tensor_view *t = d->wte;
-    if (is_plain(t->dtype)) {
-        eft__embedding_gather(d->x, C, t->data, t->dtype, d->V, C, C, d->a_ids, m);
-    } else {
-        for (int64_t r = 0; r < m; r++)
-            eft__dequantize_row(t->dtype, (const uint8_t *)t->data + (uint64_t)d->a_ids[r] * d->wte_row_bytes,
-                                d->x + r * C, C);
-    }
-    if (d->embed_scale != 1.0f) d->kt->scale_f32(d->x, d->embed_scale, m * C);
-    if (d->wpe)
-        for (int64_t r = 0; r < m; r++) d->kt->add(d->x + r * C, d->x + r * C, d->wpe + (int64_t)d->a_pos[r] * C, C);
-}
-
 eft_status eft__decoder_forward(eft__decoder *d, const int32_t *ids, const int32_t *slot, const int32_t *pos, int n,
                                 const int32_t *logit_rows, int n_logits, float *logits, eft__error *err) {
     eft__error local;
@@ -1380,39 +1337,38 @@ eft_status eft__decoder_forward(eft__decoder *d, const int32_t *ids, const int32
     int64_t m = 0;
     eft_status s = check_inputs(d, ids, slot, pos, n, logit_rows, n_logits, logits, &m, err);
     if (s != EFT_OK) return s;
-    const int64_t C = d->C;
-    if (m > 0) {
-        embed(d, m);
-        for (int64_t l = 0; l < d->L; l++) layer_forward(d, l, m);
+    /* Groups: runs of one slot's consecutive positions. */
+    const int32_t *a_pos = eft__ir_at(d->g, d->arena, d->t_pos);
+    int B = 0;
+    for (int64_t r0 = 0; r0 < m;) {
+        int64_t t = 1;
+        while (r0 + t < m && d->a_slot[r0 + t] == d->a_slot[r0] && a_pos[r0 + t] == a_pos[r0] + t) t++;
+        d->off[B] = (int32_t)r0;
+        d->gslot[B++] = d->a_slot[r0];
+        r0 += t;
     }
-    if (n_logits == 0) return EFT_OK;
-    /* The final norm and the head only for the rows asked for; a padding row's logits are 0. */
+    d->off[B] = (int32_t)m;
+    /* The rows asked for that are not padding, in order: the head computes them packed at the
+     * start of logits, and they move to their places after. */
+    int32_t *rows = eft__ir_at(d->g, d->arena, d->t_rows);
     int64_t k = 0;
-    for (int j = 0; j < n_logits; j++) {
-        int32_t r = d->row_of[logit_rows[j]];
-        if (r < 0) continue;
-        norm_rows(d, d->h + k * C, d->x + (int64_t)r * C, 1, d->out_norm_w, d->out_norm_b);
-        k++;
+    for (int j = 0; j < n_logits; j++)
+        if (d->row_of[logit_rows[j]] >= 0) rows[k++] = d->row_of[logit_rows[j]];
+    if (m > 0) {
+        eft__ir_run run = {.B = B, .M = m, .off = d->off, .slot = d->gslot, .R = k, .state = d->state, .bound = logits};
+        eft__ir_exec(d->g, d->kt, d->tp, d->arena, &run, 0, d->g->n_ops);
     }
-    /* Rows are computed packed into ff-sized scratch only when some are padding; usually the head
-     * writes straight into logits. */
-    if (k == n_logits) {
-        lin_run(d, logits, d->V, d->h, C, k, &d->head);
-    } else {
-        int64_t kk = k;
+    if (k < n_logits) {
+        const size_t V = (size_t)d->V;
         for (int j = n_logits - 1; j >= 0; j--) {
-            float *row = logits + (int64_t)j * d->V;
+            float *row = logits + (size_t)j * V;
             if (d->row_of[logit_rows[j]] < 0) {
-                memset(row, 0, sizeof(float) * (size_t)d->V);
+                memset(row, 0, sizeof(float) * V);
                 continue;
             }
-            kk--;
-            lin_run(d, row, d->V, d->h + kk * C, C, 1, &d->head);
+            k--;
+            if (k != j) memmove(row, logits + (size_t)k * V, sizeof(float) * V);
         }
-    }
-    if (d->final_softcap > 0) {
-        const float cap = d->final_softcap, inv = 1.0f / cap;
-        for (int64_t i = 0; i < (int64_t)n_logits * d->V; i++) logits[i] = cap * tanhf(logits[i] * inv);
     }
     return EFT_OK;
 }

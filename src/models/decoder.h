@@ -1,11 +1,12 @@
 /*
  * decoder.h — causal LMs (Llama, Mistral, Qwen2, Qwen3, Gemma 2, Gemma 3 text, Phi-3, GPT-2, and
- * SmolLM2 as Llama) as plain internal C, from a Hugging Face folder or a GGUF file. The builder
- * checks every weight, packs it once into a kernel's layout (quantised GGUF blocks stay quantised)
- * and owns the KV cache, the retained state: [slots][layers][kv_heads][ctx_len][head_dim] for K
- * and for V. One forward call takes a ragged batch of tokens from any slots at explicit positions
- * (QEfficient's contract), so the same call serves chunked prefill, decode and continuous
- * batching, and logits are computed only for the rows asked for.
+ * SmolLM2 as Llama) from a Hugging Face folder or a GGUF file. The builder checks every weight and
+ * packs it once into a kernel's layout (quantised GGUF blocks stay quantised), then emits the
+ * forward pass as a graph (graph/ir.h) whose retained state is the KV cache, QEfficient's
+ * [slots, kv_heads, ctx_len, head_dim] per layer for K and for V. One forward call takes a ragged
+ * batch of tokens from any slots at explicit positions (QEfficient's contract), so the same call
+ * serves chunked prefill, decode and continuous batching, and logits are computed only for the
+ * rows asked for.
  */
 #ifndef EFT_MODELS_DECODER_H
 #define EFT_MODELS_DECODER_H
