@@ -83,6 +83,10 @@ static uint64_t scratch_of(const eft__ir_graph *g, const eft__ir_op *op, int64_t
 eft_status eft__ir_plan(eft__ir_graph *g, int max_batch, int max_tokens, int n_threads, eft__error *err) {
     const int64_t M = (int64_t)max_batch * max_tokens;
     const int nth = n_threads > 0 ? n_threads : 1;
+    for (int i = 0; i < g->n_t; i++)
+        if (g->t[i].kind == EFT__IR_STATE && g->state_ctx < 1)
+            return eft__fail(err, EFT_ERR_INVALID_ARGUMENT, "plan: the graph keeps state ('%s'); plan it first "
+                             "(eft__ir_plan_state)", g->t[i].name);
     item *items = eft__calloc((size_t)(g->n_t + g->n_ops) + 1, sizeof *items);
     if (!items) return eft__fail(err, EFT_ERR_OUT_OF_MEMORY, "out of memory");
     for (int i = 0; i < g->n_t; i++) {
@@ -327,9 +331,14 @@ static void rows_task(void *arg, int ith, int nth) {
         const float *a = AT(x, a0);
         const int64_t ld = LD(x, a0);
         const int32_t *pos = at(x, op->in[1]);
-        for (int64_t r = r0; r < r1; r++) memcpy(out + r * N, a + r * ld, sizeof(float) * (size_t)N);
-        eft__rope_apply(&rt, (eft__rope_layout)op->rope_layout, out + r0 * N, N, r1 - r0, op->heads, (int)(N / op->heads),
-                        pos + r0);
+        /* A position past the table (only a hostile program's graph: a decoder checks its
+         * positions against the context its table covers) leaves its row unrotated. */
+        for (int64_t r = r0; r < r1; r++) {
+            memcpy(out + r * N, a + r * ld, sizeof(float) * (size_t)N);
+            if (pos[r] >= 0 && pos[r] < rt.n_pos)
+                eft__rope_apply(&rt, (eft__rope_layout)op->rope_layout, out + r * N, N, 1, op->heads,
+                                (int)(N / op->heads), pos + r);
+        }
         break;
     }
     case EFT__OP_GLU: {
@@ -462,12 +471,11 @@ static void attention(xctx *x, eft__threadpool *tp) {
  * Attention over retained state (decoders' KV cache)
  * ------------------------------------------------------------------------------------------- */
 
-/* One slot's cache of one state tensor: element size, the first row (head 0, position 0) of slot,
- * and for int8 the slot's first scale. Head h's position p is row h ctx + p from there. */
+/* One slot's cache of one state tensor: the first row (head 0, position 0) of the slot, and for
+ * int8 the slot's first scale. Head h's position p is row h ctx + p from there. */
 typedef struct kv_slot {
     char *rows;
     float *scale;
-    size_t es;
 } kv_slot;
 
 static kv_slot kv_at(const xctx *x, int t, int64_t slot) {
@@ -476,7 +484,7 @@ static kv_slot kv_at(const xctx *x, int t, int64_t slot) {
     const size_t es = s->dtype == EFT_DTYPE_F32 ? 4 : s->dtype == EFT_DTYPE_F16 ? 2 : 1;
     const uint64_t per_slot = (uint64_t)s->shape[0] * (uint64_t)g->state_ctx; /* rows of HS */
     char *base = (char *)x->run->state + s->offset;
-    kv_slot r = {base + slot * per_slot * s->shape[1] * es, NULL, es};
+    kv_slot r = {base + slot * per_slot * s->shape[1] * es, NULL};
     if (s->dtype == EFT_DTYPE_I8)
         r.scale = (float *)(base + round_up((uint64_t)g->state_slots * per_slot * (uint64_t)s->shape[1])) + slot * per_slot;
     return r;

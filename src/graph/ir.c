@@ -278,6 +278,12 @@ static bool check_op(vctx *v) {
             return bad(v, "the interleaved kernel needs a Q8_0, Q4_0 or Q4_1 matrix with its interleaved copy", in[1]);
         if (o->group > 3 || o->group < 0 || (o->group > 1 && v->op + o->group > g->n_ops))
             return bad(v, "a MATMUL group of more than three, or past the last op", -1);
+        /* The executor runs a group's members as products of this op's input. */
+        for (int j = 1; j < o->group; j++) {
+            const eft__ir_op *m = &g->ops[v->op + j];
+            if (m->kind != EFT__OP_MATMUL || m->in[0] != in[0] || m->group > 1)
+                return bad(v, "a MATMUL group's members must be the next MATMULs over the same input", -1);
+        }
         if (!act_ok(v, o)) return false;
         return is(v, in[0], 2, R, K) && is_f32(v, in[0]) && (in[2] < 0 || (is(v, in[2], 1, N, 0) && is_f32(v, in[2]))) &&
                ((out->ndim == 2 && out->shape[1] == N) || bad(v, "the output is not [R, N]", o->out));
@@ -377,7 +383,7 @@ eft_status eft__ir_validate(const eft__ir_graph *g, eft__error *err) {
                                                     t->shape[0] == EFT__IR_DIM_R));
         if ((unsigned)t->kind > EFT__IR_STATE || !shape_ok || (unsigned)t->dtype >= EFT_DTYPE_COUNT)
             return eft__fail(err, EFT_ERR_FORMAT, "graph: tensor %d ('%s') has a bad kind, shape or dtype", i, t->name);
-        if (t->bound && (t->kind != EFT__IR_OUTPUT || t->view_of >= 0 || n_bound++))
+        if (t->bound && (t->kind != EFT__IR_OUTPUT || t->view_of >= 0 || t->shape[0] != EFT__IR_DIM_R || n_bound++))
             return eft__fail(err, EFT_ERR_FORMAT, "graph: tensor '%s' is bound but not the graph's one bound output", t->name);
         if (t->view_of >= 0) {
             const eft__ir_tensor *b = t->view_of < g->n_t ? &g->t[t->view_of] : NULL;

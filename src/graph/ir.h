@@ -58,7 +58,8 @@ typedef struct eft__ir_tensor {
      * (eft__qx4_pack), besides data. Borrowed: whoever bound data owns it. */
     const void *x4;
     /* An output whose storage each run supplies (eft__ir_run.bound) instead of the arena: a
-     * decoder's logits, written straight into the caller's array. At most one per graph. */
+     * decoder's logits, written straight into the caller's array. At most one per graph, with
+     * one row per row asked for (EFT__IR_DIM_R). */
     bool bound;
     /* The plan. */
     int64_t offset;   /* bytes into the arena; -1 when not placed */

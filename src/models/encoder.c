@@ -184,7 +184,7 @@ static eft_status plan(eft__encoder *e, const eft__encoder_params *p, eft__error
     /* The tables the embedding reads must be the sizes the input checks assume (a program's
      * graph is untrusted): ids < V, positions < P, types < NT. */
     const eft__ir_op *em = g->n_ops > 0 && g->ops[0].kind == EFT__OP_EMBED ? &g->ops[0] : NULL;
-    if (!em || em->in[0] != e->t_ids || em->in[1] != e->t_pos || em->in[4] != e->t_types ||
+    if (!em || em->in[0] != e->t_ids || em->in[1] != e->t_pos || em->in[4] != e->t_types || em->in[3] < 0 ||
         g->t[em->in[2]].shape[0] != e->d.V || g->t[em->in[3]].shape[0] != e->d.P ||
         (e->d.NT > 0 && g->t[em->in[5]].shape[0] != e->d.NT))
         return eft__fail(err, EFT_ERR_FORMAT, "encoder graph: the first op must embed %s and %s with tables of %lld "

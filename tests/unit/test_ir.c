@@ -562,6 +562,8 @@ static void test_decoder_graph_json_and_validate(void) {
         {"the interleaved kernel without its copy", "interleaved"},
         {"a group of four", "group"},
         {"softcapping without a cap", "cap"},
+        {"a group whose next op is not a product of its input", "members"},
+        {"a bound output of one row per token", "bound"},
     };
     const int n_cases = (int)(sizeof cases / sizeof cases[0]);
     for (int c = 0; c < n_cases; c++) {
@@ -594,11 +596,19 @@ static void test_decoder_graph_json_and_validate(void) {
         }
         case 6: x->ops[2].group = 4; break;
         case 7: x->ops[o_lg].scale = 0; break;
+        case 8: x->ops[4].group = 2; break; /* v's product, followed by q's per-head norm */
+        case 9: x->t[x->ops[o_lg].out].bound = false, x->t[eft__ir_find(x, "f")].bound = true; break;
         }
         CHECK_MSG(eft__ir_validate(x, &err) == EFT_ERR_FORMAT, "%s: accepted", cases[c].what);
         CHECK_CONTAINS(err.msg, cases[c].msg);
         dfree(&e);
     }
+    /* State left unplanned is refused by the activation plan. */
+    eft__ir_graph *u = eft__ir_new();
+    eft__ir_tensor_add(u, "cache", EFT__IR_STATE, EFT_DTYPE_F32, 2, DNKV, DHS, NULL);
+    CHECK(eft__ir_plan(u, 1, 4, 1, &err) == EFT_ERR_INVALID_ARGUMENT);
+    CHECK_CONTAINS(err.msg, "eft__ir_plan_state");
+    eft__ir_free(u);
     dfree(&d);
 }
 
