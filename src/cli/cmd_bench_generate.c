@@ -3,7 +3,11 @@
  * several batch sizes, per weight type, through the public generator (scheduler, sampler and
  * detokenizer included). Decode is quoted against the machine's bandwidth ceiling measured in the
  * same run (triad GB/s over the bytes of weights one step reads) and, with --peer, against
- * transformers on PyTorch on the same model and threads (bench/peer_generate.py).
+ * transformers on PyTorch on the same model and threads (bench/peer_generate.py). --rounds N
+ * repeats the whole measurement (the peer, then every weight type), quotes each figure's median
+ * over the rounds and each ratio to the peer as the median of the rounds' own ratios: on a shared
+ * machine whose speed drifts from minute to minute, a ratio of two figures measured seconds apart
+ * is the one that means something.
  */
 #include <jansson.h>
 #include <math.h>
@@ -17,6 +21,7 @@
 
 #define MAX_DTYPES 6
 #define MAX_BATCHES 8
+#define MAX_ROUNDS 20
 
 /* --act-dtype: the quantised matrices' activations for every run (f32 exact, or int8). */
 static eft_dtype g_act_dtype = EFT_DTYPE_F32;
@@ -26,7 +31,7 @@ static bool g_median = false;
 static int usage(void) {
     return eft_cli_error("bench", "usage: eft bench generate MODEL [--threads N] [--seconds S] [--prefill 512] "
                                   "[--decode 1,8] [--context 128] [--weight-dtype keep,f32,f16,bf16,int8,int4] [--act-dtype f32|int8] "
-                                  "[--median] [--peer] [--python PATH]");
+                                  "[--median] [--rounds N] [--peer] [--python PATH]");
 }
 
 typedef struct wtype {
@@ -212,6 +217,13 @@ static void run_peer(const char *python, const char *model, int threads, double 
     if (rc != 0 && !pf->note[0]) snprintf(pf->note, sizeof pf->note, "the peer did not run (%s exited with %d)", python, rc);
 }
 
+/* The median of v[0 .. n) (sorted in place); 0 for none. */
+static double median_of(double *v, int n) {
+    if (n <= 0) return 0;
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
 static bool parse_list(const char *s, int *out, int max, int *n, int lo, int hi) {
     *n = 0;
     while (*s) {
@@ -233,6 +245,7 @@ int eft_cmd_bench_generate(int argc, char **argv) {
     const wtype *dtypes[MAX_DTYPES] = {&k_wtypes[0]};
     int n_dtypes = 1;
     double seconds = 3.0;
+    int rounds = 1;
     bool peer = false;
     for (int i = 1; i < argc; i++) {
         char *end = NULL;
@@ -272,6 +285,11 @@ int eft_cmd_bench_generate(int argc, char **argv) {
             else return eft_cli_error("bench", "--act-dtype wants f32 or int8, got '%s'", v);
         } else if (!strcmp(argv[i], "--median")) {
             g_median = true;
+        } else if (!strcmp(argv[i], "--rounds") && i + 1 < argc) {
+            long v = strtol(argv[++i], &end, 10);
+            if (*end || v < 1 || v > MAX_ROUNDS)
+                return eft_cli_error("bench", "--rounds wants 1..%d, got '%s'", MAX_ROUNDS, argv[i]);
+            rounds = (int)v;
         } else if (!strcmp(argv[i], "--peer")) {
             peer = true;
         } else if (!strcmp(argv[i], "--python") && i + 1 < argc) {
@@ -317,36 +335,98 @@ int eft_cmd_bench_generate(int argc, char **argv) {
                               : "decode tok/s: tokens over the whole decode time");
     fflush(stdout);
 
-    peer_figs pf = {0};
-    if (peer) run_peer(python, model, threads, seconds, prefill, batches, n_batches, context, &pf);
+    /* Round by round: the peer, then every weight type; the figures of round r side by side. */
+    static peer_figs pf[MAX_ROUNDS];
+    static result res[MAX_DTYPES][MAX_ROUNDS];
+    static bool failed[MAX_DTYPES];
+    memset(pf, 0, sizeof pf);
+    memset(res, 0, sizeof res);
+    memset(failed, 0, sizeof failed);
+    int rc = 0;
+    for (int r = 0; r < rounds; r++) {
+        if (peer) run_peer(python, model, threads, seconds, prefill, batches, n_batches, context, &pf[r]);
+        for (int d = 0; d < n_dtypes; d++) {
+            if (failed[d]) continue;
+            eft_status st = run_dtype(model, dtypes[d], threads, seconds, prefill, batches, n_batches, context, &res[d][r]);
+            if (st != EFT_OK) {
+                printf("%-7s (failed: %s)\n", dtypes[d]->name, eft_last_error());
+                failed[d] = true;
+                rc = 1;
+            }
+        }
+        if (rounds > 1) {
+            fprintf(stderr, "eft bench: round %d of %d done\n", r + 1, rounds);
+            fflush(stderr);
+        }
+    }
 
+    if (rounds > 1) printf("medians of %d rounds\n", rounds);
     printf("%-7s %14s", "weights", "prefill tok/s");
     for (int i = 0; i < n_batches; i++) printf("   decode b=%-2d tok/s %%ceil", batches[i]);
     printf("\n");
-    int rc = 0;
+    double fig[MAX_ROUNDS];
     for (int d = 0; d < n_dtypes; d++) {
-        result r = {0};
-        eft_status st = run_dtype(model, dtypes[d], threads, seconds, prefill, batches, n_batches, context, &r);
-        if (st != EFT_OK) {
-            printf("%-7s (failed: %s)\n", dtypes[d]->name, eft_last_error());
-            rc = 1;
-            continue;
-        }
+        if (failed[d]) continue;
         /* Ceiling at batch 1: one full read of the weights per step. */
         double bytes = dtypes[d]->bytes_per_weight > 0 ? read_params * dtypes[d]->bytes_per_weight
                                                        : stored_bytes * (read_params / (params > 0 ? params : 1));
         double ceil_tps = bytes > 0 ? triad * 1e9 / bytes : 0;
-        printf("%-7s %14.1f", dtypes[d]->name, r.prefill_tps);
-        for (int i = 0; i < n_batches; i++)
-            printf("   %16.1f %4.0f%%", r.decode_tps[i], ceil_tps > 0 ? 100 * r.decode_tps[i] / (ceil_tps * batches[i]) : 0);
+        for (int r = 0; r < rounds; r++) fig[r] = res[d][r].prefill_tps;
+        printf("%-7s %14.1f", dtypes[d]->name, median_of(fig, rounds));
+        for (int i = 0; i < n_batches; i++) {
+            for (int r = 0; r < rounds; r++) fig[r] = res[d][r].decode_tps[i];
+            double tps = median_of(fig, rounds);
+            printf("   %16.1f %4.0f%%", tps, ceil_tps > 0 ? 100 * tps / (ceil_tps * batches[i]) : 0);
+        }
         printf("\n");
-        fflush(stdout);
     }
     if (peer) {
-        printf("%-7s %14.1f", "torch", pf.prefill_tps);
-        for (int i = 0; i < n_batches; i++) printf("   %16.1f %5s", pf.decode_tps[i], "");
+        for (int r = 0; r < rounds; r++) fig[r] = pf[r].prefill_tps;
+        printf("%-7s %14.1f", "torch", median_of(fig, rounds));
+        for (int i = 0; i < n_batches; i++) {
+            for (int r = 0; r < rounds; r++) fig[r] = pf[r].decode_tps[i];
+            printf("   %16.1f %5s", median_of(fig, rounds), "");
+        }
         printf("   (transformers, float32)\n");
-        if (pf.note[0]) printf("        (%s)\n", pf.note);
+        for (int r = 0; r < rounds; r++)
+            if (pf[r].note[0]) {
+                printf("        (%s)\n", pf[r].note);
+                break;
+            }
+        /* Each round's own ratio, then their median and range. */
+        printf("\nx torch%s\n%-7s %24s", rounds > 1 ? ": the median of the rounds' own ratios (min-max)" : "", "weights",
+               "prefill");
+        for (int i = 0; i < n_batches; i++) {
+            char h[32];
+            snprintf(h, sizeof h, "decode b=%d", batches[i]);
+            printf("   %24s", h);
+        }
+        printf("\n");
+        for (int d = 0; d < n_dtypes; d++) {
+            if (failed[d]) continue;
+            printf("%-7s", dtypes[d]->name);
+            for (int i = -1; i < n_batches; i++) {
+                int n = 0;
+                for (int r = 0; r < rounds; r++) {
+                    double e = i < 0 ? res[d][r].prefill_tps : res[d][r].decode_tps[i];
+                    double t = i < 0 ? pf[r].prefill_tps : pf[r].decode_tps[i];
+                    if (e > 0 && t > 0) fig[n++] = e / t;
+                }
+                char cell[64] = "-";
+                if (n > 0) {
+                    double lo = fig[0], hi = fig[0];
+                    for (int k = 1; k < n; k++) {
+                        if (fig[k] < lo) lo = fig[k];
+                        if (fig[k] > hi) hi = fig[k];
+                    }
+                    if (rounds > 1) snprintf(cell, sizeof cell, "%.2fx (%.2f-%.2f)", median_of(fig, n), lo, hi);
+                    else snprintf(cell, sizeof cell, "%.2fx", fig[0]);
+                }
+                if (i < 0) printf(" %24s", cell);
+                else printf("   %24s", cell);
+            }
+            printf("\n");
+        }
     } else {
         printf("\n(peer not run: add --peer, with a Python that has torch and transformers)\n");
     }

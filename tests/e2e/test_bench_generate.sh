@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test_bench_generate.sh EFT SOURCE_DIR — `eft bench generate` end to end on the fixture Llama:
 # the table has a row per weight type with positive prefill and decode figures, --median says it
-# quotes median steps, and bad flags are clean errors. No speed is asserted.
+# quotes median steps, --rounds with a stand-in peer (fixed figures) gives medians and each
+# weight type's ratios to it, and bad flags are clean errors. No speed is asserted.
 set -u
 EFT=$1
 SRC=$2
@@ -31,7 +32,33 @@ for mode in mean median; do
   fi
 done
 
-for args in "--decode 0" "--weight-dtype q3" "--act-dtype f16" "--seconds 0" "--frobnicate"; do
+# A stand-in for bench/peer_generate.py: the same JSON lines, fixed figures.
+cat >"$TMP/peer" <<'EOF2'
+#!/bin/sh
+echo '{"peer": "torch", "what": "prefill", "batch": 1, "tokens": 8, "tokens_per_s": 100.0}'
+echo '{"peer": "torch", "what": "decode", "batch": 1, "tokens": 8, "tokens_per_s": 10.0}'
+echo '{"peer": "torch", "what": "decode", "batch": 2, "tokens": 8, "tokens_per_s": 20.0}'
+EOF2
+chmod +x "$TMP/peer"
+if "$EFT" bench generate "$MODEL" --threads 2 --seconds 0.2 --prefill 8 --context 8 --decode 1,2 \
+    --weight-dtype keep,int8 --rounds 2 --python "$TMP/peer" >"$TMP/out" 2>"$TMP/err" &&
+  grep -q "medians of 2 rounds" "$TMP/out" && row_positive "$TMP/out" keep &&
+  awk '$1 == "torch" && $2 == 100 && $3 == 10 && $4 == 20 { found = 1 } END { exit !found }' "$TMP/out" &&
+  [ "$(grep -c "round [12] of 2 done" "$TMP/err")" = 2 ]; then
+  ok "rounds: medians, and the peer's figures as it gave them"
+else
+  bad "rounds: table"; cat "$TMP/out" "$TMP/err"
+fi
+# The ratio rows: keep and int8, three ratios each, every one positive with its range.
+if awk '/^x torch/ { on = 1; next } on && ($1 == "keep" || $1 == "int8") {
+          n = 0; for (i = 2; i <= NF; i++) if ($i ~ /^[0-9.]+x$/ && $i + 0 > 0) n++
+          if (n == 3) rows++ } END { exit rows != 2 }' "$TMP/out"; then
+  ok "rounds: a ratio to the peer per weight type and figure"
+else
+  bad "rounds: ratios"; cat "$TMP/out"
+fi
+
+for args in "--decode 0" "--weight-dtype q3" "--act-dtype f16" "--seconds 0" "--rounds 0" "--rounds 21" "--frobnicate"; do
   # shellcheck disable=SC2086
   if "$EFT" bench generate "$MODEL" $args >"$TMP/out" 2>"$TMP/err"; then
     bad "bad flag accepted: $args"
