@@ -559,6 +559,36 @@ static void test_load_refusals(void) {
         eft__program_close(wp);
     }
 
+    /* A graph whose embedding has no position table (an optional input since decoders, which
+     * have none): refused by the encoder's check of its tables, not read as tensor -1. */
+    {
+        json_t *h = json_loads(eft__program_header_text(pg), 0, NULL);
+        json_t *in = json_object_get(json_array_get(json_object_get(json_object_get(h, "graph"), "ops"), 0), "in");
+        CHECK(json_array_size(in) == 6);
+        json_array_set_new(in, 3, json_integer(-1));
+        char *text = json_dumps(h, 0);
+        json_decref(h);
+        eft__program_writer *w = NULL;
+        CHECK(eft__program_writer_new(&w, &err) == EFT_OK);
+        for (size_t i = 0; i < eft__program_blob_count(pg); i++) {
+            const eft__program_blob *b = eft__program_blob_at(pg, i);
+            CHECK(eft__program_writer_add(w, b->name, b->dtype, b->data, b->size, &err) == EFT_OK);
+        }
+        char nopos[4400];
+        snprintf(nopos, sizeof nopos, "%s.nopos", path);
+        CHECK(text && eft__program_writer_write(w, nopos, text, &err) == EFT_OK);
+        eft_free(text);
+        eft__program_writer_free(w);
+        eft__program *np = NULL;
+        eft__encoder *le = NULL;
+        eft__encoder_params lp = eft__encoder_params_default();
+        lp.max_tokens = 16;
+        CHECK(eft__program_open(nopos, &np, &err) == EFT_OK);
+        CHECK(np && eft__encoder_load(m, np, &lp, &le, &err) == EFT_ERR_FORMAT && !le);
+        CHECK_CONTAINS(err.msg, "must embed");
+        eft__program_close(np);
+    }
+
     /* A program of another kind. */
     {
         eft__program_writer *w = NULL;
