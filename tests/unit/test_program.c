@@ -487,6 +487,27 @@ static const char *copy_model(const char *name, const char *tag) {
     return dst;
 }
 
+/* pg's blobs under another header (h, consumed) at path + suffix, opened; NULL on failure. */
+static eft__program *rewrite_header(const eft__program *pg, const char *path, const char *suffix, json_t *h) {
+    eft__error err = {0};
+    char *text = json_dumps(h, 0);
+    json_decref(h);
+    eft__program_writer *w = NULL;
+    CHECK(text && eft__program_writer_new(&w, &err) == EFT_OK);
+    for (size_t i = 0; w && i < eft__program_blob_count(pg); i++) {
+        const eft__program_blob *b = eft__program_blob_at(pg, i);
+        CHECK(eft__program_writer_add(w, b->name, b->dtype, b->data, b->size, &err) == EFT_OK);
+    }
+    char out[4400];
+    snprintf(out, sizeof out, "%s%s", path, suffix);
+    CHECK(w && text && eft__program_writer_write(w, out, text, &err) == EFT_OK);
+    eft_free(text); /* jansson allocates through eft's hook */
+    eft__program_writer_free(w);
+    eft__program *np = NULL;
+    CHECK_MSG(eft__program_open(out, &np, &err) == EFT_OK, "%s", err.msg);
+    return np;
+}
+
 static void test_load_refusals(void) {
     const char *dir = copy_model("bert", "program_refuse");
     char model[4300], path[4300];
@@ -536,24 +557,10 @@ static void test_load_refusals(void) {
     {
         json_t *h = json_loads(eft__program_header_text(pg), 0, NULL);
         json_object_set_new(h, "sgemm_panel_width", json_integer(2 * EFT__SGEMM_NR));
-        char *text = json_dumps(h, 0);
-        json_decref(h);
-        eft__program_writer *w = NULL;
-        CHECK(eft__program_writer_new(&w, &err) == EFT_OK);
-        for (size_t i = 0; i < eft__program_blob_count(pg); i++) {
-            const eft__program_blob *b = eft__program_blob_at(pg, i);
-            CHECK(eft__program_writer_add(w, b->name, b->dtype, b->data, b->size, &err) == EFT_OK);
-        }
-        char wide[4400];
-        snprintf(wide, sizeof wide, "%s.wide", path);
-        CHECK(text && eft__program_writer_write(w, wide, text, &err) == EFT_OK);
-        eft_free(text); /* jansson allocates through eft's hook */
-        eft__program_writer_free(w);
-        eft__program *wp = NULL;
+        eft__program *wp = rewrite_header(pg, path, ".wide", h);
         eft__encoder *le = NULL;
         eft__encoder_params lp = eft__encoder_params_default();
         lp.max_tokens = 16;
-        CHECK(eft__program_open(wide, &wp, &err) == EFT_OK);
         CHECK(wp && eft__encoder_load(m, wp, &lp, &le, &err) == EFT_ERR_FORMAT && !le);
         CHECK_CONTAINS(err.msg, "panels of 32");
         eft__program_close(wp);
@@ -566,24 +573,10 @@ static void test_load_refusals(void) {
         json_t *in = json_object_get(json_array_get(json_object_get(json_object_get(h, "graph"), "ops"), 0), "in");
         CHECK(json_array_size(in) == 6);
         json_array_set_new(in, 3, json_integer(-1));
-        char *text = json_dumps(h, 0);
-        json_decref(h);
-        eft__program_writer *w = NULL;
-        CHECK(eft__program_writer_new(&w, &err) == EFT_OK);
-        for (size_t i = 0; i < eft__program_blob_count(pg); i++) {
-            const eft__program_blob *b = eft__program_blob_at(pg, i);
-            CHECK(eft__program_writer_add(w, b->name, b->dtype, b->data, b->size, &err) == EFT_OK);
-        }
-        char nopos[4400];
-        snprintf(nopos, sizeof nopos, "%s.nopos", path);
-        CHECK(text && eft__program_writer_write(w, nopos, text, &err) == EFT_OK);
-        eft_free(text);
-        eft__program_writer_free(w);
-        eft__program *np = NULL;
+        eft__program *np = rewrite_header(pg, path, ".nopos", h);
         eft__encoder *le = NULL;
         eft__encoder_params lp = eft__encoder_params_default();
         lp.max_tokens = 16;
-        CHECK(eft__program_open(nopos, &np, &err) == EFT_OK);
         CHECK(np && eft__encoder_load(m, np, &lp, &le, &err) == EFT_ERR_FORMAT && !le);
         CHECK_CONTAINS(err.msg, "must embed");
         eft__program_close(np);
