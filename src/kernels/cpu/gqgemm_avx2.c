@@ -45,7 +45,8 @@ static inline __attribute__((always_inline)) void load_dm(__m256 *d, __m256 *m, 
 /* M activation rows (1..8) against each weight row. One or two rows keep four partial sums (one
  * per vector of a run) so consecutive runs' FMAs do not wait on each other's latency; three or
  * four keep two; five to eight one each, which with the run's four weight vectors stays within
- * the 16 registers. */
+ * the 16 registers. A K longer than L1 holds for the M rows goes in chunks of whole groups
+ * (simd_avx2.h), the chunks after the first adding into c. */
 static inline __attribute__((always_inline)) void gemv(float *c, int64_t ldc, const float *a, int64_t lda, const int M,
                                                        const uint8_t *w, size_t row_bytes, int64_t nrows, int64_t nb,
                                                        const float *bias, const eft__gq_kind KIND, const int RUNS) {
@@ -53,38 +54,43 @@ static inline __attribute__((always_inline)) void gemv(float *c, int64_t ldc, co
     const int run_bytes = KIND == EFT__GQ_I8 ? 32 : 16;
     const int hdr = KIND == EFT__GQ_U4 ? 4 : 2;
     const size_t bb = (size_t)hdr + (size_t)(RUNS * run_bytes);
-    for (int64_t j = 0; j < nrows; j++) {
-        const uint8_t *wr = w + (size_t)j * row_bytes;
-        __m256 acc[8][4];
+    const int64_t kcb = eft__gemv_chunk_blocks(M, nb, 32 * RUNS);
+    for (int64_t b0 = 0; b0 < nb; b0 += kcb) {
+        const int64_t b1 = nb - b0 < kcb ? nb : b0 + kcb;
+        for (int64_t j = 0; j < nrows; j++) {
+            const uint8_t *wr = w + (size_t)j * row_bytes;
+            __m256 acc[8][4];
 #pragma GCC unroll 8
-        for (int i = 0; i < M; i++)
+            for (int i = 0; i < M; i++)
 #pragma GCC unroll 4
-            for (int u = 0; u < NA; u++) acc[i][u] = _mm256_setzero_ps();
-        const float *ab = a;
-        for (int64_t b = 0; b < nb; b++) {
-            const uint8_t *blk = wr + (size_t)b * bb;
-            __m256 d, m;
-            load_dm(&d, &m, blk, KIND);
+                for (int u = 0; u < NA; u++) acc[i][u] = _mm256_setzero_ps();
+            const float *ab = a + b0 * 32 * RUNS;
+            for (int64_t b = b0; b < b1; b++) {
+                const uint8_t *blk = wr + (size_t)b * bb;
+                __m256 d, m;
+                load_dm(&d, &m, blk, KIND);
 #pragma GCC unroll 4
-            for (int r = 0; r < RUNS; r++, ab += 32) {
-                __m256 wv[4];
-                decode_run(wv, blk + hdr + r * run_bytes, d, m, KIND);
+                for (int r = 0; r < RUNS; r++, ab += 32) {
+                    __m256 wv[4];
+                    decode_run(wv, blk + hdr + r * run_bytes, d, m, KIND);
 #pragma GCC unroll 8
-                for (int i = 0; i < M; i++) {
-                    const float *ai = ab + i * lda;
+                    for (int i = 0; i < M; i++) {
+                        const float *ai = ab + i * lda;
 #pragma GCC unroll 4
-                    for (int e = 0; e < 4; e++)
-                        acc[i][e % NA] = _mm256_fmadd_ps(_mm256_loadu_ps(ai + 8 * e), wv[e], acc[i][e % NA]);
+                        for (int e = 0; e < 4; e++)
+                            acc[i][e % NA] = _mm256_fmadd_ps(_mm256_loadu_ps(ai + 8 * e), wv[e], acc[i][e % NA]);
+                    }
                 }
             }
-        }
 #pragma GCC unroll 8
-        for (int i = 0; i < M; i++) {
-            __m256 s = acc[i][0];
-            if (NA >= 2) s = _mm256_add_ps(s, acc[i][1]);
-            if (NA == 4) s = _mm256_add_ps(s, _mm256_add_ps(acc[i][2], acc[i][3]));
-            float v = eft__hsum256(s);
-            c[i * ldc + j] = bias ? v + bias[j] : v;
+            for (int i = 0; i < M; i++) {
+                __m256 s = acc[i][0];
+                if (NA >= 2) s = _mm256_add_ps(s, acc[i][1]);
+                if (NA == 4) s = _mm256_add_ps(s, _mm256_add_ps(acc[i][2], acc[i][3]));
+                float v = eft__hsum256(s);
+                if (b0 > 0) c[i * ldc + j] += v;
+                else c[i * ldc + j] = bias ? v + bias[j] : v;
+            }
         }
     }
 }

@@ -122,7 +122,8 @@ static inline __attribute__((always_inline)) void decode_block(__m256 w[4], cons
 
 /* Bytes ahead of the block being decoded that the batch GEMV prefetches (rows are contiguous, so
  * this runs into the next rows): with weights from memory, one thread went from 40-42 to 49
- * GFLOPS (SmolLM2 gate, 8 rows). */
+ * GFLOPS (SmolLM2 gate, 8 rows). When K is taken in chunks (eft__gemv_chunk_blocks) the next
+ * blocks read are the same chunk of the following rows, so it prefetches four rows ahead instead. */
 enum { GEMV_PREFETCH = 1024 };
 static inline size_t wq_bytes(const int WT) {
     return WT == WQ8_0 ? sizeof(eft__block_q8_0) : WT == WQ4_0 ? sizeof(eft__block_q4_0) : sizeof(eft__block_q4_1);
@@ -133,37 +134,45 @@ static inline size_t wq_bytes(const int WT) {
  * each weight once. One row gets four partial sums (one per vector of the block) so consecutive
  * blocks' FMAs do not wait on each other's 4-cycle latency; three or four rows get two each, five
  * to eight one each (eight chains of four FMAs cover the latency by themselves), which with the
- * block's four weight vectors stays within the 16 registers. */
+ * block's four weight vectors stays within the 16 registers. A K longer than L1 holds for the M
+ * rows goes in chunks (simd_avx2.h); the chunks after the first add into c. */
 static inline __attribute__((always_inline)) void gemv(float *c, int64_t ldc, const float *a, int64_t lda, const int M,
                                                        const uint8_t *w, size_t row_bytes, int64_t nrows, int64_t nb,
                                                        const float *bias, const int WT) {
     const int NA = M <= 2 ? 4 : M <= 4 ? 2 : 1;
     const size_t bb = wq_bytes(WT);
-    for (int64_t j = 0; j < nrows; j++) {
-        const uint8_t *wr = w + (size_t)j * row_bytes;
-        __m256 acc[8][4];
+    const int64_t kcb = eft__gemv_chunk_blocks(M, nb, EFT__QK);
+    const size_t pf = kcb < nb ? 4 * row_bytes : GEMV_PREFETCH;
+    for (int64_t b0 = 0; b0 < nb; b0 += kcb) {
+        const int64_t b1 = nb - b0 < kcb ? nb : b0 + kcb;
+        for (int64_t j = 0; j < nrows; j++) {
+            const uint8_t *wr = w + (size_t)j * row_bytes;
+            __m256 acc[8][4];
 #pragma GCC unroll 8
-        for (int i = 0; i < M; i++)
+            for (int i = 0; i < M; i++)
 #pragma GCC unroll 4
-            for (int u = 0; u < NA; u++) acc[i][u] = _mm256_setzero_ps();
-        for (int64_t b = 0; b < nb; b++) {
-            __m256 wv[4];
-            _mm_prefetch((const char *)(wr + (size_t)b * bb) + GEMV_PREFETCH, _MM_HINT_T0);
-            decode_block(wv, wr + (size_t)b * bb, WT);
+                for (int u = 0; u < NA; u++) acc[i][u] = _mm256_setzero_ps();
+            for (int64_t b = b0; b < b1; b++) {
+                __m256 wv[4];
+                _mm_prefetch((const char *)(wr + (size_t)b * bb) + pf, _MM_HINT_T0);
+                decode_block(wv, wr + (size_t)b * bb, WT);
+#pragma GCC unroll 8
+                for (int i = 0; i < M; i++) {
+                    const float *ai = a + i * lda + 32 * b;
+#pragma GCC unroll 4
+                    for (int e = 0; e < 4; e++)
+                        acc[i][e % NA] = _mm256_fmadd_ps(_mm256_loadu_ps(ai + 8 * e), wv[e], acc[i][e % NA]);
+                }
+            }
 #pragma GCC unroll 8
             for (int i = 0; i < M; i++) {
-                const float *ai = a + i * lda + 32 * b;
-#pragma GCC unroll 4
-                for (int e = 0; e < 4; e++) acc[i][e % NA] = _mm256_fmadd_ps(_mm256_loadu_ps(ai + 8 * e), wv[e], acc[i][e % NA]);
+                __m256 s = acc[i][0];
+                if (NA >= 2) s = _mm256_add_ps(s, acc[i][1]);
+                if (NA == 4) s = _mm256_add_ps(s, _mm256_add_ps(acc[i][2], acc[i][3]));
+                float v = eft__hsum256(s);
+                if (b0 > 0) c[i * ldc + j] += v;
+                else c[i * ldc + j] = bias ? v + bias[j] : v;
             }
-        }
-#pragma GCC unroll 8
-        for (int i = 0; i < M; i++) {
-            __m256 s = acc[i][0];
-            if (NA >= 2) s = _mm256_add_ps(s, acc[i][1]);
-            if (NA == 4) s = _mm256_add_ps(s, _mm256_add_ps(acc[i][2], acc[i][3]));
-            float v = eft__hsum256(s);
-            c[i * ldc + j] = bias ? v + bias[j] : v;
         }
     }
 }
