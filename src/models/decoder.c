@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "kernels/cpu/kernels.h"
 
@@ -33,7 +34,8 @@ typedef struct lin {
     eft__sgemm_packed p;
     const void *q;         /* [N][K/32] blocks: borrowed from the file mapping, or q_owned */
     void *q_owned;
-    void *x4;              /* q's rows four-row interleaved (eft__qx4_pack) for decode, or NULL */
+    void *x4;              /* q's rows four-row interleaved (eft__qx4_pack) for decode, or NULL: in the
+                            * decoder's x4_arena */
     float *b;              /* [N] or NULL */
 } lin;
 
@@ -85,6 +87,8 @@ struct eft__decoder {
     eft__ir_graph *g;
     void *arena;   /* g->arena_bytes */
     void *state;   /* g->state_bytes: the KV cache */
+    void *x4;      /* every lin's interleaved copy (interleave_all) */
+    void *state_raw, *x4_raw; /* their allocations (alloc_huge) */
     int t_ids, t_pos, t_rows; /* the graph's inputs */
     int32_t *a_slot;  /* [maxT] slot of each active row */
     int32_t *row_of;  /* [maxT] input index -> active row, -1 for padding */
@@ -492,7 +496,6 @@ static bool want_lin(builder *b, lin *l, const char *name, int64_t n, int64_t k,
 static void lin_free(lin *l) {
     eft__sgemm_packed_free(&l->p);
     eft__free(l->q_owned);
-    eft__free_aligned(l->x4);
     eft__free(l->b);
     memset(l, 0, sizeof *l);
 }
@@ -668,6 +671,23 @@ static void *alloc_buf(size_t count, size_t size, bool *ok) {
     return p;
 }
 
+/* n bytes for a buffer every decode step streams through (the KV cache, the interleaved weights):
+ * past 2 MiB its 2 MiB-aligned interior is advised for transparent huge pages, where the kernel
+ * has them in "madvise" mode (Debian's default), so the stream does not take a TLB miss every
+ * 4 KiB. SmolLM2 Q4_1, one-token steps: the layers' products 4.2 -> 3.5 ms, the head's 1.6 -> 1.3 ms
+ * (decode harness, five alternating rounds). *raw gets what eft__free_aligned frees. */
+static void *alloc_huge(size_t n, void **raw) {
+    enum { HUGE = 2 << 20 };
+    if (n < HUGE) return *raw = eft__malloc_aligned(n ? n : 64);
+    *raw = n <= SIZE_MAX - HUGE ? eft__malloc_aligned(n + HUGE) : NULL;
+    if (!*raw) return NULL;
+    uint8_t *p = (uint8_t *)(((uintptr_t)*raw + HUGE - 1) & ~(uintptr_t)(HUGE - 1));
+#ifdef MADV_HUGEPAGE
+    (void)madvise(p, n & ~(size_t)(HUGE - 1), MADV_HUGEPAGE); /* advice: refused or not, p is usable */
+#endif
+    return p;
+}
+
 static eft_status graph_build(eft__decoder *d, const eft_model *m, eft__error *err);
 
 /* The graph and its plan: the arena for max_tokens rows, and the KV cache. */
@@ -679,7 +699,7 @@ static eft_status plan(eft__decoder *d, const eft_model *m, const eft__decoder_p
     if (s == EFT_OK) s = eft__ir_plan(d->g, 1, d->maxT, d->nth, err);
     if (s != EFT_OK) return s;
     bool ok = true;
-    d->state = alloc_buf((size_t)d->g->state_bytes, 1, &ok);
+    if (ok && !(d->state = alloc_huge((size_t)d->g->state_bytes, &d->state_raw))) ok = false;
     if (!ok)
         return eft__fail(err, EFT_ERR_OUT_OF_MEMORY, "out of memory for the KV cache: %d slots x %lld layers x %lld "
                          "positions x %lld values x 2 (%llu bytes)", d->slots, (long long)d->L, (long long)d->ctx,
@@ -717,7 +737,7 @@ void eft__decoder_free(eft__decoder *d) {
     eft__rope_table_free(&d->rope_local);
     eft__threadpool_free(d->tp);
     eft__ir_free(d->g);
-    void *bufs[] = {d->arena, d->state, d->a_slot, d->row_of, d->off, d->gslot};
+    void *bufs[] = {d->arena, d->state_raw, d->x4_raw, d->a_slot, d->row_of, d->off, d->gslot};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) eft__free_aligned(bufs[i]);
     eft__free(d->recs);
     eft__free(d);
@@ -764,16 +784,25 @@ static eft_status interleave_all(eft__decoder *d, eft__error *err) {
         lins[n++] = &ly->o;
         lins[n++] = &ly->down;
     }
+    /* One allocation for all the copies (alloc_huge: a one-token step streams all of it). */
     int k = 0;
-    bool ok = true;
-    for (int i = 0; i < n && ok; i++) {
+    size_t total = 0;
+    for (int i = 0; i < n; i++) {
         lin *l = lins[i];
         uint64_t row_bytes = 0;
         size_t size = is_kernel_q(l->qt) && !l->x4 ? eft__qx4_size(l->qt, l->n, l->k) : 0;
         if (size == 0 || !eft__dtype_nbytes(l->qt, (uint64_t)l->k, &row_bytes)) continue;
-        l->x4 = eft__malloc_aligned(size);
-        ok = l->x4 != NULL;
+        bool seen = false; /* a matrix listed twice gets one copy */
+        for (int j = 0; j < k && !seen; j++) seen = lins[j] == l;
+        if (seen) continue;
+        total += (size + 63) & ~(size_t)63;
         lins[k++] = l;
+    }
+    bool ok = k == 0 || (d->x4 = alloc_huge(total, &d->x4_raw)) != NULL;
+    size_t off = 0;
+    for (int i = 0; ok && i < k; i++) {
+        lins[i]->x4 = (uint8_t *)d->x4 + off;
+        off += (eft__qx4_size(lins[i]->qt, lins[i]->n, lins[i]->k) + 63) & ~(size_t)63;
     }
     if (ok) {
         pack_ctx x = {lins, k};
