@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include "kernels/cpu/kernels.h"
 
@@ -88,7 +87,6 @@ struct eft__decoder {
     void *arena;   /* g->arena_bytes */
     void *state;   /* g->state_bytes: the KV cache */
     void *x4;      /* every lin's interleaved copy (interleave_all) */
-    void *state_raw, *x4_raw; /* their allocations (alloc_huge) */
     int t_ids, t_pos, t_rows; /* the graph's inputs */
     int32_t *a_slot;  /* [maxT] slot of each active row */
     int32_t *row_of;  /* [maxT] input index -> active row, -1 for padding */
@@ -260,7 +258,7 @@ static void q5_0_to_q8_0(eft__block_q8_0 *out, const eft__block_q5_0 *in) {
 
 static bool lin_alloc_q(builder *b, lin *l, eft_dtype qt, const char *name) {
     uint64_t bytes;
-    if (!eft__dtype_nbytes(qt, (uint64_t)(l->n * l->k), &bytes) || !(l->q_owned = eft__malloc(bytes))) {
+    if (!eft__dtype_nbytes(qt, (uint64_t)(l->n * l->k), &bytes) || !(l->q_owned = eft__malloc_huge(bytes))) {
         eft__fail(b->err, EFT_ERR_OUT_OF_MEMORY, "out of memory converting '%s'", name);
         return false;
     }
@@ -495,7 +493,7 @@ static bool want_lin(builder *b, lin *l, const char *name, int64_t n, int64_t k,
 
 static void lin_free(lin *l) {
     eft__sgemm_packed_free(&l->p);
-    eft__free(l->q_owned);
+    eft__free_aligned(l->q_owned);
     eft__free(l->b);
     memset(l, 0, sizeof *l);
 }
@@ -671,23 +669,6 @@ static void *alloc_buf(size_t count, size_t size, bool *ok) {
     return p;
 }
 
-/* n bytes for a buffer every decode step streams through (the KV cache, the interleaved weights):
- * past 2 MiB its 2 MiB-aligned interior is advised for transparent huge pages, where the kernel
- * has them in "madvise" mode (Debian's default), so the stream does not take a TLB miss every
- * 4 KiB. SmolLM2 Q4_1, one-token steps: the layers' products 4.2 -> 3.5 ms, the head's 1.6 -> 1.3 ms
- * (decode harness, five alternating rounds). *raw gets what eft__free_aligned frees. */
-static void *alloc_huge(size_t n, void **raw) {
-    enum { HUGE = 2 << 20 };
-    if (n < HUGE) return *raw = eft__malloc_aligned(n ? n : 64);
-    *raw = n <= SIZE_MAX - HUGE ? eft__malloc_aligned(n + HUGE) : NULL;
-    if (!*raw) return NULL;
-    uint8_t *p = (uint8_t *)(((uintptr_t)*raw + HUGE - 1) & ~(uintptr_t)(HUGE - 1));
-#ifdef MADV_HUGEPAGE
-    (void)madvise(p, n & ~(size_t)(HUGE - 1), MADV_HUGEPAGE); /* advice: refused or not, p is usable */
-#endif
-    return p;
-}
-
 static eft_status graph_build(eft__decoder *d, const eft_model *m, eft__error *err);
 
 /* The graph and its plan: the arena for max_tokens rows, and the KV cache. */
@@ -699,7 +680,9 @@ static eft_status plan(eft__decoder *d, const eft_model *m, const eft__decoder_p
     if (s == EFT_OK) s = eft__ir_plan(d->g, 1, d->maxT, d->nth, err);
     if (s != EFT_OK) return s;
     bool ok = true;
-    if (ok && !(d->state = alloc_huge((size_t)d->g->state_bytes, &d->state_raw))) ok = false;
+    /* Every decode step streams the cache: huge pages (eft__malloc_huge) took eight sequences'
+     * attention from 3.5-4.3 to 3.1-3.6 ms a step (SmolLM2, decode harness, alternating rounds). */
+    if (ok && !(d->state = eft__malloc_huge((size_t)d->g->state_bytes))) ok = false;
     if (!ok)
         return eft__fail(err, EFT_ERR_OUT_OF_MEMORY, "out of memory for the KV cache: %d slots x %lld layers x %lld "
                          "positions x %lld values x 2 (%llu bytes)", d->slots, (long long)d->L, (long long)d->ctx,
@@ -737,7 +720,7 @@ void eft__decoder_free(eft__decoder *d) {
     eft__rope_table_free(&d->rope_local);
     eft__threadpool_free(d->tp);
     eft__ir_free(d->g);
-    void *bufs[] = {d->arena, d->state_raw, d->x4_raw, d->a_slot, d->row_of, d->off, d->gslot};
+    void *bufs[] = {d->arena, d->state, d->x4, d->a_slot, d->row_of, d->off, d->gslot};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) eft__free_aligned(bufs[i]);
     eft__free(d->recs);
     eft__free(d);
@@ -784,7 +767,9 @@ static eft_status interleave_all(eft__decoder *d, eft__error *err) {
         lins[n++] = &ly->o;
         lins[n++] = &ly->down;
     }
-    /* One allocation for all the copies (alloc_huge: a one-token step streams all of it). */
+    /* One allocation for all the copies, in huge pages (eft__malloc_huge): a one-token step streams
+     * all of it, and with 4 KiB pages SmolLM2 Q4_1's layer products took 4.2 ms a token, with
+     * huge pages 3.5 ms, the head 1.6 -> 1.3 ms (decode harness, five alternating rounds). */
     int k = 0;
     size_t total = 0;
     for (int i = 0; i < n; i++) {
@@ -798,7 +783,7 @@ static eft_status interleave_all(eft__decoder *d, eft__error *err) {
         total += (size + 63) & ~(size_t)63;
         lins[k++] = l;
     }
-    bool ok = k == 0 || (d->x4 = alloc_huge(total, &d->x4_raw)) != NULL;
+    bool ok = k == 0 || (d->x4 = eft__malloc_huge(total)) != NULL;
     size_t off = 0;
     for (int i = 0; ok && i < k; i++) {
         lins[i]->x4 = (uint8_t *)d->x4 + off;

@@ -42,6 +42,28 @@ static void test_dispatch(void) {
     }
 }
 
+/* Aligned allocations: 64 bytes, and 2 MiB for eft__malloc_huge's streamed buffers from 2 MiB up;
+ * every byte writable (ASan checks the bounds), a zero-byte request still a pointer, an
+ * impossible size refused. */
+static void test_malloc_huge(void) {
+    static const size_t sizes[] = {0, 1, 4096, (2u << 20) - 1, 2u << 20, (3u << 20) + 17};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        uint8_t *p = eft__malloc_huge(sizes[i]), *q = eft__malloc_aligned(sizes[i]);
+        CHECK(p != NULL && q != NULL);
+        if (!p || !q) continue;
+        uintptr_t align = sizes[i] >= (2u << 20) ? (2u << 20) : 64;
+        CHECK_MSG((uintptr_t)p % align == 0, "size %zu: %p is not %zu-aligned", sizes[i], (void *)p, (size_t)align);
+        CHECK((uintptr_t)q % 64 == 0);
+        memset(p, 0xa5, sizes[i]);
+        memset(q, 0x5a, sizes[i]);
+        CHECK(sizes[i] == 0 || (p[sizes[i] - 1] == 0xa5 && q[0] == 0x5a));
+        eft__free_aligned(p);
+        eft__free_aligned(q);
+    }
+    CHECK(eft__malloc_huge(SIZE_MAX - 8) == NULL);
+    eft__free_aligned(NULL);
+}
+
 /* ---------------------------------------------------------------------------------------------
  * Row and elementwise kernels
  * ------------------------------------------------------------------------------------------- */
@@ -983,6 +1005,7 @@ int main(void) {
     for (int i = 0; i < EFT__ISA_COUNT; i++)
         if (eft__kernels_for((eft__isa)i)) g_tables[g_ntables++] = eft__kernels_for((eft__isa)i);
     RUN(test_dispatch);
+    RUN(test_malloc_huge);
     RUN(test_row_kernels);
     RUN(test_sgemm);
     RUN(test_sgemm_no_memory);

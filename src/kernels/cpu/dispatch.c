@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "kernels.h"
 
@@ -81,6 +82,20 @@ void *eft__malloc_aligned(size_t n) {
     if (!raw) return NULL;
     uintptr_t p = ((uintptr_t)raw + sizeof(void *) + 63) & ~(uintptr_t)63;
     ((void **)p)[-1] = raw;
+    return (void *)p;
+}
+
+void *eft__malloc_huge(size_t n) {
+    enum { HUGE = 2 << 20 };
+    if (n < HUGE) return eft__malloc_aligned(n);
+    if (n > SIZE_MAX - HUGE - sizeof(void *)) return NULL;
+    uint8_t *raw = eft__malloc(n + HUGE + sizeof(void *));
+    if (!raw) return NULL;
+    uintptr_t p = ((uintptr_t)raw + sizeof(void *) + HUGE - 1) & ~(uintptr_t)(HUGE - 1);
+    ((void **)p)[-1] = raw;
+#ifdef MADV_HUGEPAGE
+    (void)madvise((void *)p, n & ~(size_t)(HUGE - 1), MADV_HUGEPAGE); /* advice: p is usable either way */
+#endif
     return (void *)p;
 }
 

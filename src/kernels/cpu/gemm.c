@@ -49,7 +49,7 @@ static eft_status pack(eft__sgemm_packed *out, eft_dtype dtype, const void *w, i
     if (eft__mul_overflow_u64((uint64_t)np * EFT__SGEMM_NR, (uint64_t)k, &elems) ||
         eft__mul_overflow_u64(elems, esz, &bytes) || bytes > SIZE_MAX)
         return eft__fail(err, EFT_ERR_LIMIT, "sgemm_pack: N=%lld x K=%lld is too large", (long long)n, (long long)k);
-    void *d = eft__malloc_aligned((size_t)bytes);
+    void *d = eft__malloc_huge((size_t)bytes); /* decode streams it */
     if (!d) return eft__fail(err, EFT_ERR_OUT_OF_MEMORY, "sgemm_pack: out of memory for %llu bytes", (unsigned long long)bytes);
     for (int64_t p = 0; p < np; p++)
         for (int64_t j = 0; j < EFT__SGEMM_NR; j++) {
