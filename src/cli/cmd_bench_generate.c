@@ -25,13 +25,15 @@
 
 /* --act-dtype: the quantised matrices' activations for every run (f32 exact, or int8). */
 static eft_dtype g_act_dtype = EFT_DTYPE_F32;
+/* --kv-dtype: the KV cache's element type for every run (the peer's stays float32). */
+static eft_dtype g_kv_dtype = EFT_DTYPE_F32;
 /* --median: decode tokens/s from the median step time instead of tokens over the whole time. */
 static bool g_median = false;
 
 static int usage(void) {
     return eft_cli_error("bench", "usage: eft bench generate MODEL [--threads N] [--seconds S] [--prefill 512] "
                                   "[--decode 1,8] [--context 128] [--weight-dtype keep,f32,f16,bf16,int8,int4] [--act-dtype f32|int8] "
-                                  "[--median] [--rounds N] [--peer] [--python PATH]");
+                                  "[--kv-dtype f32|f16|int8] [--median] [--rounds N] [--peer] [--python PATH]");
 }
 
 typedef struct wtype {
@@ -96,6 +98,7 @@ static eft_status run_dtype(const char *model, const wtype *w, int threads, doub
     gp.prefill_seq_len = prefill < 128 ? prefill : 128;
     gp.weight_dtype = w->dtype;
     gp.activation_dtype = g_act_dtype;
+    gp.kv_dtype = g_kv_dtype;
     gp.no_cache = true; /* throughput only: no program of every weight type written to the cache */
     eft_generator *g = NULL;
     eft_status st = eft_generator_open(model, &gp, &g);
@@ -283,6 +286,12 @@ int eft_cmd_bench_generate(int argc, char **argv) {
             if (!strcmp(v, "f32")) g_act_dtype = EFT_DTYPE_F32;
             else if (!strcmp(v, "int8")) g_act_dtype = EFT_DTYPE_I8;
             else return eft_cli_error("bench", "--act-dtype wants f32 or int8, got '%s'", v);
+        } else if (!strcmp(argv[i], "--kv-dtype") && i + 1 < argc) {
+            const char *v = argv[++i];
+            if (!strcmp(v, "f32")) g_kv_dtype = EFT_DTYPE_F32;
+            else if (!strcmp(v, "f16")) g_kv_dtype = EFT_DTYPE_F16;
+            else if (!strcmp(v, "int8")) g_kv_dtype = EFT_DTYPE_I8;
+            else return eft_cli_error("bench", "--kv-dtype wants f32, f16 or int8, got '%s'", v);
         } else if (!strcmp(argv[i], "--median")) {
             g_median = true;
         } else if (!strcmp(argv[i], "--rounds") && i + 1 < argc) {
@@ -331,6 +340,8 @@ int eft_cmd_bench_generate(int argc, char **argv) {
            eft_version(), model, threads, prefill, context, load[0], load[1], load[2]);
     printf("machine: peak fma %.1f GFLOPS, stream triad %.1f GB/s (measured now); %.0fM parameters\n", peak, triad,
            params / 1e6);
+    printf("activations %s, KV cache %s\n", g_act_dtype == EFT_DTYPE_I8 ? "int8" : "f32 (exact)",
+           g_kv_dtype == EFT_DTYPE_F16 ? "f16" : g_kv_dtype == EFT_DTYPE_I8 ? "int8" : "f32");
     printf("%s\n\n", g_median ? "decode tok/s: tokens per step over the median step time (--median; the peer's are means)"
                               : "decode tok/s: tokens over the whole decode time");
     fflush(stdout);

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # test_bench_generate.sh EFT SOURCE_DIR — `eft bench generate` end to end on the fixture Llama:
 # the table has a row per weight type with positive prefill and decode figures, --median says it
-# quotes median steps, --rounds with a stand-in peer (fixed figures) gives medians and each
+# quotes median steps, --kv-dtype and --act-dtype are named in the header, --rounds with a stand-in peer (fixed figures) gives medians and each
 # weight type's ratios to it, and bad flags are clean errors. No speed is asserted.
 set -u
 EFT=$1
@@ -32,6 +32,15 @@ for mode in mean median; do
   fi
 done
 
+# The cache and activation types: the table as before, and the header says which.
+if "$EFT" bench generate "$MODEL" --threads 2 --seconds 0.2 --prefill 8 --context 8 --decode 1,2 \
+    --weight-dtype keep --kv-dtype f16 --act-dtype int8 >"$TMP/out" 2>"$TMP/err" &&
+  row_positive "$TMP/out" keep && grep -q "^activations int8, KV cache f16$" "$TMP/out"; then
+  ok "kv-dtype f16, act-dtype int8: positive figures, named in the header"
+else
+  bad "kv-dtype/act-dtype"; cat "$TMP/out" "$TMP/err"
+fi
+
 # A stand-in for bench/peer_generate.py: the same JSON lines, fixed figures.
 cat >"$TMP/peer" <<'EOF2'
 #!/bin/sh
@@ -58,7 +67,7 @@ else
   bad "rounds: ratios"; cat "$TMP/out"
 fi
 
-for args in "--decode 0" "--weight-dtype q3" "--act-dtype f16" "--seconds 0" "--rounds 0" "--rounds 21" "--frobnicate"; do
+for args in "--decode 0" "--weight-dtype q3" "--act-dtype f16" "--kv-dtype f8" "--seconds 0" "--rounds 0" "--rounds 21" "--frobnicate"; do
   # shellcheck disable=SC2086
   if "$EFT" bench generate "$MODEL" $args >"$TMP/out" 2>"$TMP/err"; then
     bad "bad flag accepted: $args"
