@@ -33,8 +33,8 @@ typedef struct lin {
     eft__sgemm_packed p;
     const void *q;         /* [N][K/32] blocks: borrowed from the file mapping, or q_owned */
     void *q_owned;
-    void *x4;              /* q's rows four-row interleaved (eft__qx4_pack) for decode, or NULL: in the
-                            * decoder's x4_arena */
+    void *x4;              /* q's rows four-row interleaved (eft__qx4_pack) for decode, or NULL: part of
+                            * the decoder's x4 (interleave_all) */
     float *b;              /* [N] or NULL */
 } lin;
 
@@ -679,10 +679,9 @@ static eft_status plan(eft__decoder *d, const eft_model *m, const eft__decoder_p
     if (s == EFT_OK) s = eft__ir_plan_state(d->g, d->slots, d->ctx, err);
     if (s == EFT_OK) s = eft__ir_plan(d->g, 1, d->maxT, d->nth, err);
     if (s != EFT_OK) return s;
-    bool ok = true;
     /* Every decode step streams the cache: huge pages (eft__malloc_huge) took eight sequences'
      * attention from 3.5-4.3 to 3.1-3.6 ms a step (SmolLM2, decode harness, alternating rounds). */
-    if (ok && !(d->state = eft__malloc_huge((size_t)d->g->state_bytes))) ok = false;
+    bool ok = (d->state = eft__malloc_huge((size_t)d->g->state_bytes)) != NULL;
     if (!ok)
         return eft__fail(err, EFT_ERR_OUT_OF_MEMORY, "out of memory for the KV cache: %d slots x %lld layers x %lld "
                          "positions x %lld values x 2 (%llu bytes)", d->slots, (long long)d->L, (long long)d->ctx,
