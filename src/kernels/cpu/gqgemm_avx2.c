@@ -82,15 +82,7 @@ static inline __attribute__((always_inline)) void gemv(float *c, int64_t ldc, co
                     }
                 }
             }
-#pragma GCC unroll 8
-            for (int i = 0; i < M; i++) {
-                __m256 s = acc[i][0];
-                if (NA >= 2) s = _mm256_add_ps(s, acc[i][1]);
-                if (NA == 4) s = _mm256_add_ps(s, _mm256_add_ps(acc[i][2], acc[i][3]));
-                float v = eft__hsum256(s);
-                if (b0 > 0) c[i * ldc + j] += v;
-                else c[i * ldc + j] = bias ? v + bias[j] : v;
-            }
+            eft__gemv_store(c, ldc, acc, M, NA, j, bias, b0 == 0);
         }
     }
 }

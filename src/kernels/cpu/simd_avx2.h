@@ -7,6 +7,7 @@
 #define EFT_SIMD_AVX2_H
 
 #include <immintrin.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 static inline float eft__hsum256(__m256 v) {
@@ -188,6 +189,22 @@ static inline int64_t eft__gemv_chunk_blocks(int m, int64_t nb, int bf) {
     if (fit < 1) fit = 1;
     chunks = (nb + fit - 1) / fit;
     return (nb + chunks - 1) / chunks;
+}
+
+/* The batch GEMVs' end of a weight row j: row i's NA partial sums acc[i][0 .. NA) summed into
+ * c[i ldc + j], plus bias[j] in the first chunk of K, added to c's partial sum in the others. */
+static inline __attribute__((always_inline)) void eft__gemv_store(float *c, int64_t ldc, __m256 acc[][4], const int M,
+                                                                  const int NA, int64_t j, const float *bias,
+                                                                  bool first) {
+#pragma GCC unroll 8
+    for (int i = 0; i < M; i++) {
+        __m256 s = acc[i][0];
+        if (NA >= 2) s = _mm256_add_ps(s, acc[i][1]);
+        if (NA == 4) s = _mm256_add_ps(s, _mm256_add_ps(acc[i][2], acc[i][3]));
+        float v = eft__hsum256(s);
+        if (!first) c[i * ldc + j] += v;
+        else c[i * ldc + j] = bias ? v + bias[j] : v;
+    }
 }
 
 #endif /* EFT_SIMD_AVX2_H */
