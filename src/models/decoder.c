@@ -679,9 +679,11 @@ static eft_status plan(eft__decoder *d, const eft_model *m, const eft__decoder_p
     if (s == EFT_OK) s = eft__ir_plan_state(d->g, d->slots, d->ctx, err);
     if (s == EFT_OK) s = eft__ir_plan(d->g, 1, d->maxT, d->nth, err);
     if (s != EFT_OK) return s;
-    /* Every decode step streams the cache: huge pages (eft__malloc_huge) took eight sequences'
-     * attention from 3.5-4.3 to 3.1-3.6 ms a step (SmolLM2, decode harness, alternating rounds). */
-    bool ok = (d->state = eft__malloc_huge((size_t)d->g->state_bytes)) != NULL;
+    /* Not in huge pages, though each step streams it (eft__malloc_huge took eight sequences'
+     * attention from 3.5-4.3 to 3.1-3.6 ms of a 26 ms step): a 2 MiB page spans several heads'
+     * rows, so the whole cache would become resident once each slot had been used, where 4 KiB
+     * pages hold only the positions written (`eft serve`'s default 4096 positions: 188 MB). */
+    bool ok = (d->state = eft__malloc_aligned((size_t)d->g->state_bytes)) != NULL;
     if (!ok)
         return eft__fail(err, EFT_ERR_OUT_OF_MEMORY, "out of memory for the KV cache: %d slots x %lld layers x %lld "
                          "positions x %lld values x 2 (%llu bytes)", d->slots, (long long)d->L, (long long)d->ctx,

@@ -629,7 +629,7 @@ void eft__l2_normalize(float *x, int64_t n);
 /* 64-byte aligned allocation through the library's allocator hook; free with eft__free_aligned. */
 void *eft__malloc_aligned(size_t n);
 void eft__free_aligned(void *p);
-/* The same for a buffer that is streamed through (weights, the KV cache): from 2 MiB up it starts
+/* The same for a buffer that is streamed through whole (weights): from 2 MiB up it starts
  * on a 2 MiB boundary and is advised for transparent huge pages (madvise mode is Debian's default),
  * so reading it does not take a TLB miss every 4 KiB. The alignment's slack is never touched, so
  * never resident. Free with eft__free_aligned. */
