@@ -590,6 +590,9 @@ typedef struct eft_generator_params {
      * reference's). A run-time choice: the compiled program's weights are the same for both, and
      * a program records the one it was compiled with as its plan's default. */
     eft_dtype activation_dtype;
+    /* Time every operation of the forward passes (eft_generator_profile); off by default. It
+     * reads the clock twice per op, a few microseconds per pass. */
+    bool profile;
 } eft_generator_params;
 
 eft_generator_params eft_generator_params_default(void);
@@ -699,6 +702,20 @@ eft_status eft_generator_cancel(eft_generator *g, uint64_t seq);
  * so the generator must be idle (no sequence queued or running): EFT_ERR_INVALID_ARGUMENT
  * otherwise. */
 eft_status eft_generator_score(eft_generator *g, const int32_t *ids, size_t n, float *logprob, int32_t *top1);
+
+/* One operation of the forward pass and its time (eft_generator_params.profile). */
+typedef struct eft_op_time {
+    const char *op;   /* the operation: "matmul", "cache_attention", "rmsnorm", "rope", ... */
+    const char *name; /* what it computes, as the graph names its output: "l3.gate", "output.logits" */
+    double seconds;   /* wall time, summed over the passes since the open or the last reset */
+    long calls;
+    int group;        /* > 1: this op and the next group - 1 ran as one dispatch, all timed here */
+} eft_op_time;
+/* Fills out[0 .. min(max, n)) with the graph's n ops in order and returns n; 0 when the generator
+ * was opened without profile. The strings live as long as g. */
+int eft_generator_profile(const eft_generator *g, eft_op_time *out, int max);
+/* Zeroes the profile's times and counts (for example after a warm-up). */
+void eft_generator_profile_reset(eft_generator *g);
 
 typedef struct eft_gen_stats {
     int n_prompt_tokens, n_generated;

@@ -84,7 +84,8 @@ class _EmbedRequest(C.Structure):
 class _GeneratorParams(C.Structure):
     _fields_ = [("n_threads", C.c_int), ("ctx_len", C.c_int), ("prefill_seq_len", C.c_int),
                 ("full_batch_size", C.c_int), ("weight_dtype", C.c_int), ("kv_dtype", C.c_int),
-                ("cache_dir", C.c_char_p), ("no_cache", C.c_bool), ("activation_dtype", C.c_int)]
+                ("cache_dir", C.c_char_p), ("no_cache", C.c_bool), ("activation_dtype", C.c_int),
+                ("profile", C.c_bool)]
 
 
 class _SamplingParams(C.Structure):

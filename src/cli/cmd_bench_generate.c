@@ -29,11 +29,13 @@ static eft_dtype g_act_dtype = EFT_DTYPE_F32;
 static eft_dtype g_kv_dtype = EFT_DTYPE_F32;
 /* --median: decode tokens/s from the median step time instead of tokens over the whole time. */
 static bool g_median = false;
+/* --profile: after each decode measurement, where the steps' time went (eft_generator_profile). */
+static bool g_profile = false;
 
 static int usage(void) {
     return eft_cli_error("bench", "usage: eft bench generate MODEL [--threads N] [--seconds S] [--prefill 512] "
                                   "[--decode 1,8] [--context 128] [--weight-dtype keep,f32,f16,bf16,int8,int4] [--act-dtype f32|int8] "
-                                  "[--kv-dtype f32|f16|int8] [--median] [--rounds N] [--peer] [--python PATH]");
+                                  "[--kv-dtype f32|f16|int8] [--median] [--profile] [--rounds N] [--peer] [--python PATH]");
 }
 
 typedef struct wtype {
@@ -87,6 +89,67 @@ typedef struct result {
     double decode_tps[MAX_BATCHES];
 } result;
 
+/* "l12.gate" -> "gate": the layer prefix off, so the layers' ops add up by role. */
+static const char *role_of(const char *name) {
+    if (name[0] == 'l' && name[1] >= '0' && name[1] <= '9') {
+        const char *p = name + 1;
+        while (*p >= '0' && *p <= '9') p++;
+        if (*p == '.') return p + 1;
+    }
+    return name;
+}
+
+typedef struct prof_row {
+    char key[96];
+    double s;
+    long calls;
+} prof_row;
+
+static int cmp_prof(const void *a, const void *b) {
+    double x = ((const prof_row *)a)->s, y = ((const prof_row *)b)->s;
+    return x > y ? -1 : x < y;
+}
+
+/* The decode profile of `steps` steps, by operation and role (layers added up), largest first. */
+static void print_profile(eft_generator *g, const char *wname, int b, int steps, double step_s) {
+    int n = eft_generator_profile(g, NULL, 0);
+    eft_op_time *ops = n > 0 ? malloc(sizeof *ops * (size_t)n) : NULL;
+    prof_row *rows = n > 0 ? calloc((size_t)n, sizeof *rows) : NULL;
+    if (!ops || !rows || steps < 1) {
+        free(ops);
+        free(rows);
+        return;
+    }
+    n = eft_generator_profile(g, ops, n);
+    int nr = 0;
+    double total = 0;
+    for (int i = 0; i < n; i++) {
+        char key[96];
+        int len = snprintf(key, sizeof key, "%-16s %s", ops[i].op, role_of(ops[i].name));
+        /* A group's time is on its first op: name the others with it. */
+        for (int k = 1; k < ops[i].group && i + k < n && len > 0 && len < (int)sizeof key; k++)
+            len += snprintf(key + len, sizeof key - (size_t)len, "+%s", role_of(ops[i + k].name));
+        if (ops[i].calls == 0) continue;
+        int r = 0;
+        while (r < nr && strcmp(rows[r].key, key)) r++;
+        if (r == nr) snprintf(rows[nr++].key, sizeof rows[0].key, "%s", key);
+        rows[r].s += ops[i].seconds;
+        rows[r].calls += ops[i].calls;
+        total += ops[i].seconds;
+    }
+    qsort(rows, (size_t)nr, sizeof *rows, cmp_prof);
+    printf("profile: %s, decode b=%d, %d steps of %.2f ms; the graph %.2f ms a step, the rest (sampling, "
+           "scheduling) %.2f ms\n",
+           wname, b, steps, 1e3 * step_s, 1e3 * total / steps, 1e3 * (step_s - total / steps));
+    for (int r = 0; r < nr; r++)
+        if (rows[r].s / total >= 0.002)
+            printf("  %-40s %8.3f ms/step %5.1f %%  %4ld calls/step\n", rows[r].key, 1e3 * rows[r].s / steps,
+                   100 * rows[r].s / total, rows[r].calls / steps);
+    fflush(stdout);
+    free(ops);
+    free(rows);
+}
+
 static eft_status run_dtype(const char *model, const wtype *w, int threads, double seconds, int prefill,
                             const int *batches, int n_batches, int context, result *r) {
     int max_b = 1;
@@ -99,6 +162,7 @@ static eft_status run_dtype(const char *model, const wtype *w, int threads, doub
     gp.weight_dtype = w->dtype;
     gp.activation_dtype = g_act_dtype;
     gp.kv_dtype = g_kv_dtype;
+    gp.profile = g_profile;
     gp.no_cache = true; /* throughput only: no program of every weight type written to the cache */
     eft_generator *g = NULL;
     eft_status st = eft_generator_open(model, &gp, &g);
@@ -146,6 +210,7 @@ static eft_status run_dtype(const char *model, const wtype *w, int threads, doub
         long tok0 = c.tokens;
         double t0 = eft_cli_now_s();
         int steps = 0, max_steps = gp.ctx_len - context - 2;
+        eft_generator_profile_reset(g);
         double *step_s = g_median ? malloc(sizeof(double) * (size_t)(max_steps > 0 ? max_steps : 1)) : NULL;
         if (g_median && !step_s) st = EFT_ERR_OUT_OF_MEMORY;
         while (st == EFT_OK && (steps < 4 || eft_cli_now_s() - t0 < seconds / 2) && steps < max_steps) {
@@ -163,6 +228,7 @@ static eft_status run_dtype(const char *model, const wtype *w, int threads, doub
             r->decode_tps[bi] = mid > 0 ? (double)(c.tokens - tok0) / steps / mid : 0;
         }
         free(step_s);
+        if (st == EFT_OK && g_profile) print_profile(g, w->name, b, steps, t / (steps > 0 ? steps : 1));
         for (int s = 0; s < b; s++) eft_generator_cancel(g, seqs[s]);
         while (st == EFT_OK && eft_generator_pending(g) > 0) st = eft_generator_step(g);
     }
@@ -294,6 +360,8 @@ int eft_cmd_bench_generate(int argc, char **argv) {
             else return eft_cli_error("bench", "--kv-dtype wants f32, f16 or int8, got '%s'", v);
         } else if (!strcmp(argv[i], "--median")) {
             g_median = true;
+        } else if (!strcmp(argv[i], "--profile")) {
+            g_profile = true;
         } else if (!strcmp(argv[i], "--rounds") && i + 1 < argc) {
             long v = strtol(argv[++i], &end, 10);
             if (*end || v < 1 || v > MAX_ROUNDS)

@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/quant.h"
 #include "core/threadpool.h"
@@ -694,9 +695,17 @@ static int64_t rows_of(const eft__ir_run *run, int64_t d0) {
     return d0 == EFT__IR_DIM_B ? run->B : d0 == EFT__IR_DIM_M ? run->M : d0 == EFT__IR_DIM_R ? run->R : d0;
 }
 
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 void eft__ir_exec(const eft__ir_graph *g, const eft__kernels *kt, eft__threadpool *tp, void *arena,
                   const eft__ir_run *run, int op0, int op1) {
     for (int o = op0; o < op1; o++) {
+        const int o_first = o;
+        const double t0 = run->prof_s ? now_s() : 0;
         const eft__ir_op *op = &g->ops[o];
         const eft__ir_tensor *out = &g->t[op->out];
         xctx x = {.g = g, .op = op, .kt = kt, .arena = arena, .run = run, .rows = rows_of(run, out->shape[0])};
@@ -727,6 +736,10 @@ void eft__ir_exec(const eft__ir_graph *g, const eft__kernels *kt, eft__threadpoo
             break;
         }
         default: run_rows(&x, tp); break;
+        }
+        if (run->prof_s) {
+            run->prof_s[o_first] += now_s() - t0;
+            run->prof_n[o_first]++;
         }
     }
 }

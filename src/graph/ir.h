@@ -260,6 +260,10 @@ typedef struct eft__ir_run {
     int64_t R;          /* rows of EFT__IR_DIM_R tensors */
     void *state;        /* the state buffer (g->state_bytes, 64-byte aligned) */
     void *bound;        /* the storage of the bound output, R rows */
+    /* Optional profile, per op index (g->n_ops each): the run adds each op's wall time and one
+     * count; a group of MATMULs run as one dispatch counts on its first op. */
+    double *prof_s;
+    int64_t *prof_n;
 } eft__ir_run;
 
 /* Runs ops [op0, op1) over arena (g->arena_bytes, 64-byte aligned). Inputs must be in place. */

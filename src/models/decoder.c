@@ -87,6 +87,8 @@ struct eft__decoder {
     void *arena;   /* g->arena_bytes */
     void *state;   /* g->state_bytes: the KV cache */
     void *x4;      /* every lin's interleaved copy (interleave_all) */
+    double *prof_s;   /* [g->n_ops] or NULL: the profile (eft__decoder_profile_enable) */
+    int64_t *prof_n;
     int t_ids, t_pos, t_rows; /* the graph's inputs */
     int32_t *a_slot;  /* [maxT] slot of each active row */
     int32_t *row_of;  /* [maxT] input index -> active row, -1 for padding */
@@ -122,6 +124,36 @@ int64_t eft__decoder_vocab_size(const eft__decoder *d) { return d->V; }
 int64_t eft__decoder_ctx_len(const eft__decoder *d) { return d->ctx; }
 int eft__decoder_slots(const eft__decoder *d) { return d->slots; }
 int eft__decoder_max_tokens(const eft__decoder *d) { return d->maxT; }
+
+bool eft__decoder_profile_enable(eft__decoder *d, bool on) {
+    if (!on || !d->prof_s) {
+        eft__free(d->prof_s);
+        eft__free(d->prof_n);
+        d->prof_s = NULL, d->prof_n = NULL;
+        if (!on) return true;
+        d->prof_s = eft__calloc((size_t)d->g->n_ops, sizeof *d->prof_s);
+        d->prof_n = eft__calloc((size_t)d->g->n_ops, sizeof *d->prof_n);
+        if (!d->prof_s || !d->prof_n) {
+            eft__decoder_profile_enable(d, false);
+            return false;
+        }
+        return true;
+    }
+    memset(d->prof_s, 0, sizeof *d->prof_s * (size_t)d->g->n_ops);
+    memset(d->prof_n, 0, sizeof *d->prof_n * (size_t)d->g->n_ops);
+    return true;
+}
+
+int eft__decoder_profile(const eft__decoder *d, eft_op_time *out, int max) {
+    if (!d->prof_s) return 0;
+    const eft__ir_graph *g = d->g;
+    for (int o = 0; o < g->n_ops && o < max; o++) {
+        const eft__ir_op *op = &g->ops[o];
+        out[o] = (eft_op_time){eft__ir_op_name(op->kind), g->t[op->out].name, d->prof_s[o], (long)d->prof_n[o],
+                               op->kind == EFT__OP_MATMUL && op->group > 1 ? op->group : 1};
+    }
+    return g->n_ops;
+}
 
 /* ---------------------------------------------------------------------------------------------
  * Build: finding, checking and converting weights
@@ -721,6 +753,8 @@ void eft__decoder_free(eft__decoder *d) {
     eft__rope_table_free(&d->rope_local);
     eft__threadpool_free(d->tp);
     eft__ir_free(d->g);
+    eft__free(d->prof_s);
+    eft__free(d->prof_n);
     void *bufs[] = {d->arena, d->state, d->x4, d->a_slot, d->row_of, d->off, d->gslot};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) eft__free_aligned(bufs[i]);
     eft__free(d->recs);
@@ -1370,7 +1404,8 @@ eft_status eft__decoder_forward(eft__decoder *d, const int32_t *ids, const int32
     for (int j = 0; j < n_logits; j++)
         if (d->row_of[logit_rows[j]] >= 0) rows[k++] = d->row_of[logit_rows[j]];
     if (m > 0) {
-        eft__ir_run run = {.B = B, .M = m, .off = d->off, .slot = d->gslot, .R = k, .state = d->state, .bound = logits};
+        eft__ir_run run = {.B = B, .M = m, .off = d->off, .slot = d->gslot, .R = k, .state = d->state, .bound = logits,
+                           .prof_s = d->prof_s, .prof_n = d->prof_n};
         eft__ir_exec(d->g, d->kt, d->tp, d->arena, &run, 0, d->g->n_ops);
     }
     if (k < n_logits) {

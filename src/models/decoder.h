@@ -68,6 +68,13 @@ int64_t eft__decoder_ctx_len(const eft__decoder *d);
 int eft__decoder_slots(const eft__decoder *d);
 int eft__decoder_max_tokens(const eft__decoder *d);
 
+/* Per-op timing of the forward passes (eft_generator_params.profile). enable starts it (or, when
+ * already on, clears it; false stops it and drops the figures); false when out of memory. profile
+ * fills up to max entries, one per op of the graph in order, and returns the number of ops (0
+ * while off); the names live as long as d. */
+bool eft__decoder_profile_enable(eft__decoder *d, bool on);
+int eft__decoder_profile(const eft__decoder *d, eft_op_time *out, int max);
+
 /* One forward pass over n tokens (n <= max_tokens): token i is ids[i] of slot slot[i] at position
  * pos[i] (0 .. ctx_len-1), or padding when pos[i] is -1 (skipped entirely). The tokens of one slot
  * are consecutive with increasing positions; the pass writes each token's K and V at its slot and

@@ -362,6 +362,10 @@ eft_status eft_generator_open(const char *ref, const eft_generator_params *param
     g->ctx_len = ctx > INT32_MAX ? INT32_MAX : (int)ctx;
     g->n_slots = eft__decoder_slots(g->dec);
     g->max_tokens = eft__decoder_max_tokens(g->dec);
+    if (p.profile && !eft__decoder_profile_enable(g->dec, true)) {
+        st = eft__fail(&err, EFT_ERR_OUT_OF_MEMORY, "out of memory for the profile");
+        goto fail;
+    }
     if (g->n_slots < 1 || g->max_tokens < 1 || g->V < 1 || g->ctx_len < 2) {
         st = eft__fail(&err, EFT_ERR_INTERNAL, "decoder reports %d slots, %d tokens per call, %lld logits, ctx %d",
                        g->n_slots, g->max_tokens, (long long)g->V, g->ctx_len);
@@ -919,6 +923,20 @@ eft_status eft_generator_generate(eft_generator *g, const char *text, const eft_
     }
     *out = c.buf;
     return EFT_OK;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * The per-op profile (eft_generator_params.profile)
+ * ------------------------------------------------------------------------------------------- */
+
+int eft_generator_profile(const eft_generator *g, eft_op_time *out, int max) {
+    if (!g || !g->dec || max < 0 || (max > 0 && !out)) return 0;
+    return eft__decoder_profile(g->dec, out, max);
+}
+
+void eft_generator_profile_reset(eft_generator *g) {
+    /* On (the profile exists): zeroed; off: stays off. */
+    if (g && g->dec && eft__decoder_profile(g->dec, NULL, 0) > 0) (void)eft__decoder_profile_enable(g->dec, true);
 }
 
 /* ---------------------------------------------------------------------------------------------

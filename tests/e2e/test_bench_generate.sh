@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test_bench_generate.sh EFT SOURCE_DIR — `eft bench generate` end to end on the fixture Llama:
 # the table has a row per weight type with positive prefill and decode figures, --median says it
-# quotes median steps, --kv-dtype and --act-dtype are named in the header, --rounds with a stand-in peer (fixed figures) gives medians and each
+# quotes median steps, --kv-dtype and --act-dtype are named in the header, --profile breaks the
+# decode steps down by operation, --rounds with a stand-in peer (fixed figures) gives medians and each
 # weight type's ratios to it, and bad flags are clean errors. No speed is asserted.
 set -u
 EFT=$1
@@ -39,6 +40,18 @@ if "$EFT" bench generate "$MODEL" --threads 2 --seconds 0.2 --prefill 8 --contex
   ok "kv-dtype f16, act-dtype int8: positive figures, named in the header"
 else
   bad "kv-dtype/act-dtype"; cat "$TMP/out" "$TMP/err"
+fi
+
+# --profile: after each decode measurement, where the steps went, by operation.
+if "$EFT" bench generate "$MODEL" --threads 2 --seconds 0.2 --prefill 8 --context 8 --decode 1,2 \
+    --weight-dtype keep --profile >"$TMP/out" 2>"$TMP/err" &&
+  row_positive "$TMP/out" keep && grep -q "^profile: keep, decode b=1, [0-9]* steps" "$TMP/out" &&
+  grep -q "^profile: keep, decode b=2, " "$TMP/out" &&
+  grep -Eq "^  matmul +output.logits +[0-9.]+ ms/step" "$TMP/out" &&
+  grep -Eq "^  cache_attention +attn +[0-9.]+ ms/step" "$TMP/out"; then
+  ok "profile: per batch size, products and attention named"
+else
+  bad "profile"; cat "$TMP/out" "$TMP/err"
 fi
 
 # A stand-in for bench/peer_generate.py: the same JSON lines, fixed figures.

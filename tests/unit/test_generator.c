@@ -790,6 +790,60 @@ static void test_out_of_memory(void) {
     printf("     (%ld allocations, %d injected failures refused cleanly)\n", total, failed);
 }
 
+/* The per-op profile: every op of the graph in order, each run once per forward pass (a group's
+ * time on its first op), the products taking time; a reset zeroes it; off by default. */
+static void test_profile(void) {
+    eft_generator_params gp = eft_generator_params_default();
+    gp.no_cache = true;
+    eft_generator *g = NULL;
+    CHECK_MSG(eft_generator_open(test_path("tests/fixtures/models/llama"), &gp, &g) == EFT_OK, "%s", eft_last_error());
+    if (!g) return;
+    CHECK_EQ_INT(eft_generator_profile(g, NULL, 0), 0); /* off */
+    eft_generator_close(g);
+    gp.profile = true;
+    gp.prefill_seq_len = 4;
+    g = NULL;
+    CHECK_MSG(eft_generator_open(test_path("tests/fixtures/models/llama"), &gp, &g) == EFT_OK, "%s", eft_last_error());
+    if (!g) return;
+    int n = eft_generator_profile(g, NULL, 0);
+    CHECK(n > 10);
+    eft_op_time *t = calloc((size_t)n + 1, sizeof *t);
+    CHECK(eft_generator_profile(g, t, n) == n);
+    for (int i = 0; i < n; i++) CHECK(t[i].op && t[i].name && t[i].calls == 0 && t[i].seconds == 0);
+    /* A 10-token prompt in chunks of 4 (3 passes) and 5 tokens (4 more passes). The ops from the
+     * gather of the rows asked for on run only where logits are: the last chunk and the 4. */
+    out o = {0};
+    eft_generate_params p = greedy_params(&o, 5);
+    uint64_t seq = 0;
+    const int32_t prompt[10] = {5, 6, 7, 8, 9, 10, 11, 12, 13, 14};
+    CHECK(eft_generator_submit(g, prompt, 10, &p, &seq) == EFT_OK);
+    run_all(g);
+    CHECK_EQ_INT(o.n_tokens, 5);
+    CHECK(eft_generator_profile(g, t, n) == n);
+    double matmul = 0;
+    int grouped = 0, passes = 7;
+    for (int i = 0; i < n; i++) {
+        if (!strcmp(t[i].op, "gather")) passes = 5;
+        CHECK_MSG(t[i].calls == (grouped > 0 ? 0 : passes), "op %d (%s %s): %ld calls", i, t[i].op, t[i].name,
+                  t[i].calls);
+        CHECK(t[i].seconds >= 0 && t[i].group >= 1);
+        if (!strcmp(t[i].op, "matmul")) matmul += t[i].seconds;
+        grouped = grouped > 0 ? grouped - 1 : t[i].group - 1;
+    }
+    CHECK(!strcmp(t[0].op, "embed") && !strcmp(t[n - 1].name, "output.logits") && passes == 5);
+    CHECK(matmul > 0);
+    /* Fewer entries than ops: as many as asked, and the count. */
+    t[2].calls = -5;
+    CHECK(eft_generator_profile(g, t, 2) == n && t[2].calls == -5);
+    eft_generator_profile_reset(g);
+    CHECK(eft_generator_profile(g, t, n) == n);
+    for (int i = 0; i < n; i++) CHECK(t[i].calls == 0 && t[i].seconds == 0);
+    CHECK_EQ_INT(eft_generator_profile(NULL, t, n), 0);
+    eft_generator_profile_reset(NULL);
+    free(t);
+    eft_generator_close(g);
+}
+
 int main(void) {
     RUN(test_open_errors);
     RUN(test_greedy_reference);
@@ -802,5 +856,6 @@ int main(void) {
     RUN(test_generate_text);
     RUN(test_generation_config);
     RUN(test_out_of_memory);
+    RUN(test_profile);
     return test_summary();
 }
