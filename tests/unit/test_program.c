@@ -508,6 +508,19 @@ static eft__program *rewrite_header(const eft__program *pg, const char *path, co
     return np;
 }
 
+/* eft__encoder_load of p for 16 tokens, the encoder freed: its status, or EFT_ERR_INTERNAL for no
+ * program or for a refusal that still returned an encoder. */
+static eft_status load_16(const eft_model *m, const eft__program *p, eft__error *err) {
+    if (!p) return EFT_ERR_INTERNAL;
+    eft__encoder *le = NULL;
+    eft__encoder_params lp = eft__encoder_params_default();
+    lp.max_tokens = 16;
+    eft_status s = eft__encoder_load(m, p, &lp, &le, err);
+    if (s != EFT_OK && le) s = EFT_ERR_INTERNAL; /* refused, yet an encoder came back */
+    eft__encoder_free(le);
+    return s;
+}
+
 static void test_load_refusals(void) {
     const char *dir = copy_model("bert", "program_refuse");
     char model[4300], path[4300];
@@ -543,11 +556,8 @@ static void test_load_refusals(void) {
         eft__program_writer_free(w);
         eft__program *bp = NULL;
         CHECK(eft__program_open(bad, &bp, &err) == EFT_OK);
-        eft__encoder *le = NULL;
-        eft__encoder_params lp = eft__encoder_params_default();
-        lp.max_tokens = 16;
-        eft_status s = bp ? eft__encoder_load(m, bp, &lp, &le, &err) : EFT_ERR_INTERNAL;
-        CHECK_MSG(s == EFT_ERR_FORMAT && !le, "mode %d: %d %s", mode, (int)s, err.msg);
+        eft_status s = load_16(m, bp, &err);
+        CHECK_MSG(s == EFT_ERR_FORMAT, "mode %d: %d %s", mode, (int)s, err.msg);
         CHECK_CONTAINS(err.msg, victim->name);
         CHECK_CONTAINS(err.msg, mode == 0 ? "missing" : "bytes");
         eft__program_close(bp);
@@ -558,10 +568,7 @@ static void test_load_refusals(void) {
         json_t *h = json_loads(eft__program_header_text(pg), 0, NULL);
         json_object_set_new(h, "sgemm_panel_width", json_integer(2 * EFT__SGEMM_NR));
         eft__program *wp = rewrite_header(pg, path, ".wide", h);
-        eft__encoder *le = NULL;
-        eft__encoder_params lp = eft__encoder_params_default();
-        lp.max_tokens = 16;
-        CHECK(wp && eft__encoder_load(m, wp, &lp, &le, &err) == EFT_ERR_FORMAT && !le);
+        CHECK(load_16(m, wp, &err) == EFT_ERR_FORMAT);
         CHECK_CONTAINS(err.msg, "panels of 32");
         eft__program_close(wp);
     }
@@ -574,10 +581,7 @@ static void test_load_refusals(void) {
         CHECK(json_array_size(in) == 6);
         json_array_set_new(in, 3, json_integer(-1));
         eft__program *np = rewrite_header(pg, path, ".nopos", h);
-        eft__encoder *le = NULL;
-        eft__encoder_params lp = eft__encoder_params_default();
-        lp.max_tokens = 16;
-        CHECK(np && eft__encoder_load(m, np, &lp, &le, &err) == EFT_ERR_FORMAT && !le);
+        CHECK(load_16(m, np, &err) == EFT_ERR_FORMAT);
         CHECK_CONTAINS(err.msg, "must embed");
         eft__program_close(np);
     }
