@@ -124,12 +124,12 @@ static void print_profile(eft_generator *g, const char *wname, int b, int steps,
     int nr = 0;
     double total = 0;
     for (int i = 0; i < n; i++) {
+        if (ops[i].calls == 0) continue; /* not run, or timed with its group's first op */
         char key[96];
         int len = snprintf(key, sizeof key, "%-16s %s", ops[i].op, role_of(ops[i].name));
         /* A group's time is on its first op: name the others with it. */
         for (int k = 1; k < ops[i].group && i + k < n && len > 0 && len < (int)sizeof key; k++)
             len += snprintf(key + len, sizeof key - (size_t)len, "+%s", role_of(ops[i + k].name));
-        if (ops[i].calls == 0) continue;
         int r = 0;
         while (r < nr && strcmp(rows[r].key, key)) r++;
         if (r == nr) snprintf(rows[nr++].key, sizeof rows[0].key, "%s", key);
